@@ -1,0 +1,34 @@
+# make run    set up .venv if missing, then start the agent (today: the representation demo)
+# make test   set up .venv if missing, then run the whole test suite
+# make bench  set up .venv if missing, then run every benchmark into bench/results/
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch is installed first and pinned so that a machine with a local CPU wheel uses it; elsewhere pip
+# takes the same version from the index (the CUDA build on Linux). Both work.
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= ros,train,dev
+STAMP := $(VENV)/.installed-$(shell echo "$(EXTRAS)" | tr , -)
+
+.PHONY: setup run test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+run: $(STAMP)
+	$(VENV)/bin/motion-agent demo --out out/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -rs
+
+bench: $(STAMP)
+	@set -e; for b in $(sort $(wildcard bench/bench_*.py)); do echo "== $$b"; $(PY) $$b; done
+
+clean:
+	rm -rf $(VENV) build install log out *.egg-info

@@ -1,0 +1,1 @@
+"""rclpy nodes: thin adapters from ROS 2 topics to `motion_agent.agent.MotionAgent`."""

