@@ -68,6 +68,7 @@ setup(
     entry_points={
         "console_scripts": [
             "motion-agent = motion_agent.cli:main",
+            "motion-agent-bundle = motion_agent.bundle_cli:main",
         ],
     },
 )

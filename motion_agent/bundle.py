@@ -52,6 +52,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tarfile
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -59,7 +60,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import total_ordering
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 from cryptography.exceptions import InvalidSignature
@@ -240,20 +241,21 @@ class Manifest:
         try:
             return from_mapping(cls, mapping, where="manifest")
         except (ConfigError, ValueError, TypeError) as error:
-            raise BundleError(f"The manifest fails schema validation: {_clause(error)}.", "schema") from None
+            raise BundleError(f"The manifest fails schema validation: {clause(error)}.", "schema") from None
 
     @classmethod
     def from_yaml_bytes(cls, data: bytes) -> Manifest:
         try:
             mapping = yaml.safe_load(data.decode("utf-8"))
         except (UnicodeDecodeError, yaml.YAMLError) as error:
-            raise BundleError(f"The manifest is not valid YAML: {_clause(error)}.", "schema") from None
+            raise BundleError(f"The manifest is not valid YAML: {clause(error)}.", "schema") from None
         return cls.from_mapping(mapping)
 
 
-def _clause(error: BaseException) -> str:
+def clause(error: BaseException) -> str:
     """An exception's text squeezed onto one line, without a trailing period, to embed in a sentence."""
-    return " ".join(str(error).split()).rstrip(".")
+    text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return " ".join(text.split()).rstrip(".")
 
 
 def utc_now_iso() -> str:
@@ -274,7 +276,7 @@ def load_model_fingerprints(path: str | Path) -> tuple[str, str]:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise BundleError(f"Cannot read the model manifest {path}: {_clause(error)}.", "usage") from None
+        raise BundleError(f"Cannot read the model manifest {path}: {clause(error)}.", "usage") from None
     if not isinstance(data, dict):
         raise BundleError(f"The model manifest {path} does not hold a mapping.", "usage")
     found = []
@@ -566,10 +568,12 @@ class _Entry:
 @dataclass(frozen=True)
 class VerifiedBundle:
     """A bundle that passed every check; `root` holds its extracted files (an expert folder plus
-    manifest.yaml and manifest.sig). `key_id` is None only for an inspection without a keyring."""
+    manifest.yaml and manifest.sig). `signature_checked` is False only for an inspection without a
+    keyring, where `key_id` is merely the key the bundle claims to be signed with."""
 
     manifest: Manifest
-    key_id: str | None
+    key_id: str
+    signature_checked: bool
     root: Path
     archive_bytes: int
 
@@ -594,7 +598,7 @@ def _refuse_member(info: tarfile.TarInfo, seen: set[str], limits: BundleLimits) 
         raise BundleError(f"The archive entry {shown!r} clashes with a folder of the same name.", "unsafe-path")
 
 
-def _extract_entry(tar: tarfile.TarFile, info: tarfile.TarInfo, dest: Path, durable: bool) -> str:
+def _extract_entry(tar: tarfile.TarFile, info: tarfile.TarInfo, dest: Path) -> str:
     """Copy one regular entry to dest/<name> (never following or creating links); returns its sha256."""
     target = dest.joinpath(*info.name.split("/"))
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -611,57 +615,63 @@ def _extract_entry(tar: tarfile.TarFile, info: tarfile.TarInfo, dest: Path, dura
             remaining -= len(chunk)  # tarfile never returns more than the header's size
             digest.update(chunk)
             out.write(chunk)
-        if durable:
-            out.flush()
-            os.fsync(out.fileno())
     return digest.hexdigest()
 
 
-def _extract_all(bundle: Path, dest: Path, limits: BundleLimits, durable: bool) -> tuple[list[_Entry], int]:
-    """Steps 1-2: bounded, link-free extraction of an untrusted archive into the empty folder `dest`."""
+def _open_bundle(path: Path, limits: BundleLimits) -> tuple[BinaryIO, int]:
+    """Step 1: open the archive once (every later check reads this same handle) and check its size
+    before anything is read."""
     try:
-        archive_bytes = bundle.stat().st_size
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not hang the reader
     except OSError as error:
-        raise BundleError(f"Cannot read the bundle {bundle}: {error.strerror}.", "io") from None
-    if not bundle.is_file():
-        raise BundleError(f"The bundle {bundle} is not a regular file.", "io")
-    if archive_bytes > limits.max_archive_bytes:
+        raise BundleError(f"Cannot read the bundle {path}: {clause(error)}.", "io") from None
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(fd)
+        raise BundleError(f"The bundle {path} is not a regular file.", "io")
+    if status.st_size > limits.max_archive_bytes:
+        os.close(fd)
         raise BundleError(
-            f"The bundle is {archive_bytes} bytes, over the limit of {limits.max_archive_bytes} bytes.", "too-large"
+            f"The bundle is {status.st_size} bytes, over the limit of {limits.max_archive_bytes} bytes.", "too-large"
         )
+    return os.fdopen(fd, "rb"), status.st_size
+
+
+def _extract_all(raw: BinaryIO, archive_bytes: int, dest: Path, limits: BundleLimits) -> list[_Entry]:
+    """Step 2: bounded, link-free extraction of an untrusted archive into the empty folder `dest`."""
     entries: list[_Entry] = []
     seen: set[str] = set()
     total = 0
-    with open(bundle, "rb") as raw:
-        try:
-            # "r:" reads uncompressed tar only: no decompression, so no decompression bomb.
-            with tarfile.open(fileobj=raw, mode="r:") as tar:
-                for info in tar:
-                    if len(entries) >= limits.max_entries:
-                        raise BundleError(f"The archive has more than {limits.max_entries} entries.", "too-large")
-                    _refuse_member(info, seen, limits)
-                    total += info.size
-                    if total > limits.max_archive_bytes:
-                        raise BundleError(
-                            f"The archive's entries add up to more than the limit of {limits.max_archive_bytes} bytes.",
-                            "too-large",
-                        )
-                    seen.add(info.name)
-                    entries.append(_Entry(info.name, info.size, _extract_entry(tar, info, dest, durable), info.offset))
-                end = tar.offset
-        except (tarfile.TarError, EOFError):
-            if archive_bytes >= _BLOCK and raw.tell() <= _BLOCK and not entries:
-                raise BundleError(
-                    "The bundle is not an uncompressed tar archive, or its first header is damaged.", "corrupt"
-                ) from None
-            raise BundleError("The bundle archive is truncated (its data ends early).", "truncated") from None
-        except OSError as error:
-            raise BundleError(f"Cannot extract the bundle: {_clause(error.strerror or error)}.", "io") from None
-        _check_end(raw, end, archive_bytes)
-    return entries, archive_bytes
+    try:
+        # "r:" reads uncompressed tar only: no decompression, so no decompression bomb.
+        with tarfile.open(fileobj=raw, mode="r:") as tar:
+            for info in tar:
+                if len(entries) >= limits.max_entries:
+                    raise BundleError(f"The archive has more than {limits.max_entries} entries.", "too-large")
+                _refuse_member(info, seen, limits)
+                total += info.size
+                if total > limits.max_archive_bytes:
+                    raise BundleError(
+                        f"The archive's entries add up to more than the limit of {limits.max_archive_bytes} bytes.",
+                        "too-large",
+                    )
+                seen.add(info.name)
+                entries.append(_Entry(info.name, info.size, _extract_entry(tar, info, dest), info.offset))
+            end = tar.offset
+    except (tarfile.TarError, EOFError, ValueError, OverflowError):
+        # tarfile reports damaged headers with its own errors, and occasionally with plain ones.
+        if archive_bytes >= _BLOCK and raw.tell() <= _BLOCK and not entries:
+            raise BundleError(
+                "The bundle is not an uncompressed tar archive, or its first header is damaged.", "corrupt"
+            ) from None
+        raise BundleError("The bundle archive is truncated (its data ends early).", "truncated") from None
+    except OSError as error:
+        raise BundleError(f"Cannot extract the bundle: {clause(error)}.", "io") from None
+    _check_end(raw, end, archive_bytes)
+    return entries
 
 
-def _check_end(raw: Any, end: int, archive_bytes: int) -> None:
+def _check_end(raw: BinaryIO, end: int, archive_bytes: int) -> None:
     """Where the tar reader stopped there must be an intact, all-zero end-of-archive marker.
 
     A tar reader stops quietly at a damaged header or a short file, so this is where truncation and
@@ -702,23 +712,25 @@ def _check_files(entries: list[_Entry], manifest: Manifest) -> None:
         raise BundleError(f"The bundle holds the file {extra[0]}, which its manifest does not list.", "extra-file")
 
 
-def _check_layout(raw_path: Path, entries: list[_Entry], archive_bytes: int) -> None:
+def _check_layout(raw: BinaryIO, entries: list[_Entry], archive_bytes: int) -> None:
     """Step 6: member order, headers, padding and length exactly as write_archive writes them."""
     names = tuple(entry.name for entry in entries)
     if names != ARCHIVE_ORDER:
         raise BundleError("The archive members are not in the canonical bundle order.", "layout")
     offset = 0
-    with open(raw_path, "rb") as raw:
-        for entry in entries:
-            raw.seek(offset)
-            if entry.offset != offset or raw.read(_BLOCK) != ustar_header(entry.name, entry.size):
-                raise BundleError(f"The archive header of {entry.name} is not in the canonical bundle form.", "layout")
-            raw.seek(offset + _BLOCK + entry.size)
-            if raw.read(_padding(entry.size, _BLOCK)).count(0) != _padding(entry.size, _BLOCK):
-                raise BundleError(f"The padding after {entry.name} in the archive is not zero.", "layout")
-            offset += _BLOCK + entry.size + _padding(entry.size, _BLOCK)
-    if archive_bytes != canonical_archive_size(entry.size for entry in entries):
-        raise BundleError("The archive length differs from the canonical bundle length.", "layout")
+    for entry in entries:
+        raw.seek(offset)
+        if entry.offset != offset or raw.read(_BLOCK) != ustar_header(entry.name, entry.size):
+            raise BundleError(f"The archive header of {entry.name} is not in the canonical bundle form.", "layout")
+        raw.seek(offset + _BLOCK + entry.size)
+        if raw.read(_padding(entry.size, _BLOCK)).count(0) != _padding(entry.size, _BLOCK):
+            raise BundleError(f"The padding after {entry.name} in the archive is not zero.", "layout")
+        offset += _BLOCK + entry.size + _padding(entry.size, _BLOCK)
+    expected = canonical_archive_size(entry.size for entry in entries)
+    if archive_bytes < expected:
+        raise BundleError(f"The bundle archive is truncated ({expected - archive_bytes} bytes short).", "truncated")
+    if archive_bytes > expected:
+        raise BundleError(f"The bundle archive has {archive_bytes - expected} bytes after its end.", "layout")
 
 
 def _read_json_object(path: Path, label: str, limits: BundleLimits) -> dict[str, Any]:
@@ -790,8 +802,8 @@ def check_compatibility(manifest: Manifest, backbone_fingerprint: str | None, to
     ):
         if expected is not None and check_fingerprint(expected, what) != actual:
             raise BundleError(
-                f"The expert was trained against {what} fingerprint {actual[:16]}..., but this robot's {what} "
-                f"fingerprint is {expected[:16]}....",
+                f"The expert was trained against {what} fingerprint {actual}, but this robot's {what} "
+                f"fingerprint is {expected}.",
                 f"{what}-mismatch",
             )
 
@@ -804,38 +816,43 @@ def extract_verified(
     backbone_fingerprint: str | None = None,
     tokenizer_fingerprint: str | None = None,
     limits: BundleLimits = DEFAULT_LIMITS,
-    durable: bool = False,
 ) -> VerifiedBundle:
     """Extract a bundle into `dest` (created; must not exist) and run every check on it.
 
     On any refusal `dest` is removed again. `keyring=None` skips only the signature (for inspecting
     a bundle on a machine without the keyring); everything that installs must pass a keyring.
-    `durable` fsyncs every extracted file, for callers that will rename `dest` into a store.
+    Nothing is fsynced here: a caller that keeps the files makes them durable itself.
     """
     bundle, dest = Path(bundle_path), Path(dest)
-    dest.mkdir(mode=0o755)  # outside the cleanup below: a folder that was already there is not ours
-    try:
-        entries, archive_bytes = _extract_all(bundle, dest, limits, durable)
-        by_name = {entry.name: entry for entry in entries}
-        for required, limit in ((MANIFEST_NAME, limits.max_manifest_bytes), (SIGNATURE_NAME, limits.max_signature_bytes)):
-            if required not in by_name:
-                raise BundleError(f"The bundle has no {required}.", "missing-file")
-            if by_name[required].size > limit:
-                raise BundleError(f"The bundle's {required} is over the limit of {limit} bytes.", "too-large")
-        manifest_bytes = (dest / MANIFEST_NAME).read_bytes()
-        signature_file = (dest / SIGNATURE_NAME).read_bytes()
-        signer = check_signature(manifest_bytes, signature_file, keyring) if keyring is not None else None
-        if keyring is None:
-            parse_signature(signature_file)
-        manifest = Manifest.from_yaml_bytes(manifest_bytes)
-        _check_files(entries, manifest)
-        _check_layout(bundle, entries, archive_bytes)
-        _check_contents(dest, manifest, limits)
-        check_compatibility(manifest, backbone_fingerprint, tokenizer_fingerprint)
-        return VerifiedBundle(manifest, signer, dest, archive_bytes)
-    except BaseException:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise
+    raw, archive_bytes = _open_bundle(bundle, limits)
+    with raw:
+        dest.mkdir(mode=0o755)  # outside the cleanup below: a folder that was already there is not ours
+        try:
+            entries = _extract_all(raw, archive_bytes, dest, limits)
+            by_name = {entry.name: entry for entry in entries}
+            for required, limit in (
+                (MANIFEST_NAME, limits.max_manifest_bytes),
+                (SIGNATURE_NAME, limits.max_signature_bytes),
+            ):
+                if required not in by_name:
+                    raise BundleError(f"The bundle has no {required}.", "missing-file")
+                if by_name[required].size > limit:
+                    raise BundleError(f"The bundle's {required} is over the limit of {limit} bytes.", "too-large")
+            manifest_bytes = (dest / MANIFEST_NAME).read_bytes()
+            signature_file = (dest / SIGNATURE_NAME).read_bytes()
+            if keyring is not None:
+                signer = check_signature(manifest_bytes, signature_file, keyring)
+            else:
+                signer, _ = parse_signature(signature_file)
+            manifest = Manifest.from_yaml_bytes(manifest_bytes)
+            _check_files(entries, manifest)
+            _check_layout(raw, entries, archive_bytes)
+            _check_contents(dest, manifest, limits)
+            check_compatibility(manifest, backbone_fingerprint, tokenizer_fingerprint)
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+    return VerifiedBundle(manifest, signer, keyring is not None, dest, archive_bytes)
 
 
 def verify_bundle(

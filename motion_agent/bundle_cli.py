@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from motion_agent.bundle import (
@@ -99,7 +100,7 @@ def _describe(bundle: VerifiedBundle, path: str) -> dict:
         "bundle": path,
         "bundle_bytes": bundle.archive_bytes,
         "signed_by": bundle.key_id,
-        "signature_checked": bundle.key_id is not None,
+        "signature_checked": bundle.signature_checked,
         **manifest.to_mapping(),
         "eval": read_eval_figures(bundle.root),
     }
@@ -108,8 +109,8 @@ def _describe(bundle: VerifiedBundle, path: str) -> dict:
 def _print_description(info: dict) -> None:
     adapter = info["adapter_config"]
     targets = adapter.get("target_modules")
-    signature = (
-        f"key {info['signed_by']} (verified)" if info["signature_checked"] else "not checked (no --keyring given)"
+    signature = f"key {info['signed_by']} " + (
+        "(verified)" if info["signature_checked"] else "(claimed, not checked: no --keyring given)"
     )
     rows = [
         ("bundle", f"{info['bundle']} ({info['bundle_bytes']} bytes)"),
@@ -130,8 +131,6 @@ def _print_description(info: dict) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    import tempfile
-
     keyring = load_keyring(args.keyring) if args.keyring else None
     with tempfile.TemporaryDirectory(prefix="bundle-inspect-") as work:
         bundle = extract_verified(args.bundle, Path(work) / "expert", keyring, limits=_limits(args))
@@ -144,8 +143,6 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    import tempfile
-
     backbone, tokenizer = _fingerprints(args, required=False)
     with tempfile.TemporaryDirectory(prefix="bundle-verify-") as work:
         bundle = extract_verified(
@@ -292,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Show what a bundle holds",
         "Checks the archive, manifest, digests and layout; the signature too when --keyring is given.",
     )
-    inspect.add_argument("bundle", metavar="BUNDLE")
+    inspect.add_argument("bundle", metavar="BUNDLE", help="the bundle file (a tar archive made by pack)")
     inspect.add_argument("--keyring", metavar="DIR", help="folder of trusted *.pub keys, to check the signature")
     inspect.add_argument("--json", action="store_true", help="print the description as JSON")
     _add_max_bytes(inspect)
@@ -304,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Runs every check an install runs: size limit, archive safety, signature by a keyring key, manifest "
         "schema, file digests, and the fingerprints when given.",
     )
-    verify.add_argument("bundle", metavar="BUNDLE")
+    verify.add_argument("bundle", metavar="BUNDLE", help="the bundle file (a tar archive made by pack)")
     verify.add_argument("--keyring", required=True, metavar="DIR", help="folder of trusted *.pub keys")
     _add_fingerprint_options(verify, "Optional: also refuse a bundle trained against other fingerprints.")
     _add_max_bytes(verify)
@@ -316,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         "The install is atomic: a refusal or a crash leaves the previously installed experts active and "
         "intact. Versions older than the active one are refused unless --force.",
     )
-    install.add_argument("bundle", metavar="BUNDLE")
+    install.add_argument("bundle", metavar="BUNDLE", help="the bundle file (a tar archive made by pack)")
     install.add_argument("--store", required=True, metavar="DIR", help="the robot's expert store folder")
     install.add_argument("--keyring", required=True, metavar="DIR", help="folder of trusted *.pub keys")
     install.add_argument("--force", action="store_true", help="allow installing a version older than the active one")

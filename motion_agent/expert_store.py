@@ -22,8 +22,8 @@ index.json::
 `previous` is newest first and holds at most `StoreConfig.keep_previous` versions.
 
 Install protocol (each step is durable before the next starts):
-  1. extract and verify the bundle into staging/<work>/expert, fsyncing every file;
-  2. fsync its folders and rename it to versions/<expert>/<version>, fsync the parent;
+  1. extract and verify the bundle into staging/<work>/expert;
+  2. fsync its files and folders, rename it to versions/<expert>/<version>, fsync the parent;
   3. write index.json.tmp, fsync it, os.replace it over index.json, fsync the store folder --
      the commit point: before it the old version is active, after it the new one;
   4. prune: version folders the index no longer names are moved into staging and deleted.
@@ -39,12 +39,11 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from motion_agent.bundle import (
@@ -55,6 +54,7 @@ from motion_agent.bundle import (
     Keyring,
     Manifest,
     SemVer,
+    clause,
     extract_verified,
     load_keyring,
     sha256_file,
@@ -85,7 +85,7 @@ class StoreConfig:
     """How many previous versions each expert keeps for rollback, and the bundle limits."""
 
     keep_previous: int = 2
-    limits: BundleLimits = field(default_factory=lambda: DEFAULT_LIMITS)
+    limits: BundleLimits = DEFAULT_LIMITS
 
     def __post_init__(self) -> None:
         if self.keep_previous < 0:
@@ -122,9 +122,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_tree_dirs(root: Path) -> None:
-    """fsync every folder under root (files were fsynced as they were written)."""
-    for folder, _, _ in os.walk(root, topdown=False):
+def _fsync_tree(root: Path) -> None:
+    """fsync every file and folder under root, children before their folder."""
+    for folder, _, files in os.walk(root, topdown=False):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         _fsync_dir(Path(folder))
 
 
@@ -152,7 +158,7 @@ class ExpertStore:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as error:
-            raise BundleError(f"The store index {self.index_path} is unreadable: {error}.", "store") from None
+            raise BundleError(f"The store index {self.index_path} is unreadable: {clause(error)}.", "store") from None
         try:
             if data["format"] != INDEX_FORMAT:
                 raise ValueError(f"format {data['format']} is not {INDEX_FORMAT}")
@@ -161,7 +167,7 @@ class ExpertStore:
                 for name, entry in data["experts"].items()
             }
         except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise BundleError(f"The store index {self.index_path} is malformed ({error}).", "store") from None
+            raise BundleError(f"The store index {self.index_path} is malformed ({clause(error)}).", "store") from None
 
     def active_experts(self) -> dict[str, Path]:
         """Folder of the active version of each expert: what the runtime loads. Reads the index only."""
@@ -180,7 +186,7 @@ class ExpertStore:
                 try:
                     manifest = self.manifest(name, version)
                 except (OSError, BundleError) as error:
-                    problems.append(f"{name} {version}: the manifest cannot be read ({error}).")
+                    problems.append(f"{name} {version}: the manifest cannot be read ({clause(error)}).")
                     continue
                 if (manifest.name, manifest.version) != (name, version):
                     problems.append(f"{name} {version}: the folder holds {manifest.name} {manifest.version}.")
@@ -307,7 +313,6 @@ class ExpertStore:
                     backbone_fingerprint=backbone_fingerprint,
                     tokenizer_fingerprint=tokenizer_fingerprint,
                     limits=self.config.limits,
-                    durable=True,
                 )
                 _checkpoint("verified")
                 manifest = verified.manifest
@@ -322,7 +327,7 @@ class ExpertStore:
                             "version-conflict",
                         )
                 else:
-                    _fsync_tree_dirs(verified.root)
+                    _fsync_tree(verified.root)
                     _checkpoint("staged")
                     target.parent.mkdir(exist_ok=True)
                     _fsync_dir(target.parent.parent)

@@ -1,0 +1,69 @@
+"""What every benchmark result records besides its figures: the commit, the machine and the time.
+
+A figure without the code version and hardware it was measured on cannot be compared later, so
+every benchmark writes its result through `write_result`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+
+def git_commit() -> str:
+    """The checked-out commit, or "uncommitted" when there is none (or no git)."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "uncommitted"
+    return result.stdout.strip() or "uncommitted"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, object]:
+    """CPU model, usable cores, and the library versions that shape the figures."""
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = "not installed"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": _cpu_model(),
+        "cores": cores,
+        "torch": torch_version,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def write_result(name: str, figures: dict) -> Path:
+    """Write bench/results/<name>.json: the figures plus commit, machine and creation time."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    record = {
+        **figures,
+        "commit": git_commit(),
+        "machine": machine_info(),
+        "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
