@@ -69,6 +69,7 @@ setup(
         "console_scripts": [
             "motion-agent = motion_agent.cli:main",
             "motion-agent-bundle = motion_agent.bundle_cli:main",
+            "motion-agent-data = training.data_cli:main",
         ],
     },
 )
