@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 from common import machine_info, write_result  # noqa: E402  (bench/common.py, beside this file)
 
 from training.synth.corpus import CorpusConfig, write_corpus  # noqa: E402
-from training.tokenizer_cli import load_humanml3d  # noqa: E402
+from training.tokenizer_cli import FeatureSplits, load_humanml3d  # noqa: E402
 from training.tokenizer_eval import evaluate_tokenizer, format_summary  # noqa: E402
 from training.tokenizer_export import export_onnx, onnx_max_abs_diff  # noqa: E402
 from training.tokenizer_training import default_config_path, load_training_config, train_tokenizer  # noqa: E402
@@ -35,37 +35,19 @@ RESULT_NAME = "tokenizer"
 FPS = 20.0
 
 
-@dataclass
-class Corpus:
-    """Raw (T, 263) features: training, validation and held-out test motions, with the test names."""
-
-    train: list[np.ndarray]
-    val: list[np.ndarray]
-    test: list[np.ndarray]
-    test_names: list[str]
-    mean: np.ndarray | None = None  # the dataset's own normalisation, when it ships one
-    std: np.ndarray | None = None
-
-
 CORPUS_MOTIONS = 1200  # the procedural corpus the benchmark trains on; its test split is held out
 CORPUS_SEED = 0
 
 
-def procedural_corpus(motions: int = CORPUS_MOTIONS, seed: int = CORPUS_SEED, window: int = 64) -> Corpus:
+def procedural_corpus(motions: int = CORPUS_MOTIONS, seed: int = CORPUS_SEED, window: int = 64) -> FeatureSplits:
     """The project's procedural emotional corpus, generated into a temporary folder and read back."""
     folder = Path(tempfile.mkdtemp(prefix="tokenizer-corpus-"))
     write_corpus(folder, CorpusConfig(motions=motions, seed=seed))
-    return folder_corpus(folder, window)
-
-
-def folder_corpus(folder: str | Path, window: int) -> Corpus:
-    """A HumanML3D-layout folder: its train / val / test splits and its Mean / Std."""
-    data = load_humanml3d(folder, window)
-    return Corpus(data.train, data.val, data.test, data.test_ids, data.mean, data.std)
+    return load_humanml3d(folder, window)
 
 
 def run_benchmark(
-    data_source: Callable[[], Corpus] = procedural_corpus,
+    data_source: Callable[[], FeatureSplits] = procedural_corpus,
     steps: int | None = None,
     config_path: str | Path | None = None,
     work_dir: str | Path | None = None,
@@ -81,7 +63,7 @@ def run_benchmark(
             corpus.train, corpus.val, config.model, out, run.steps, run.batch_size, run.window, run.lr, run.seed,
             resume=False, options=config.options, mean=corpus.mean, std=corpus.std, progress=progress,
         )
-        figures = evaluate_tokenizer(result.tokenizer, corpus.test, out / "eval", corpus.test_names)
+        figures = evaluate_tokenizer(result.tokenizer, corpus.test, out / "eval", corpus.test_ids)
         export_onnx(result.tokenizer, result.folder)
         figures["onnx_max_abs_diff"] = onnx_max_abs_diff(result.tokenizer, result.folder, seed=run.seed)
     figures.update(
@@ -103,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, help="keep checkpoints and plots here (default: a temporary folder)")
     args = parser.parse_args(argv)
     config = load_training_config(args.config or default_config_path())
-    source = (lambda: folder_corpus(args.data, config.training.window)) if args.data else (lambda: procedural_corpus(window=config.training.window))
+    source = (lambda: load_humanml3d(args.data, config.training.window)) if args.data else (lambda: procedural_corpus(window=config.training.window))
     began = time.perf_counter()
     figures = run_benchmark(source, args.steps, args.config, args.work_dir)
     figures["wall_seconds"] = round(time.perf_counter() - began, 1)

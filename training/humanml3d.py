@@ -61,6 +61,16 @@ class DatasetError(ValueError):
     """A data folder that does not follow the HumanML3D layout; the message names the file."""
 
 
+def split_ids(ids: list[str], fractions: tuple[float, float, float], seed: list[int]) -> dict[str, list[str]]:
+    """Shuffle ids with `seed` and cut them into train / val / test by `fractions` (each sorted)."""
+    order = np.random.default_rng(seed).permutation(len(ids))
+    n_train = int(round(fractions[0] * len(ids)))
+    n_val = int(round(fractions[1] * len(ids)))
+    shuffled = [ids[i] for i in order]
+    return {"train": sorted(shuffled[:n_train]), "val": sorted(shuffled[n_train:n_train + n_val]),
+            "test": sorted(shuffled[n_train + n_val:])}
+
+
 def parse_text_line(line: str, where: str) -> tuple[Caption, float, float]:
     parts = line.strip().split("#")
     if len(parts) != 4:
@@ -80,21 +90,33 @@ class HumanML3D:
     def __init__(self, root: str | Path, config: ReaderConfig = ReaderConfig()) -> None:
         self.root = Path(root)
         self.config = config
-        for required in ("new_joint_vecs", "texts"):
-            if not (self.root / required).is_dir():
-                raise DatasetError(f"{self.root} has no {required}/ folder; is it a HumanML3D-layout folder?")
+        self._require_folder("new_joint_vecs")
         self.mean = self._load_array("Mean.npy")
         self.std = self._load_array("Std.npy")
+        if (self.std <= 0).any():
+            raise DatasetError(f"{self.root / 'Std.npy'} has non-positive entries")
         meta_path = self.root / "metadata.json"
         self.metadata: dict[str, dict[str, str]] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+
+    def _require_folder(self, name: str) -> None:
+        if not (self.root / name).is_dir():
+            raise DatasetError(f"{self.root} is not in HumanML3D layout: it has no {name}/ folder")
+
+    def _load_features(self, path: Path) -> np.ndarray:
+        features = np.load(path, allow_pickle=False)
+        if features.ndim != 2 or features.shape[1] != FEATURE_DIM:
+            raise DatasetError(f"{path} must have shape (frames, {FEATURE_DIM}), has {features.shape}")
+        if not np.isfinite(features).all():
+            raise DatasetError(f"{path} holds NaN or infinite values")
+        return features.astype(np.float32)
 
     def _load_array(self, name: str) -> np.ndarray:
         path = self.root / name
         if not path.is_file():
             raise DatasetError(f"{path} is missing")
         array = np.load(path, allow_pickle=False)
-        if array.shape != (FEATURE_DIM,):
-            raise DatasetError(f"{path} must hold {FEATURE_DIM} values, has shape {array.shape}")
+        if array.shape != (FEATURE_DIM,) or not np.isfinite(array).all():
+            raise DatasetError(f"{path} must hold {FEATURE_DIM} finite values, has shape {array.shape}")
         return array.astype(np.float32)
 
     def ids(self, split: str) -> list[str]:
@@ -103,8 +125,21 @@ class HumanML3D:
             raise DatasetError(f"{path} is missing (splits: {', '.join(SPLITS)})")
         return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
+    def features(self, split: str, min_frames: int) -> list[tuple[str, np.ndarray]]:
+        """(id, whole-motion features) of a split, for training a tokenizer: no captions needed, and
+        every motion of at least `min_frames` frames is kept, as T2M-GPT's tokenizer loader does."""
+        motions = []
+        for motion_id in self.ids(split):
+            path = self.root / "new_joint_vecs" / f"{motion_id}.npy"
+            if path.is_file():
+                features = self._load_features(path)
+                if len(features) >= min_frames:
+                    motions.append((motion_id, features))
+        return motions
+
     def clips(self, split: str | None = None, ids: list[str] | None = None) -> list[MotionClip]:
         """Every usable clip of a split (or of the given ids), HumanML3D's length rules applied."""
+        self._require_folder("texts")
         if ids is None:
             ids = self.ids(split or "train")
         clips: list[MotionClip] = []
@@ -117,9 +152,7 @@ class HumanML3D:
         text_path = self.root / "texts" / f"{motion_id}.txt"
         if not vec_path.is_file() or not text_path.is_file():
             return []  # HumanML3D's split files name a few motions that were never processed
-        features = np.load(vec_path, allow_pickle=False)
-        if features.ndim != 2 or features.shape[1] != FEATURE_DIM:
-            raise DatasetError(f"{vec_path} must have shape (frames, {FEATURE_DIM}), has {features.shape}")
+        features = self._load_features(vec_path)
         cfg = self.config
         meta = self.metadata.get(motion_id, {})
         whole: list[Caption] = []

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy.cluster.vq import kmeans2
 
-from training.humanml3d import HumanML3D
+from training.humanml3d import HumanML3D, split_ids
 
 KINDS = ("clusters", "unseen", "mixed")
 STOPWORDS = frozenset(
@@ -113,15 +113,6 @@ def _top_words(cluster_texts: list[str], all_texts: list[str], count: int) -> li
     return [w for w, _ in sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))[:count]]
 
 
-def split_task(ids: list[str], config: StreamConfig, task_index: int) -> dict[str, list[str]]:
-    order = np.random.default_rng([config.seed, 3, task_index]).permutation(len(ids))
-    n_train = int(round(config.split[0] * len(ids)))
-    n_val = int(round(config.split[1] * len(ids)))
-    shuffled = [ids[i] for i in order]
-    return {"train": sorted(shuffled[:n_train]), "val": sorted(shuffled[n_train:n_train + n_val]),
-            "test": sorted(shuffled[n_train + n_val:])}
-
-
 def write_stream(corpus_root: str | Path, out: str | Path, config: StreamConfig) -> dict:
     """Build the stream and write its split files (and the cluster report, PNG included)."""
     corpus = HumanML3D(corpus_root)
@@ -135,7 +126,7 @@ def write_stream(corpus_root: str | Path, out: str | Path, config: StreamConfig)
                "tasks": list(tasks), "sizes": {}}
     for index, (name, members) in enumerate(tasks.items()):
         (out / name).mkdir(parents=True, exist_ok=True)
-        splits = split_task(members, config, index)
+        splits = split_ids(members, config.split, [config.seed, 3, index])
         for split, ids in splits.items():
             (out / name / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
         summary["sizes"][name] = {split: len(ids) for split, ids in splits.items()}

@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from motion_agent.config import ConfigError
-from motion_agent.features import FEATURE_DIM
+from training.humanml3d import DatasetError, HumanML3D
 
 SPLITS = ("train", "val", "test")
-FEATURE_FOLDER = "new_joint_vecs"
 
 
 @dataclass
@@ -36,51 +35,23 @@ class FeatureSplits:
     val: list[np.ndarray]
     test: list[np.ndarray]
     test_ids: list[str]
-    mean: np.ndarray
-    std: np.ndarray
-
-
-def _read_array(path: Path, shape_tail: tuple[int, ...]) -> np.ndarray:
-    array = np.load(path, allow_pickle=False)
-    if array.shape[array.ndim - len(shape_tail):] != shape_tail or not np.isfinite(array).all():
-        expected = ", ".join(map(str, shape_tail))
-        raise ValueError(f"{path} must be finite with shape (..., {expected}), got {array.shape}")
-    return array.astype(np.float32)
+    mean: np.ndarray | None = None  # the dataset's own normalisation, when it ships one
+    std: np.ndarray | None = None
 
 
 def load_humanml3d(folder: str | Path, window: int) -> FeatureSplits:
-    """Features of every split; motions shorter than `window` frames are skipped (and counted)."""
-    folder = Path(folder)
-    for needed in (FEATURE_FOLDER, "Mean.npy", "Std.npy", "train.txt"):
-        if not (folder / needed).exists():
-            raise FileNotFoundError(f"{folder} is not in HumanML3D layout: {needed} is missing")
-    splits: dict[str, list[tuple[str, np.ndarray]]] = {}
-    for split in SPLITS:
-        listing = folder / f"{split}.txt"
-        ids = [line.strip() for line in listing.read_text().splitlines() if line.strip()] if listing.is_file() else []
-        motions, missing, short = [], 0, 0
-        for motion_id in ids:
-            path = folder / FEATURE_FOLDER / f"{motion_id}.npy"
-            if not path.is_file():
-                missing += 1
-                continue
-            features = _read_array(path, (FEATURE_DIM,))
-            if features.ndim != 2 or len(features) < window:
-                short += 1
-                continue
-            motions.append((motion_id, features))
-        if missing or short:
-            print(
-                f"{split}: {len(motions)} motions ({missing} listed but missing, "
-                f"{short} shorter than {window} frames)"
-            )
-        splits[split] = motions
-    mean, std = _read_array(folder / "Mean.npy", (FEATURE_DIM,)), _read_array(folder / "Std.npy", (FEATURE_DIM,))
-    if (std <= 0).any():
-        raise ValueError(f"{folder / 'Std.npy'} has non-positive entries")
+    """Features of every split through the project's HumanML3D reader; motions shorter than `window`
+    frames cannot fill a training window and are left out."""
+    data = HumanML3D(folder)
+    splits: dict[str, list[tuple[str, np.ndarray]]] = {split: [] for split in SPLITS}
+    for split in (s for s in SPLITS if (data.root / f"{s}.txt").is_file()):
+        splits[split] = data.features(split, window)
+        left_out = len(data.ids(split)) - len(splits[split])
+        if left_out:
+            print(f"{split}: {len(splits[split])} motions ({left_out} listed but missing or shorter than {window} frames)")
     return FeatureSplits(
         [f for _, f in splits["train"]], [f for _, f in splits["val"]], [f for _, f in splits["test"]],
-        [i for i, _ in splits["test"]], mean, std,
+        [i for i, _ in splits["test"]], data.mean, data.std,
     )
 
 
@@ -125,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             data.train, data.val, config.model, args.out, run.steps, run.batch_size, run.window, run.lr, run.seed,
             resume=not args.no_resume, options=config.options, mean=data.mean, std=data.std, progress=not args.quiet,
         )
-    except (ConfigError, ValueError, FileNotFoundError) as error:  # bad input, said in one line
+    except (ConfigError, DatasetError, ValueError, FileNotFoundError) as error:  # bad input, said in one line
         print(f"error: {error}", file=sys.stderr)
         return 2
     split = {"train": data.train, "val": data.val, "test": data.test}[args.eval_split]

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from motion_agent.features import FeatureConfig, joints_to_features, mean_std
 from motion_agent.skeleton import forward_kinematics
+from training.humanml3d import split_ids
 from training.synth import actions as A
 from training.synth.actions import ACTIONS, Take
 from training.synth.captions import captions, tokens
@@ -139,18 +140,6 @@ def motion_plan(config: CorpusConfig) -> list[tuple[str, str]]:
     return plan[: config.motions]
 
 
-def _split(ids: list[str], config: CorpusConfig) -> dict[str, list[str]]:
-    order = np.random.default_rng([config.seed, 1]).permutation(len(ids))
-    n_train = int(round(config.split[0] * len(ids)))
-    n_val = int(round(config.split[1] * len(ids)))
-    shuffled = [ids[i] for i in order]
-    return {
-        "train": sorted(shuffled[:n_train]),
-        "val": sorted(shuffled[n_train : n_train + n_val]),
-        "test": sorted(shuffled[n_train + n_val :]),
-    }
-
-
 def write_corpus(out: str | Path, config: CorpusConfig, features: FeatureConfig = FeatureConfig(),
                  progress: bool = True) -> Path:
     """Generate and write the whole corpus; returns the folder."""
@@ -172,7 +161,7 @@ def write_corpus(out: str | Path, config: CorpusConfig, features: FeatureConfig 
             action, emotion, rng, config.captions_per_motion, config.emotion_caption_rate)]
         (out / "texts" / f"{motion_id}.txt").write_text("\n".join(lines) + "\n")
         metadata[motion_id] = {"action": action, "scenario": ACTIONS[action].scenario, "emotion": emotion}
-    splits = _split(sorted(metadata), config)
+    splits = split_ids(sorted(metadata), config.split, [config.seed, 1])
     for name, ids in {**splits, "all": sorted(metadata)}.items():
         (out / f"{name}.txt").write_text("".join(f"{i}\n" for i in ids))
     mean, std = mean_std([vectors[i] for i in splits["train"] or sorted(vectors)], features)
