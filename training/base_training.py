@@ -1,0 +1,221 @@
+"""Base stage: teach a backbone the motion "language" in both directions.
+
+The motion tokens are added to the vocabulary; their embedding rows (peft `trainable_token_indices`) and
+one base LoRA are trained on text-to-motion and motion-to-text examples mixed in every batch, while the
+backbone stays frozen. What is written is small: the peft adapter folder (LoRA + token rows), a copy of
+the motion tokenizer, and `base.json` with the fingerprints (see motion_agent.base_model). The runtime
+merges the adapter into the backbone at load and freezes the result; experts are trained on top of it.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from motion_agent.backbone import load_backbone, weights_fingerprint
+from motion_agent.base_model import ADAPTER_DIR, SPEC_FILE, TOKENIZER_DIR, BaseModelSpec, base_fingerprint
+from motion_agent.config import config_dir, load_yaml
+from motion_agent.language_model import MotionVocabulary, add_motion_tokens, m2t_prompt, t2m_prompt
+from motion_agent.tokenizer import MotionTokenizer, folder_fingerprint
+from training.humanml3d import HumanML3D
+
+HISTORY_FILE = "history.json"
+IGNORE = -100  # label value the loss skips (prompt and padding positions)
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class BaseRunConfig:
+    steps: int = 1500
+    batch_size: int = 16
+    lr: float = 2e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    t2m_fraction: float = 0.5  # share of each batch that is text-to-motion; the rest is motion-to-text
+    seed: int = 0
+    log_every: int = 25
+    val_batches: int = 8
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("steps, batch_size and lr must be positive")
+        if not 0.0 <= self.t2m_fraction <= 1.0:
+            raise ValueError(f"t2m_fraction must be in [0, 1], got {self.t2m_fraction}")
+
+
+@dataclass(frozen=True)
+class BaseTrainingConfig:
+    backbone: str = "tiny"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    training: BaseRunConfig = field(default_factory=BaseRunConfig)
+
+
+def default_config_path() -> Path:
+    return config_dir() / "training" / "base.yaml"
+
+
+def load_base_config(path: str | Path | None = None) -> BaseTrainingConfig:
+    return load_yaml(BaseTrainingConfig, path or default_config_path())
+
+
+@dataclass
+class Example:
+    """One clip as the language model sees it: its motion codes and every caption."""
+
+    codes: np.ndarray
+    captions: list[str]
+
+
+def encode_clips(tokenizer: MotionTokenizer, corpus: HumanML3D, split: str) -> list[Example]:
+    """Motion codes of every clip of a split (trimmed to whole tokens)."""
+    examples = []
+    step = tokenizer.downsampling
+    with torch.no_grad():
+        for clip in corpus.clips(split):
+            frames = len(clip.features) // step * step
+            codes = tokenizer.encode(clip.features[None, :frames]).cpu().numpy().reshape(-1)
+            examples.append(Example(codes, [c.text for c in clip.captions]))
+    return examples
+
+
+def pair(example: Example, t2m: bool, vocabulary: MotionVocabulary, eos: str, rng: np.random.Generator) -> tuple[str, str]:
+    """(prompt, target) for one direction; the caption is drawn at random each time."""
+    caption = example.captions[rng.integers(len(example.captions))]
+    if t2m:
+        return t2m_prompt(caption), vocabulary.motion_text(example.codes)
+    return m2t_prompt(vocabulary, example.codes), caption + eos
+
+
+def collate(tokenizer, pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
+    """Right-padded input ids with the loss on the target part only."""
+    rows, labels = [], []
+    for prompt, target in pairs:
+        p = tokenizer(prompt, add_special_tokens=False).input_ids
+        t = tokenizer(target, add_special_tokens=False).input_ids
+        rows.append(p + t)
+        labels.append([IGNORE] * len(p) + t)
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id
+    return {
+        "input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
+        "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
+        "labels": torch.tensor([lab + [IGNORE] * (width - len(lab)) for lab in labels]),
+    }
+
+
+def sample_batch(examples, size, t2m_fraction, vocabulary, tokenizer, rng) -> dict[str, torch.Tensor]:
+    picks = rng.integers(len(examples), size=size)
+    directions = rng.random(size) < t2m_fraction
+    pairs = [pair(examples[i], bool(d), vocabulary, tokenizer.eos_token, rng) for i, d in zip(picks, directions)]
+    return collate(tokenizer, pairs)
+
+
+def learning_rate(step: int, run: BaseRunConfig) -> float:
+    """Linear warm-up, then cosine decay to a tenth."""
+    if step < run.warmup_steps:
+        return run.lr * (step + 1) / run.warmup_steps
+    progress = (step - run.warmup_steps) / max(1, run.steps - run.warmup_steps)
+    return run.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * progress)))
+
+
+@torch.no_grad()
+def validation_loss(model, examples, vocabulary, tokenizer, run: BaseRunConfig) -> dict[str, float]:
+    """Mean target-token loss per direction on fixed validation batches."""
+    model.eval()
+    figures = {}
+    for name, fraction in (("val_t2m_loss", 1.0), ("val_m2t_loss", 0.0)):
+        rng = np.random.default_rng(run.seed)
+        losses = [model(**sample_batch(examples, run.batch_size, fraction, vocabulary, tokenizer, rng)).loss.item()
+                  for _ in range(run.val_batches)]
+        figures[name] = float(np.mean(losses))
+    model.train()
+    return figures
+
+
+def peft_model(model, vocabulary: MotionVocabulary, lora: LoraSettings):
+    from peft import LoraConfig, get_peft_model
+
+    token_ids = list(vocabulary.code_ids) + [vocabulary.start_id, vocabulary.end_id]
+    config = LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules),
+        trainable_token_indices={"embed_tokens": token_ids}, task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def train_base(corpus_root: str | Path, tokenizer_dir: str | Path, out: str | Path,
+               config: BaseTrainingConfig = BaseTrainingConfig(), progress: bool = True) -> dict:
+    """Train and save a base model into `out`; returns the run's figures."""
+    from accelerate import Accelerator
+
+    out, run = Path(out), config.training
+    motion_tokenizer = MotionTokenizer.load(tokenizer_dir).eval()
+    corpus = HumanML3D(corpus_root)
+    train, val = encode_clips(motion_tokenizer, corpus, "train"), encode_clips(motion_tokenizer, corpus, "val")
+    if not train:
+        raise ValueError(f"{corpus_root} has no usable training clip")
+    torch.manual_seed(run.seed)
+    model, tokenizer = load_backbone(config.backbone)
+    backbone_hash = weights_fingerprint(model)
+    vocabulary = add_motion_tokens(model, tokenizer, motion_tokenizer.config.codebook_size)
+    model = peft_model(model, vocabulary, config.lora)
+    accelerator = Accelerator()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=run.lr,
+                                  weight_decay=run.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    rng = np.random.default_rng(run.seed + accelerator.process_index)
+    history = [{"step": 0, **validation_loss(model, val or train, vocabulary, tokenizer, run)}]
+    model.train()
+    began = time.perf_counter()
+    bar = tqdm(range(run.steps), desc=f"base ({config.backbone})", disable=not (progress and accelerator.is_main_process))
+    running = 0.0
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, run)
+        batch = sample_batch(train, run.batch_size, run.t2m_fraction, vocabulary, tokenizer, rng)
+        loss = model(**{k: v.to(accelerator.device) for k, v in batch.items()}).loss
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        if run.grad_clip > 0:
+            accelerator.clip_grad_norm_(model.parameters(), run.grad_clip)
+        optimizer.step()
+        running += loss.item()
+        if (step + 1) % run.log_every == 0 or step + 1 == run.steps:
+            count = step % run.log_every + 1
+            history.append({"step": step + 1, "lr": group["lr"], "loss": running / count})
+            bar.set_postfix(loss=f"{running / count:.3f}")
+            running = 0.0
+    seconds = time.perf_counter() - began
+    history.append({"step": run.steps, **validation_loss(model, val or train, vocabulary, tokenizer, run)})
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_base(accelerator.unwrap_model(model), Path(tokenizer_dir), out, config.backbone, backbone_hash,
+                  motion_tokenizer.config.codebook_size)
+        (out / HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n")
+    return {"train_seconds": round(seconds, 1), "train_clips": len(train), "val_clips": len(val),
+            **{k: v for k, v in history[-1].items() if k.startswith("val_")}, "config": asdict(config)}
+
+
+def save_base(model, tokenizer_dir: Path, out: Path, backbone: str, backbone_hash: str, codebook_size: int) -> None:
+    """Write adapter, tokenizer copy and spec; the spec last, so a folder without it is never loaded."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SPEC_FILE).unlink(missing_ok=True)
+    model.save_pretrained(out / ADAPTER_DIR, save_embedding_layers=False)  # the token rows travel on their own
+    shutil.copytree(tokenizer_dir, out / TOKENIZER_DIR, dirs_exist_ok=True)
+    spec = BaseModelSpec(backbone, codebook_size, backbone_hash, folder_fingerprint(out / TOKENIZER_DIR),
+                         base_fingerprint(backbone_hash, out))
+    spec.save(out)
