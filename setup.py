@@ -70,6 +70,8 @@ setup(
         "console_scripts": [
             "motion-agent = motion_agent.cli:main",
             "motion-agent-bundle = motion_agent.bundle_cli:main",
+            "motion-agent-node = motion_agent.nodes.motion_node:main",
+            "motion-agent-captioner = motion_agent.nodes.caption_node:main",
             "motion-agent-data = training.data_cli:main",
             "motion-agent-train = training.cli:main",
         ],

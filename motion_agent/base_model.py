@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from motion_agent.backbone import load_backbone, weights_fingerprint
 from motion_agent.language_model import GenerationConfig, MotionLanguageModel, add_motion_tokens
-from motion_agent.tokenizer import folder_fingerprint
+from motion_agent.config import load_yaml
+from motion_agent.tokenizer import CONFIG_FILE, TokenizerConfig, folder_fingerprint
 
 SPEC_FILE = "base.json"
 ADAPTER_DIR = "adapter"
@@ -76,10 +77,15 @@ def load_base_model(folder: str | Path, generation: GenerationConfig | None = No
     merged.requires_grad_(False)
     if base_fingerprint(spec.backbone_fingerprint, folder) != spec.fingerprint:
         raise BaseModelError(f"{folder}: adapter or tokenizer files differ from the ones the fingerprint names")
-    config = generation or GenerationConfig()
+    # One motion token covers the tokenizer's downsampling in frames, whatever the caller's config says.
+    config = replace(generation or GenerationConfig(), downsampling=_tokenizer_config(folder).downsampling)
     return MotionLanguageModel(merged.eval(), tokenizer, vocabulary, config, fingerprint=spec.fingerprint)
 
 
 def tokenizer_folder(folder: str | Path) -> Path:
     return Path(folder) / TOKENIZER_DIR
 
+
+
+def _tokenizer_config(folder: Path) -> TokenizerConfig:
+    return load_yaml(TokenizerConfig, tokenizer_folder(folder) / CONFIG_FILE)

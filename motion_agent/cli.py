@@ -1,7 +1,12 @@
 """`motion-agent`: the user-facing command on the robot side.
 
-Subcommands grow with the package; today `demo` runs a built-in motion through the whole motion
-representation (kinematics -> HumanML3D features -> joints -> BVH and previews).
+  demo    a built-in motion through the whole motion representation (kinematics -> HumanML3D
+          features -> joints -> BVH and previews); needs no model and serves nothing
+  launch  the agent's node set (motion_agent.node_set.NODE_SET) as child processes, for machines
+          without the ROS 2 launch tool
+  say     publish one request to a running agent, wait for its trajectory, write JSON + a preview PNG
+
+rclpy is imported inside `say` only (through motion_agent.nodes.say), so the package imports without ROS 2.
 """
 from __future__ import annotations
 
@@ -19,8 +24,8 @@ from motion_agent.export import ExportConfig, plot_stick_figures, write_bvh, wri
 from motion_agent.features import FeatureConfig, canonicalize, joints_to_features, recover_joints
 
 NOT_SERVING_NOTE = (
-    "Note: the ROS 2 agent nodes are not part of this build yet, so nothing is served; this command\n"
-    "writes demo motions through the motion representation instead."
+    "Note: `demo` only writes built-in motions through the motion representation; nothing is served.\n"
+    "Start the agent nodes with `motion-agent launch --base-model DIR`."
 )
 
 
@@ -53,6 +58,37 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _launch(args: argparse.Namespace) -> int:
+    from motion_agent.agent import load_agent_config
+    from motion_agent.nodes.launcher import launch, launch_parameters
+    from motion_agent.nodes.settings import load_node_config
+
+    # Check the YAML here, so a typo is one line from the launcher rather than one per node.
+    config = args.config or str(config_dir() / "agent.yaml")
+    agent, _ = load_agent_config(config), load_node_config(config)
+    if not (args.base_model or agent.base_model):
+        raise ConfigError(f"no base model: pass --base-model DIR or set agent.base_model in {config}")
+    if args.base_model and not Path(args.base_model).expanduser().is_dir():
+        raise FileNotFoundError(f"base model folder {args.base_model} does not exist")
+    return launch(launch_parameters(args.config, args.base_model, args.frame_id), say=lambda m: print(m, flush=True))
+
+
+def _say(args: argparse.Namespace) -> int:
+    from motion_agent.nodes.settings import load_node_config
+
+    node_config = load_node_config(args.config)  # topics; the default is the installed agent.yaml
+    try:
+        from motion_agent.nodes.say import SayError, say
+    except ImportError as error:
+        raise ConfigError(f"`say` needs ROS 2 (rclpy and the message packages): {error}") from error
+    try:
+        say(args.text, args.out, args.timeout, node_config)
+    except SayError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="motion-agent", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +103,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=float, default=3.0, help="length of each motion (default: %(default)s)")
     demo.add_argument("--config", default=str(config_dir() / "motion.yaml"), help="motion config YAML")
     demo.set_defaults(func=_demo)
+
+    launch = sub.add_parser(
+        "launch",
+        help="start the agent's ROS 2 nodes without the ROS 2 launch tool",
+        description="Start every node of motion_agent.node_set.NODE_SET as a child process "
+        "(python -m MODULE --ros-args -p config:=... -p base_model:=...), forward SIGINT/SIGTERM to them "
+        "and exit when they exit.",
+    )
+    launch.add_argument("--config", help="agent YAML (default: the package's config/agent.yaml)")
+    launch.add_argument("--base-model", help="base-model folder from `motion-agent-train base` (overrides the YAML)")
+    launch.add_argument("--frame-id", help="header frame of trajectories and markers (overrides the YAML)")
+    launch.set_defaults(func=_launch)
+
+    say = sub.add_parser(
+        "say",
+        help="publish a text request, wait for the motion, write its trajectory (JSON) and a preview PNG",
+        description="Publish TEXT on the agent's text_command topic, wait for the JointTrajectory it answers "
+        "with (and the request's diagnostic), and write OUT/trajectory.json and OUT/trajectory.png. Exits 1 "
+        "with one line when the agent refuses the request or nothing answers in time.",
+    )
+    say.add_argument("text", help="what the robot should do, e.g. \"wave happily for 3 seconds\"")
+    say.add_argument("--out", default="out/say", help="output folder (default: %(default)s)")
+    say.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the agent (default: %(default)s)")
+    say.add_argument("--config", help="agent YAML whose node section names the topics (default: the package's)")
+    say.set_defaults(func=_say)
     return parser
 
 

@@ -12,12 +12,24 @@ PACKAGE = "motion_agent"
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """One node process: its ROS name and the console script colcon installs in lib/motion_agent."""
+    """One node process: its ROS name, the console script colcon installs in lib/motion_agent, and the
+    module `python -m` runs (what `motion-agent launch` starts, so it needs no installed scripts)."""
 
     name: str
     executable: str
     description: str
+    module: str
 
 
-# The agent, captioner, speech and expert-manager nodes join this tuple as they are built.
-NODE_SET: tuple[NodeSpec, ...] = ()
+# Captioning runs inside the agent node by default (one model load per robot); the standalone
+# `motion_captioner` (console script motion-agent-captioner) is for running it in a process of its
+# own, with `node.caption: false` in the agent YAML. Speech and expert-manager nodes join as they are built.
+NODE_SET: tuple[NodeSpec, ...] = (
+    NodeSpec(
+        name="motion_agent",
+        executable="motion-agent-node",
+        description="text_command/speech_transcript -> motion/joint_trajectory, motion/markers, /diagnostics; "
+        "observed_pose -> caption",
+        module="motion_agent.nodes.motion_node",
+    ),
+)

@@ -4,3 +4,39 @@ import os
 
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+TINY_CODEBOOK = 32
+
+
+def build_tiny_base_model(root: Path) -> Path:
+    """A corpus, a small tokenizer and a briefly trained `tiny` base model under `root`; returns the
+    base-model folder (what `motion-agent-train base` writes). The recipe of test_language_model's
+    `base_dir`, cut further (40 motions, 20 tokenizer steps, 4 base steps): tests of the agent and its
+    nodes need the files and the plumbing, not a model that has learned anything. About 15 s on 2 cores."""
+    from motion_agent.tokenizer import TokenizerConfig
+    from training.base_training import BaseRunConfig, BaseTrainingConfig, train_base
+    from training.synth.corpus import CorpusConfig, write_corpus
+    from training.tokenizer_cli import load_humanml3d
+    from training.tokenizer_training import TrainingOptions, train_tokenizer
+
+    write_corpus(root / "corpus", CorpusConfig(motions=40, seed=0))
+    data = load_humanml3d(root / "corpus", 32)
+    train_tokenizer(
+        data.train, data.val, TokenizerConfig(codebook_size=TINY_CODEBOOK, code_dim=16, width=32, depth=1),
+        root / "tok", 20, 8, 32, 3e-3, 0, resume=False,
+        options=TrainingOptions(warmup_steps=5, checkpoint_every=1000, val_every=0),
+        mean=data.mean, std=data.std, progress=False,
+    )
+    config = BaseTrainingConfig(training=BaseRunConfig(steps=4, batch_size=4, log_every=4, val_batches=1))
+    train_base(root / "corpus", root / "tok" / "tokenizer", root / "base", config, progress=False)
+    return root / "base"
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(tmp_path_factory) -> Path:
+    """The folder of a tiny base model, built once per test session (see build_tiny_base_model)."""
+    return build_tiny_base_model(tmp_path_factory.mktemp("tiny_base"))

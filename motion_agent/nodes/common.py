@@ -1,0 +1,113 @@
+"""What the agent's node processes share: parameters, the model, diagnostics and the main loop."""
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+
+from motion_agent.agent import AgentConfig, MotionAgent
+from motion_agent.config import ConfigError
+from motion_agent.nodes.messages import diagnostic_array, diagnostic_status
+from motion_agent.nodes.settings import NodeConfig, default_config_path, resolve_settings
+
+
+@dataclass
+class Settings:
+    config_path: str
+    agent: AgentConfig
+    node: NodeConfig
+
+
+def read_settings(node: Node) -> Settings:
+    """Declare the parameters every agent node takes and resolve them against the agent YAML."""
+    try:
+        default = str(default_config_path())
+    except ConfigError:
+        default = ""
+    config = node.declare_parameter("config", default, ParameterDescriptor(
+        description="agent YAML (sections agent and node); default: the installed config/agent.yaml", read_only=True,
+    )).value or default
+    base_model = node.declare_parameter("base_model", "", ParameterDescriptor(
+        description="base-model folder from `motion-agent-train base`; overrides agent.base_model", read_only=True,
+    )).value
+    frame_id = node.declare_parameter("frame_id", "", ParameterDescriptor(
+        description="header frame of trajectories and markers; overrides node.frame_id", read_only=True,
+    )).value
+    agent, node_config = resolve_settings(config or None, base_model, frame_id)
+    return Settings(config, agent, node_config)
+
+
+class Diagnostics:
+    """One DiagnosticArray per event on the diagnostics topic; safe to call from worker threads."""
+
+    def __init__(self, node: Node, topic: str) -> None:
+        self.node = node
+        self.publisher = node.create_publisher(DiagnosticArray, topic, 10)
+        self.hardware_id = node.get_fully_qualified_name()
+        self._lock = threading.Lock()
+
+    def publish(self, name: str, level: str, message: str, values: dict[str, str], stamp=None) -> None:
+        stamp = stamp or self.node.get_clock().now().to_msg()
+        status = diagnostic_status(f"{self.node.get_name()}: {name}", self.hardware_id, level, message, values)
+        with self._lock:
+            self.publisher.publish(diagnostic_array(stamp, [status]))
+        logger = self.node.get_logger()  # one call site per severity: rclpy refuses mixing them
+        if level == "OK":
+            logger.info(f"{name}: {message}")
+        elif level == "WARN":
+            logger.warning(f"{name}: {message}")
+        else:
+            logger.error(f"{name}: {message}")
+
+
+def guarded(node: Node, callback: Callable) -> Callable:
+    """A subscription callback that logs an unexpected exception instead of ending the spin: the node
+    never dies on input."""
+
+    def call(*args):
+        try:
+            return callback(*args)
+        except Exception as error:
+            node.get_logger().error(f"{getattr(callback, '__name__', 'callback')} failed: "
+                                    f"{type(error).__name__}: {error}")
+
+    return call
+
+
+def load_agent(node: Node, config: AgentConfig) -> MotionAgent:
+    node.get_logger().info(f"loading base model {config.base_model} (decoder: {config.decoder_backend})")
+    agent = MotionAgent.from_config(config)
+    node.get_logger().info(f"model ready, fingerprint {agent.fingerprint[:12]}")
+    return agent
+
+
+def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
+    """rclpy main loop of one node process: exits 1 with one line on a startup error, 0 on SIGINT/SIGTERM."""
+    rclpy.init(args=args)
+    try:
+        node = factory()
+    except Exception as error:  # bad config or model folder: one clear line, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        close = getattr(node, "close", None)
+        if close:
+            close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,134 @@
+"""Conversions between the agent's arrays and standard ROS 2 messages (no custom interfaces)."""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point, PoseArray
+from rclpy.serialization import deserialize_message
+from std_msgs.msg import ColorRGBA, String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from visualization_msgs.msg import Marker, MarkerArray
+
+from motion_agent.nodes.core import key_frames
+from motion_agent.retarget import Trajectory
+
+LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN, "ERROR": DiagnosticStatus.ERROR}
+LEVEL_NAMES = {int.from_bytes(v, "little") if isinstance(v, bytes) else int(v): k for k, v in LEVELS.items()}
+
+
+def duration(seconds: float) -> Duration:
+    nanoseconds = int(round(float(seconds) * 1e9))
+    return Duration(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
+
+
+def seconds_of(stamp: Duration | Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def string_bytes(raw: bytes) -> bytes:
+    """The UTF-8 payload of a serialized std_msgs/String, undecoded.
+
+    rclpy replaces invalid UTF-8 by U+FFFD when it deserializes, which would let undecodable text
+    through as a request; reading the CDR string ourselves keeps the bytes so the agent can refuse it."""
+    if len(raw) >= 8:
+        order = "<" if raw[1] & 1 else ">"  # encapsulation id: odd = little endian (CDR_LE, CDR2_LE)
+        (length,) = struct.unpack(order + "I", raw[4:8])
+        if 1 <= length <= len(raw) - 8 and raw[8 + length - 1] == 0:
+            return raw[8 : 8 + length - 1]
+    return deserialize_message(raw, String).data.encode("utf-8")
+
+
+def trajectory_message(trajectory: Trajectory, stamp: Time, frame_id: str) -> JointTrajectory:
+    message = JointTrajectory()
+    message.header.stamp, message.header.frame_id = stamp, frame_id
+    message.joint_names = list(trajectory.joint_names)
+    for t, positions, velocities in zip(trajectory.times, trajectory.positions, trajectory.velocities):
+        message.points.append(JointTrajectoryPoint(
+            positions=positions.astype(float).tolist(), velocities=velocities.astype(float).tolist(),
+            time_from_start=duration(t),
+        ))
+    return message
+
+
+def trajectory_dict(message: JointTrajectory) -> dict:
+    """A JointTrajectory as JSON-ready data (what `motion-agent say` writes)."""
+    return {
+        "frame_id": message.header.frame_id,
+        "stamp": seconds_of(message.header.stamp),
+        "joint_names": list(message.joint_names),
+        "times": [seconds_of(p.time_from_start) for p in message.points],
+        "positions": [list(p.positions) for p in message.points],
+        "velocities": [list(p.velocities) for p in message.points],
+    }
+
+
+def skeleton_markers(joints: np.ndarray, stamp: Time, frame_id: str, frames: int, text: str = "",
+                     namespace: str = "motion_agent") -> MarkerArray:
+    """Key frames of a generated motion as LINE_LIST skeletons (REP-103 axes), replacing older ones."""
+    markers = [Marker(action=Marker.DELETEALL, ns=namespace)]
+    picks = key_frames(joints, frames)
+    for index, (frame, bones) in enumerate(picks):
+        marker = Marker(type=Marker.LINE_LIST, action=Marker.ADD, ns=namespace, id=index)
+        marker.header.stamp, marker.header.frame_id = stamp, frame_id
+        marker.pose.orientation.w = 1.0
+        marker.scale.x = 0.02
+        shade = index / max(len(picks) - 1, 1)
+        marker.color = ColorRGBA(r=0.2 + 0.8 * shade, g=0.5, b=1.0 - 0.8 * shade, a=1.0)
+        marker.points = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in bones.reshape(-1, 3)]
+        markers.append(marker)
+    if text and picks:
+        label = Marker(type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, ns=namespace, id=len(picks), text=text)
+        label.header.stamp, label.header.frame_id = stamp, frame_id
+        top = picks[0][1].reshape(-1, 3)
+        label.pose.position = Point(x=float(top[:, 0].mean()), y=float(top[:, 1].mean()), z=float(top[:, 2].max() + 0.3))
+        label.pose.orientation.w = 1.0
+        label.scale.z = 0.1
+        label.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+        markers.append(label)
+    return MarkerArray(markers=markers)
+
+
+def pose_points(message: PoseArray) -> np.ndarray:
+    """(N, 3) joint positions of a PoseArray, in message order."""
+    return np.array([[p.position.x, p.position.y, p.position.z] for p in message.poses], dtype=np.float64).reshape(-1, 3)
+
+
+def pose_array(points: np.ndarray, stamp: Time | None = None, frame_id: str = "") -> PoseArray:
+    """(N, 3) positions -> PoseArray (identity orientations): how tests and tools send observed poses."""
+    from geometry_msgs.msg import Pose
+
+    message = PoseArray()
+    if stamp is not None:
+        message.header.stamp = stamp
+    message.header.frame_id = frame_id
+    for x, y, z in np.asarray(points, dtype=np.float64).reshape(-1, 3):
+        pose = Pose()
+        pose.position.x, pose.position.y, pose.position.z = float(x), float(y), float(z)
+        pose.orientation.w = 1.0
+        message.poses.append(pose)
+    return message
+
+
+def diagnostic_status(name: str, hardware_id: str, level: str, message: str, values: dict[str, str]) -> DiagnosticStatus:
+    return DiagnosticStatus(
+        level=LEVELS[level], name=name, message=message[:500], hardware_id=hardware_id,
+        values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+    )
+
+
+def diagnostic_array(stamp: Time, statuses: list[DiagnosticStatus]) -> DiagnosticArray:
+    message = DiagnosticArray(status=statuses)
+    message.header.stamp = stamp
+    return message
+
+
+def level_name(status: DiagnosticStatus) -> str:
+    level = status.level
+    return LEVEL_NAMES.get(int.from_bytes(level, "little") if isinstance(level, bytes) else int(level), str(level))
+
+
+def status_values(status: DiagnosticStatus) -> dict[str, str]:
+    return {kv.key: kv.value for kv in status.values}

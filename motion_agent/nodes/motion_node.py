@@ -1,0 +1,125 @@
+"""`motion_agent`: text requests -> MotionAgent.generate -> JointTrajectory, markers and diagnostics.
+
+Subscribes std_msgs/String on `text_command` and `speech_transcript`. Each request is checked in the
+callback (empty, oversized, undecodable or word-less text is answered with an ERROR diagnostic and
+dropped) and then generated in a worker thread, so the executor keeps spinning. The latest request
+wins: a waiting request is dropped when a newer one arrives, and a motion that finishes after a newer
+request arrived is not published (both reported as WARN diagnostics).
+
+Publishes, for every generated motion, with one header stamp (which `motion-agent say` matches):
+  motion/joint_trajectory  trajectory_msgs/JointTrajectory (the robot's joints, positions + velocities)
+  motion/markers           visualization_msgs/MarkerArray (LINE_LIST skeletons of a few key frames)
+  /diagnostics             diagnostic_msgs/DiagnosticArray (request, expert, frames, latency per stage)
+and, unless `node.caption` is false, captions observed poses like motion_captioner (caption_node.py).
+
+Parameters: config (agent YAML), base_model (overrides agent.base_model), frame_id.
+Run: python -m motion_agent.nodes.motion_node --ros-args -p base_model:=DIR  (or motion-agent-node).
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass
+
+from rclpy.node import Node
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import MarkerArray
+
+from motion_agent.agent import MotionAgent, MotionResult, RequestError, check_text
+from motion_agent.nodes.caption_node import PoseCaptioner
+from motion_agent.nodes.common import Diagnostics, guarded, load_agent, read_settings, run_node
+from motion_agent.nodes.core import LatestWinsWorker, Outcome, generation_values, request_label
+from motion_agent.nodes.messages import skeleton_markers, string_bytes, trajectory_message
+
+NODE_NAME = "motion_agent"
+
+
+@dataclass
+class Request:
+    id: int
+    text: str
+    topic: str
+
+
+class MotionNode(Node):
+    def __init__(self, agent: MotionAgent | None = None, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.settings = read_settings(self)
+        config = self.settings.node
+        self.agent = agent or load_agent(self, self.settings.agent)
+        self.model_lock = threading.Lock()
+        self.diagnostics = Diagnostics(self, config.diagnostics_topic)
+        self.trajectory_publisher = self.create_publisher(JointTrajectory, config.trajectory_topic, 10)
+        self.marker_publisher = self.create_publisher(MarkerArray, config.markers_topic, 10)
+        self._ids = itertools.count(1)
+        self.worker: LatestWinsWorker[Request] = LatestWinsWorker(self._generate, self._report, "generate")
+        self.captioner = (
+            PoseCaptioner(self, self.agent, config, self.diagnostics, self.model_lock) if config.caption else None
+        )
+        # Raw subscriptions: rclpy would replace invalid UTF-8 silently; the agent refuses it instead.
+        self.text_subscriptions = [
+            self.create_subscription(
+                String, topic, guarded(self, lambda raw, topic=topic: self._on_text(raw, topic)), 10, raw=True)
+            for topic in config.text_topics
+        ]
+        self.get_logger().info(
+            f"serving {', '.join(config.text_topics)} -> {config.trajectory_topic}"
+            + (f"; captioning {config.pose_topic} -> {config.caption_topic}" if self.captioner else "")
+        )
+
+    def _on_text(self, raw: bytes, topic: str) -> None:
+        request_id = next(self._ids)
+        payload = b""
+        try:
+            payload = string_bytes(raw)
+            text = check_text(payload, self.agent.config.max_text_chars)
+        except Exception as error:  # RequestError, or a message that is not a String at all
+            self.diagnostics.publish(f"request {request_id}", "ERROR", f"refused: {error}", {
+                "request_id": str(request_id), "topic": topic, "request": request_label(payload),
+                "reason": str(error) if isinstance(error, RequestError) else f"unreadable message: {error}",
+            })
+            return
+        self.worker.submit(Request(request_id, text, topic))
+
+    def _generate(self, request: Request) -> MotionResult:
+        with self.model_lock:
+            return self.agent.generate(request.text)
+
+    def _report(self, outcome: Outcome[Request]) -> None:
+        request = outcome.job.item
+        values = {"request_id": str(request.id), "topic": request.topic, "request": request_label(request.text)}
+        name = f"request {request.id}"
+        if outcome.superseded:
+            newer = f" (request {outcome.newer.item.id})" if outcome.newer else ""
+            values["superseded_by"] = str(outcome.newer.item.id) if outcome.newer else ""
+            self.diagnostics.publish(name, "WARN", f"superseded: {outcome.superseded}{newer}", values)
+            return
+        if outcome.error is not None:
+            reason = str(outcome.error) if isinstance(outcome.error, RequestError) else (
+                f"generation failed: {type(outcome.error).__name__}: {outcome.error}")
+            self.diagnostics.publish(name, "ERROR", reason, {**values, "reason": reason})
+            return
+        result: MotionResult = outcome.result
+        stamp = self.get_clock().now().to_msg()
+        frame_id = self.settings.node.frame_id
+        self.trajectory_publisher.publish(trajectory_message(result.trajectory, stamp, frame_id))
+        self.marker_publisher.publish(
+            skeleton_markers(result.joints, stamp, frame_id, self.settings.node.marker_frames, request.text[:60]))
+        self.diagnostics.publish(
+            name, "OK", f"{result.seconds:.1f} s motion by expert {result.expert} for {request_label(request.text)!r}",
+            {**values, **generation_values(result, outcome.wait_ms)}, stamp=stamp,
+        )
+
+    def close(self) -> None:
+        self.worker.close()
+        if self.captioner:
+            self.captioner.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(MotionNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

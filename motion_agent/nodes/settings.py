@@ -1,0 +1,76 @@
+"""The `node` section of config/agent.yaml: topics and pose-window settings of the agent nodes.
+
+Plain Python (no rclpy), so `motion-agent say` and the tests read the same topic names as the nodes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from motion_agent.config import config_dir, load_yaml
+
+AGENT_YAML = "agent.yaml"
+POSE_AXES = ("smpl", "ros")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Topics, frames and the observed-pose window (section `node` of config/agent.yaml)."""
+
+    text_topics: tuple[str, ...] = ("text_command", "speech_transcript")  # std_msgs/String requests
+    trajectory_topic: str = "motion/joint_trajectory"  # trajectory_msgs/JointTrajectory
+    markers_topic: str = "motion/markers"  # visualization_msgs/MarkerArray
+    diagnostics_topic: str = "/diagnostics"  # diagnostic_msgs/DiagnosticArray
+    pose_topic: str = "observed_pose"  # geometry_msgs/PoseArray, 22 SMPL joints
+    caption_topic: str = "caption"  # std_msgs/String
+    frame_id: str = "base_link"  # header frame of trajectories and markers
+    caption: bool = True  # caption observed poses in the agent node (false: run motion-agent-captioner)
+    window_size: int = 60  # pose frames per caption (3 s at 20 Hz)
+    window_stride: int = 20  # new frames between captions (1 s at 20 Hz)
+    pose_axes: str = "smpl"  # smpl: +X left, +Y up, +Z forward; ros: x forward, y left, z up (REP 103)
+    marker_frames: int = 5  # key frames of a generated motion drawn as skeletons
+    queue_depth: int = 100  # subscription history, so a burst of poses is not dropped
+
+    def __post_init__(self) -> None:
+        if not self.text_topics:
+            raise ValueError("text_topics must name at least one topic")
+        if self.window_size < 2 or self.window_stride < 1:
+            raise ValueError(f"window_size ({self.window_size}) must be >= 2 and window_stride ({self.window_stride}) >= 1")
+        if self.pose_axes not in POSE_AXES:
+            raise ValueError(f"pose_axes {self.pose_axes!r} must be one of {', '.join(POSE_AXES)}")
+        if self.marker_frames < 1 or self.queue_depth < 1:
+            raise ValueError("marker_frames and queue_depth must be at least 1")
+
+
+def default_config_path() -> Path:
+    """The agent YAML shipped with the package (the source tree's or the installed share folder's)."""
+    return config_dir() / AGENT_YAML
+
+
+def load_node_config(path: str | Path | None = None) -> NodeConfig:
+    return load_yaml(NodeConfig, path or default_config_path(), section="node")
+
+
+def resolve_settings(config_path: str | Path | None = None, base_model: str = "", frame_id: str = ""):
+    """The agent and node configs a node runs with: the YAML's, with the node's parameter overrides.
+
+    Returns (AgentConfig, NodeConfig); raises ConfigError naming the problem."""
+    from dataclasses import replace
+
+    from motion_agent.agent import load_agent_config
+    from motion_agent.config import ConfigError
+
+    path = Path(config_path) if config_path else default_config_path()
+    agent, node = load_agent_config(path), load_node_config(path)
+    if base_model:
+        agent = replace(agent, base_model=base_model)
+    if agent.base_model:
+        agent = replace(agent, base_model=str(Path(agent.base_model).expanduser()))
+    if frame_id:
+        node = replace(node, frame_id=frame_id)
+    if not agent.min_caption_frames <= node.window_size <= agent.max_caption_frames:
+        raise ConfigError(
+            f"{path.name}: node.window_size {node.window_size} must lie within agent.min_caption_frames "
+            f"({agent.min_caption_frames}) and agent.max_caption_frames ({agent.max_caption_frames})"
+        )
+    return agent, node

@@ -1,0 +1,104 @@
+"""MotionAgent on a tiny base model: text -> joints -> robot trajectory, pose window -> caption, the
+checks that refuse bad requests before any model runs, determinism, and the ONNX decoder backend.
+No ROS here: this is everything the nodes do besides copying arrays into messages."""
+import shutil
+
+import numpy as np
+import pytest
+
+from motion_agent.agent import AgentConfig, MotionAgent, RequestError, load_agent_config
+from motion_agent.config import ConfigError, config_dir
+from motion_agent.demo import demo_motion
+from motion_agent.retarget import load_robot
+
+WALK = "a person walks forward for 2 seconds"
+
+
+@pytest.fixture(scope="module")
+def agent(tiny_base_model) -> MotionAgent:
+    return MotionAgent.from_config(AgentConfig(base_model=str(tiny_base_model)))
+
+
+@pytest.fixture(scope="module")
+def walk(agent):
+    return agent.generate(WALK)
+
+
+def test_shipped_agent_yaml_loads():
+    from motion_agent.nodes.settings import load_node_config
+
+    config = load_agent_config(config_dir() / "agent.yaml")
+    assert config.robot == "smpl_avatar" and config.decoder_backend == "torch"
+    node = load_node_config()
+    assert node.trajectory_topic == "motion/joint_trajectory" and "text_command" in node.text_topics
+
+
+def test_agent_yaml_refuses_unknown_keys_and_a_missing_model(tmp_path):
+    from motion_agent.nodes.settings import load_node_config
+
+    bad = tmp_path / "agent.yaml"
+    bad.write_text("agent:\n  base_model: ''\nnode:\n  window_sise: 40\n")
+    with pytest.raises(ConfigError, match="window_sise"):
+        load_node_config(bad)
+    with pytest.raises(ValueError, match="base_model"):
+        MotionAgent.from_config(load_agent_config(bad))
+
+
+def test_generate_follows_the_requested_duration_on_the_robot_joints(walk):
+    robot = load_robot("smpl_avatar")
+    assert len(walk.codes) == 10 and walk.joints.shape == (40, 22, 3)  # 2 s: 10 tokens x 4 frames
+    assert np.isfinite(walk.joints).all() and walk.expert == "base"
+    trajectory = walk.trajectory
+    assert trajectory.joint_names == [j.name for j in robot.joints]
+    assert trajectory.positions.shape == trajectory.velocities.shape == (len(trajectory.times), len(robot.joints))
+    assert trajectory.times[0] == 0 and np.all(np.diff(trajectory.times) > 0)
+    assert trajectory.times[-1] == pytest.approx(39 / 20, abs=1 / robot.fps)
+    assert {"language_model", "decode", "retarget"} <= set(walk.timings_ms)
+
+
+def test_same_text_and_seed_give_the_same_joints(agent, walk):
+    again = agent.generate(WALK)
+    assert np.array_equal(again.codes, walk.codes)
+    np.testing.assert_array_equal(again.joints, walk.joints)
+
+
+def test_caption_of_a_demo_motion_is_text(agent):
+    result = agent.caption(demo_motion("walk", seconds=3.0))
+    assert isinstance(result.caption, str) and "motion_id" not in result.caption
+    assert result.frames == 60 and "language_model" in result.timings_ms
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("", "empty"), (" \n\t ", "empty"), ("wave " * 100, "limit is 400"), (b"\xff\xfe wave", "UTF-8"),
+    ("1234 5678", "no words"), (42, "must be text"),
+])
+def test_bad_texts_are_refused_naming_the_problem(agent, text, problem):
+    with pytest.raises(RequestError, match=problem):
+        agent.generate(text)
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda w: w[:, :21], "shape"),
+    (lambda w: np.where(np.arange(60)[:, None, None] == 7, np.nan, w), "NaN"),
+    (lambda w: w[:10], "at least 24"),
+])
+def test_bad_pose_windows_are_refused_naming_the_problem(agent, make, problem):
+    with pytest.raises(RequestError, match=problem):
+        agent.caption(make(demo_motion("walk", seconds=3.0)))
+
+
+def test_onnx_decoder_matches_torch(tiny_base_model, tmp_path, walk):
+    pytest.importorskip("onnx")
+    from motion_agent.base_model import tokenizer_folder
+    from motion_agent.tokenizer import MotionTokenizer
+    from training.tokenizer_export import export_onnx
+
+    copy = tmp_path / "base"
+    shutil.copytree(tiny_base_model, copy)
+    export_onnx(MotionTokenizer.load(tokenizer_folder(copy)), tokenizer_folder(copy))
+    onnx_agent = MotionAgent.from_config(AgentConfig(base_model=str(copy), decoder_backend="onnx"))
+    assert type(onnx_agent.decoder).__name__ == "OnnxTokenDecoder"
+    result = onnx_agent.generate(WALK)
+    assert np.array_equal(result.codes, walk.codes)
+    np.testing.assert_allclose(result.joints, walk.joints, atol=1e-3)
+    assert result.trajectory.joint_names == walk.trajectory.joint_names

@@ -1,0 +1,380 @@
+"""The agent's ROS 2 side. Plain-Python parts first (latest-wins worker, pose window, settings, launch
+commands); then the node itself, started by `motion-agent launch` in a child process on a tiny base
+model and exercised over real topics from this process (and by `motion-agent say` as a third process):
+trajectories, markers and diagnostics for text requests, error diagnostics for bad input while the node
+keeps serving, latest-wins preemption, captions of observed poses, and SIGINT forwarding on exit."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from motion_agent.agent import AgentConfig, CaptionResult, RequestError, check_poses
+from motion_agent.config import ConfigError
+from motion_agent.demo import demo_motion
+from motion_agent.node_set import NODE_SET
+from motion_agent.nodes.core import SMPL_TO_ROS, LatestWinsWorker, PoseWindow, key_frames, pose_frame, request_label
+from motion_agent.nodes.launcher import launch_parameters, node_command
+from motion_agent.nodes.settings import load_node_config, resolve_settings
+
+REPO = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 90.0  # python + torch + model load in a child process, on a busy 2-core machine
+ANSWER_TIMEOUT = 30.0
+
+# --- plain Python -----------------------------------------------------------------------------------
+
+
+def test_latest_wins_worker_drops_waiting_and_stale_jobs():
+    gate, outcomes, done = threading.Event(), [], threading.Event()
+
+    def run(item):
+        if item == "first":
+            gate.wait(5)
+        if item == "bad":
+            raise RequestError("bad item")
+        return item.upper()
+
+    def report(outcome):
+        outcomes.append(outcome)
+        if outcome.job.item in ("third", "bad"):
+            done.set()
+
+    worker = LatestWinsWorker(run, report)
+    try:
+        worker.submit("first")
+        time.sleep(0.1)  # first is running
+        worker.submit("second")
+        worker.submit("third")  # replaces second while it waits
+        gate.set()
+        assert done.wait(5)
+        by_item = {o.job.item: o for o in outcomes}
+        assert "dropped before it ran" in by_item["second"].superseded and by_item["second"].result is None
+        assert by_item["second"].newer.item == "third" and by_item["first"].newer.item == "third"
+        assert "not used" in by_item["first"].superseded  # finished after newer requests arrived
+        assert by_item["third"].result == "THIRD" and by_item["third"].superseded is None
+        done.clear()
+        worker.submit("bad")
+        assert done.wait(5) and isinstance(outcomes[-1].error, RequestError)
+        assert worker.idle or time.sleep(0.1) or worker.idle
+    finally:
+        worker.close()
+
+
+def test_pose_window_slides_by_stride_and_restarts_after_a_gap():
+    window = PoseWindow(size=4, stride=2, max_gap_s=1.0)
+    frames = [np.full((22, 3), i, dtype=float) for i in range(10)]
+    ready = [window.push(f, now=0.05 * i) for i, f in enumerate(frames[:8])]
+    assert [r is not None for r in ready] == [False, False, False, True, False, True, False, True]
+    assert ready[5][:, 0, 0].tolist() == [2, 3, 4, 5]
+    assert window.push(frames[8], now=5.0) is None and len(window) == 1  # a 4 s gap starts over
+
+
+def test_pose_frames_are_checked_and_ros_axes_converted():
+    joints = demo_motion("walk", seconds=1.0)[0]
+    np.testing.assert_allclose(pose_frame(joints @ SMPL_TO_ROS.T, axes="ros"), joints)
+    with pytest.raises(RequestError, match="21 joints"):
+        pose_frame(joints[:21])
+    bad = joints.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(RequestError, match=r"NaN.*\[3\]"):
+        pose_frame(bad)
+    frames = key_frames(demo_motion("walk", seconds=2.0), 5)
+    assert [f for f, _ in frames] == [0, 10, 20, 29, 39] and frames[0][1].shape == (21, 2, 3)
+    assert frames[0][1][..., 2].max() > 1.0  # REP-103: z is up
+
+
+def test_settings_take_parameter_overrides_and_check_the_window(tmp_path):
+    agent, node = resolve_settings(None, base_model="~/models/base", frame_id="map")
+    assert agent.base_model == str(Path("~/models/base").expanduser()) and node.frame_id == "map"
+    config = tmp_path / "agent.yaml"
+    config.write_text("agent: {min_caption_frames: 24}\nnode: {window_size: 10}\n")
+    with pytest.raises(ConfigError, match="window_size 10"):
+        resolve_settings(config)
+    assert load_node_config().caption
+
+
+def test_launch_commands_run_every_node_module_with_string_parameters():
+    assert NODE_SET and all(spec.module.startswith("motion_agent.nodes.") for spec in NODE_SET)
+    parameters = launch_parameters(None, "/models/it's here", "map")
+    command = node_command(NODE_SET[0], parameters, python="python")
+    assert command[:3] == ["python", "-m", NODE_SET[0].module] and f"__node:={NODE_SET[0].name}" in command
+    assert "base_model:='/models/it''s here'" in command and "frame_id:='map'" in command
+    assert not any(arg.startswith("config:=") for arg in command)
+
+
+def test_launch_refuses_a_missing_base_model_in_one_line(tmp_path, capsys):
+    from motion_agent.cli import main
+
+    assert main(["launch", "--base-model", str(tmp_path / "nope")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nope" in err
+
+
+# --- the node over real topics ------------------------------------------------------------------------
+
+
+class Client:
+    """A test node: publishers for requests and poses, and everything the agent publishes, collected."""
+
+    def __init__(self, rclpy, node_config):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseArray
+        from std_msgs.msg import String
+        from trajectory_msgs.msg import JointTrajectory
+        from visualization_msgs.msg import MarkerArray
+
+        self.rclpy = rclpy
+        self.node = rclpy.create_node("agent_test_client")
+        self.text = self.node.create_publisher(String, node_config.text_topics[0], 10)
+        self.poses = self.node.create_publisher(PoseArray, node_config.pose_topic, 100)
+        self.trajectories, self.markers, self.statuses, self.captions = [], [], [], []
+        self.node.create_subscription(JointTrajectory, node_config.trajectory_topic, self.trajectories.append, 10)
+        self.node.create_subscription(MarkerArray, node_config.markers_topic, self.markers.append, 10)
+        self.node.create_subscription(String, node_config.caption_topic, lambda m: self.captions.append(m.data), 10)
+        self.diagnostics = self.node.create_subscription(
+            DiagnosticArray, node_config.diagnostics_topic,
+            lambda m: self.statuses.extend((m.header.stamp, s) for s in m.status), 100)
+
+    def spin_until(self, predicate, timeout=ANSWER_TIMEOUT, what="an answer"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = predicate()
+            if result:
+                return result
+            self.rclpy.spin_once(self.node, timeout_sec=0.05)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+    def wait_for_agent(self, process):
+        def ready():
+            assert process.poll() is None, "motion-agent launch exited before the node was ready"
+            return (self.text.get_subscription_count() > 0 and self.poses.get_subscription_count() > 0
+                    and self.diagnostics.get_publisher_count() > 0)
+
+        self.spin_until(ready, START_TIMEOUT, "the agent node's topics")
+        end = time.monotonic() + 0.5  # both sides finish matching
+        self.spin_until(lambda: time.monotonic() > end, 2.0)
+
+    def request(self, text):
+        from std_msgs.msg import String
+
+        self.text.publish(String(data=text) if isinstance(text, str) else text)
+
+    def status_for(self, request, level=None):
+        from motion_agent.nodes.messages import level_name, status_values
+
+        label = request_label(request)
+        for stamp, status in self.statuses:
+            values = status_values(status)
+            if values.get("request") == label and (level is None or level_name(status) == level):
+                return stamp, status, values
+        return None
+
+
+@pytest.fixture(scope="module")
+def agent_process(tiny_base_model, tmp_path_factory):
+    """`motion-agent launch --base-model DIR` in a child process (which starts the node set)."""
+    log = tmp_path_factory.mktemp("launch") / "launch.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "motion_agent.cli", "launch", "--base-model", str(tiny_base_model),
+             "--frame-id", "test_frame"], stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=os.environ.copy(),
+        )
+    process.log = log
+    yield process
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def ros():
+    rclpy = pytest.importorskip("rclpy")
+    rclpy.init()
+    yield rclpy
+    rclpy.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def client(ros, agent_process):
+    client = Client(ros, load_node_config())
+    try:
+        client.wait_for_agent(agent_process)
+        yield client
+    finally:
+        client.node.destroy_node()
+
+
+class CaptionStub:
+    """Stands in for MotionAgent (not for ROS) where only the node's wiring is under test."""
+
+    config = AgentConfig()
+
+    def caption(self, window):
+        window = check_poses(window, self.config)
+        return CaptionResult(f"{len(window)} frames seen", len(window), "stub", {"encode": 1.0, "language_model": 2.0})
+
+
+@pytest.mark.ros
+def test_motion_captioner_node_in_process(ros, tmp_path):
+    """The standalone captioner, spun by a MultiThreadedExecutor in this process, on its own topics."""
+    from geometry_msgs.msg import PoseArray
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+    from std_msgs.msg import String
+
+    from motion_agent.nodes.caption_node import CaptionNode
+    from motion_agent.nodes.messages import pose_array
+
+    config = tmp_path / "agent.yaml"
+    config.write_text("agent: {}\nnode: {pose_topic: test_pose, caption_topic: test_caption, "
+                      "diagnostics_topic: test_diagnostics, window_size: 30, window_stride: 10}\n")
+    captioner = CaptionNode(agent=CaptionStub(), parameter_overrides=[Parameter("config", value=str(config))])
+    client = ros.create_node("captioner_test_client")
+    executor = MultiThreadedExecutor(num_threads=2)
+    captions = []
+    try:
+        executor.add_node(captioner)
+        executor.add_node(client)
+        publisher = client.create_publisher(PoseArray, "test_pose", 100)
+        client.create_subscription(String, "test_caption", lambda m: captions.append(m.data), 10)
+        deadline = time.monotonic() + ANSWER_TIMEOUT
+        while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        for frame in demo_motion("walk", seconds=2.0):  # 40 frames: captions after 30 and 40
+            publisher.publish(pose_array(frame))
+            executor.spin_once(timeout_sec=0.01)
+        while len(captions) < 2 and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        assert captions[:2] == ["30 frames seen", "30 frames seen"]
+        assert captioner.get_name() == "motion_captioner"
+    finally:
+        captioner.close()
+        executor.shutdown()
+        captioner.destroy_node()
+        client.destroy_node()
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_text_command_gives_trajectory_markers_and_diagnostics(client):
+    from motion_agent.nodes.messages import seconds_of
+    from motion_agent.retarget import load_robot
+
+    text = "a person walks forward for 2 seconds"
+    client.request(text)
+    stamp, status, values = client.spin_until(lambda: client.status_for(text, "OK"), what="the OK diagnostic")
+    trajectory = client.spin_until(
+        lambda: next((t for t in client.trajectories if t.header.stamp == stamp), None), what="the trajectory")
+    robot = load_robot("smpl_avatar")
+    assert list(trajectory.joint_names) == [j.name for j in robot.joints]
+    assert trajectory.header.frame_id == "test_frame"
+    times = [seconds_of(p.time_from_start) for p in trajectory.points]
+    assert times[0] == 0 and all(b > a for a, b in zip(times, times[1:])) and times[-1] == pytest.approx(1.95, abs=0.05)
+    assert all(len(p.positions) == len(p.velocities) == len(robot.joints) for p in trajectory.points)
+    assert values["expert"] == "base" and values["frames"] == "40" and values["topic"] == "text_command"
+    assert float(values["latency_ms.language_model"]) > 0 and "latency_ms.total" in values
+    markers = client.spin_until(lambda: next((m for m in client.markers
+                                              if any(k.header.stamp == stamp for k in m.markers)), None))
+    lines = [m for m in markers.markers if m.type == m.LINE_LIST]
+    assert len(lines) == 5 and all(len(m.points) == 42 and m.header.frame_id == "test_frame" for m in lines)
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_bad_requests_get_error_diagnostics_and_the_node_keeps_serving(client):
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import String
+
+    not_utf8 = serialize_message(String(data="wave AB")).replace(b"AB", b"\xff\xfe")
+    bad = {"": "empty", "wave " * 100: "limit is 400", "1234 5678": "no words", not_utf8: "UTF-8"}
+    for request in bad:
+        client.request(request)
+    for request, reason in bad.items():
+        label = "wave \ufffd\ufffd" if request is not_utf8 else request
+        _, status, values = client.spin_until(lambda: client.status_for(label), what=f"refusal of {reason!r}")
+        assert status.level == status.ERROR and reason in values["reason"], values
+    text = "a person jumps for 2 seconds"
+    client.request(text)
+    client.spin_until(lambda: client.status_for(text, "OK"), what="a good request after bad ones")
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_the_latest_request_wins(client):
+    texts = ["someone waves for 2 seconds", "someone bows for 2 seconds", "someone turns around for 3 seconds"]
+    for text in texts:
+        client.request(text)
+    stamp, _, values = client.spin_until(lambda: client.status_for(texts[-1], "OK"), what="the newest request")
+    assert values["frames"] == "60"  # 3 s
+    _, dropped, _ = client.spin_until(lambda: client.status_for(texts[1]), what="the dropped request")
+    assert dropped.level == dropped.WARN and "superseded" in dropped.message
+    first = client.spin_until(lambda: client.status_for(texts[0]))
+    published = {(t.header.stamp.sec, t.header.stamp.nanosec) for t in client.trajectories}
+    assert (first[0].sec, first[0].nanosec) in published or first[1].level == first[1].WARN
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_observed_poses_are_captioned_and_bad_poses_refused(client):
+    from motion_agent.nodes.messages import level_name, pose_array
+
+    before = len(client.statuses)
+    client.poses.publish(pose_array(np.zeros((21, 3))))
+    nan_pose = demo_motion("walk", seconds=1.0)[0]
+    nan_pose[5] = np.nan
+    client.poses.publish(pose_array(nan_pose))
+
+    def pose_errors():
+        found = [s for _, s in client.statuses[before:] if "observed_pose" in s.name]
+        return found if len(found) >= 2 else None
+
+    errors = client.spin_until(pose_errors, what="two pose errors")
+    assert all(level_name(s) == "ERROR" for s in errors)
+    assert "21 joints" in errors[0].message and "NaN" in errors[1].message
+    for frame in demo_motion("walk", seconds=3.0):  # 60 frames: one full window
+        client.poses.publish(pose_array(frame))
+        client.rclpy.spin_once(client.node, timeout_sec=0.005)
+    caption = client.spin_until(lambda: client.captions[-1] if client.captions else None, what="a caption")
+    assert isinstance(caption, str)
+    status = client.spin_until(lambda: next((s for _, s in client.statuses[before:]
+                                             if s.name.endswith("caption") and level_name(s) == "OK"), None))
+    assert {kv.key: kv.value for kv in status.values}["frames"] == "60"
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_say_writes_the_trajectory_and_a_preview(client, tmp_path):
+    out = tmp_path / "say"
+    result = subprocess.run(
+        [sys.executable, "-m", "motion_agent.cli", "say", "a person jumps happily for 2 seconds", "--out", str(out),
+         "--timeout", "60"], capture_output=True, text=True, cwd=REPO, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads((out / "trajectory.json").read_text())
+    assert len(data["joint_names"]) == 63 and len(data["times"]) == len(data["positions"]) > 10
+    assert data["diagnostics"]["expert"] == "base" and data["frame_id"] == "test_frame"
+    assert (out / "trajectory.png").stat().st_size > 1000 and "trajectory.json" in result.stdout
+    refused = subprocess.run([sys.executable, "-m", "motion_agent.cli", "say", "   ", "--out", str(out / "no"),
+                              "--timeout", "30"], capture_output=True, text=True, cwd=REPO, timeout=90)
+    assert refused.returncode == 1 and "empty" in refused.stderr and not (out / "no").exists()
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_launch_forwards_sigint_and_exits_with_its_nodes(agent_process, client):
+    agent_process.send_signal(signal.SIGINT)
+    assert agent_process.wait(30) == 0
+    log = agent_process.log.read_text()
+    assert f"started {NODE_SET[0].name}" in log and "forwarding SIGINT" in log
+    assert f"{NODE_SET[0].name} exited with status 0" in log and "Traceback" not in log
