@@ -62,7 +62,7 @@ class TokenizerConfig:
     GPU-sized model is `width=512, code_dim=512, codebook_size=512`."""
 
     feature_dim: int = FEATURE_DIM
-    codebook_size: int = 256
+    codebook_size: int = 512
     code_dim: int = 128
     width: int = 128  # channels of every hidden convolution
     down_t: int = 2  # stride-2 stages: one token per 2 ** down_t frames

@@ -82,7 +82,7 @@ class RunConfig:
     """The hyper-parameters every run names (YAML section `training`); command-line flags override them."""
 
     steps: int = 3000
-    batch_size: int = 32
+    batch_size: int = 64
     window: int = 64  # frames per training window
     lr: float = 1e-3
     seed: int = 0
