@@ -157,9 +157,7 @@ class MotionAgent:
         clock = _Clock()
         window = check_poses(joints, self.config)
         features = joints_to_features(window, self.config.features)
-        usable = len(features) // self.encoder.downsampling * self.encoder.downsampling
-        with torch.inference_mode():
-            codes = self.encoder.encode(self.encoder.normalize(features[:usable])[None])[0].cpu().numpy()
+        codes = self.encoder.motion_codes(features)
         clock.lap("encode")
         text = self.lm.caption([codes])[0]
         clock.lap("language_model")

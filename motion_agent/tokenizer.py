@@ -391,6 +391,13 @@ class MotionTokenizer(nn.Module):
         """Normalised features (B, T, 263) -> tokens, LongTensor (B, T // downsampling)."""
         return self.encode_features(self._check_features(features))
 
+    @torch.no_grad()
+    def motion_codes(self, features: np.ndarray) -> np.ndarray:
+        """Raw (not normalised) (T, 263) features -> the codes of their whole tokens, (T // downsampling,).
+        The one way a single motion becomes language-model tokens, in training and on the robot."""
+        usable = len(features) // self.downsampling * self.downsampling
+        return self.encode(self.normalize(np.asarray(features[:usable], dtype=np.float32))[None])[0].cpu().numpy()
+
     def _as_tokens(self, tokens: np.ndarray | torch.Tensor) -> torch.Tensor:
         tokens = torch.as_tensor(tokens, device=self.device)
         check_tokens(tokens, self.config.codebook_size)

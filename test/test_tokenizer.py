@@ -326,3 +326,13 @@ def test_cli_trains_evaluates_and_exports(data, tmp_path, capsys):
 def test_cli_reports_a_folder_that_is_not_humanml3d(tmp_path, capsys):
     assert cli_main(["--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "HumanML3D layout" in capsys.readouterr().err
+
+
+def test_motion_codes_normalise_raw_features_and_keep_whole_tokens(trained, data):
+    tokenizer = trained.tokenizer
+    raw = data["val"][0][:-3]  # not a multiple of the downsampling
+    codes = tokenizer.motion_codes(raw)
+    usable = len(raw) // tokenizer.downsampling * tokenizer.downsampling
+    expected = tokenizer.encode(tokenizer.normalize(raw[:usable])[None])[0].numpy()
+    assert codes.shape == (len(raw) // tokenizer.downsampling,)
+    assert np.array_equal(codes, expected)

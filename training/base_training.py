@@ -82,14 +82,8 @@ class Example:
 
 def encode_clips(tokenizer: MotionTokenizer, corpus: HumanML3D, split: str) -> list[Example]:
     """Motion codes of every clip of a split (trimmed to whole tokens)."""
-    examples = []
-    step = tokenizer.downsampling
-    with torch.no_grad():
-        for clip in corpus.clips(split):
-            frames = len(clip.features) // step * step
-            codes = tokenizer.encode(clip.features[None, :frames]).cpu().numpy().reshape(-1)
-            examples.append(Example(codes, [c.text for c in clip.captions]))
-    return examples
+    return [Example(tokenizer.motion_codes(clip.features), [c.text for c in clip.captions])
+            for clip in corpus.clips(split)]
 
 
 def pair(example: Example, t2m: bool, vocabulary: MotionVocabulary, eos: str, rng: np.random.Generator) -> tuple[str, str]:

@@ -111,11 +111,7 @@ def caption_clips(lm: MotionLanguageModel, tokenizer: MotionTokenizer, clips: li
     captions = []
     for start in tqdm(range(0, len(clips), settings.batch_size), desc="M2T", leave=False):
         batch = clips[start : start + settings.batch_size]
-        codes = []
-        with torch.inference_mode():
-            for clip in batch:
-                frames = len(clip.features) // tokenizer.downsampling * tokenizer.downsampling
-                codes.append(tokenizer.encode(tokenizer.normalize(clip.features[:frames])[None])[0].cpu().numpy())
+        codes = [tokenizer.motion_codes(clip.features) for clip in batch]
         names = adapter_names[start : start + len(batch)] if adapter_names is not None else None
         captions += lm.caption(codes, adapter_names=names)
     return captions
