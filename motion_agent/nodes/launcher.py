@@ -1,5 +1,7 @@
 """`motion-agent launch`: NODE_SET as child processes, for machines without the ROS 2 launch tool.
 
+The nodes started are `enabled_nodes(config)`: optional ones (speech) only when the agent YAML turns them on.
+
 Plain Python (no rclpy): every node runs as `python -m <module> --ros-args -r __node:=<name> -p ...`,
 each child in its own session so that a terminal's Ctrl-C reaches only the launcher, which forwards
 SIGINT/SIGTERM to every child once. The launcher exits when its children have exited; when one fails,
@@ -15,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from motion_agent.node_set import NODE_SET, NodeSpec
+from motion_agent.node_set import NodeSpec, enabled_nodes
 
 STOP_GRACE_S = 10.0  # after a forwarded signal, how long children get before they are killed
 
@@ -54,8 +56,10 @@ def launch_parameters(config: str | None, base_model: str | None, frame_id: str 
     return parameters
 
 
-def launch(parameters: dict[str, str], nodes: tuple[NodeSpec, ...] = NODE_SET,
+def launch(parameters: dict[str, str], nodes: tuple[NodeSpec, ...] | None = None,
            say: Callable[[str], None] = print, poll_s: float = 0.2) -> int:
+    if nodes is None:
+        nodes = enabled_nodes(parameters.get("config"))
     if not nodes:
         say("motion_agent: no nodes in this build; nothing to start")
         return 0
