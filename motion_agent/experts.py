@@ -1,0 +1,147 @@
+"""Scenario experts: named peft LoRA adapters over one frozen base model.
+
+Experts are never merged into the backbone: each stays a separate named adapter, so adding, removing
+or swapping one cannot change what the others compute (expert isolation), and one batch can run a
+different expert per sample through peft's `adapter_names=` (the row marked BASE runs no adapter).
+
+An expert folder (what training writes, a bundle carries and the expert store keeps)::
+
+    adapter/adapter_config.json   adapter/adapter_model.safetensors   peft save_pretrained
+    router/router.safetensors                                         the expert's router (routing.py)
+    eval.json                                                         evaluation figures
+
+Changing the set mutates the model in place, so callers that serve requests from several threads
+hold `ExpertSet.lock` around generation (MotionAgent does); loading the files happens before the
+lock is taken where possible.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from motion_agent.language_model import MotionLanguageModel
+
+BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
+ADAPTER_DIR = "adapter"
+ROUTER_DIR = "router"
+EVAL_FILE = "eval.json"
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+class ExpertError(ValueError):
+    """An expert that cannot be added, found or blended; the message names it."""
+
+
+def check_name(name: str) -> str:
+    """Expert names become peft adapter names and module keys: lowercase, digits and underscores."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ExpertError(f"expert name {name!r} must match {_NAME.pattern} (lowercase letters, digits, underscores)")
+    return name
+
+
+def adapter_folder(expert_dir: str | Path) -> Path:
+    folder = Path(expert_dir) / ADAPTER_DIR
+    if not (folder / "adapter_config.json").is_file():
+        raise ExpertError(f"{expert_dir} is not an expert folder: {folder}/adapter_config.json is missing")
+    return folder
+
+
+class ExpertSet:
+    """The experts a MotionLanguageModel can run, each selectable per sample."""
+
+    def __init__(self, lm: MotionLanguageModel) -> None:
+        self.lm = lm
+        self.base = lm.model  # the frozen base; kept so a set that empties again runs it directly
+        self.folders: dict[str, Path] = {}
+        self.lock = threading.RLock()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.folders)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.folders
+
+    def __len__(self) -> int:
+        return len(self.folders)
+
+    def add(self, name: str, expert_dir: str | Path) -> None:
+        """Load an expert's adapter under `name`; an existing expert of that name is replaced."""
+        from peft import PeftModel
+
+        check_name(name)
+        folder = adapter_folder(expert_dir)
+        with self.lock:
+            if name in self.folders:
+                self.remove(name)
+            if isinstance(self.lm.model, PeftModel):
+                self.lm.model.load_adapter(folder, adapter_name=name, is_trainable=False)
+            else:
+                self.lm.model = PeftModel.from_pretrained(self.base, folder, adapter_name=name, is_trainable=False)
+            self.lm.model.eval()
+            self.folders[name] = Path(expert_dir)
+
+    def remove(self, name: str) -> None:
+        with self.lock:
+            self._require(name)
+            if len(self.folders) == 1:  # peft cannot run without an adapter: back to the plain base
+                self.lm.model.unload()
+                self.lm.model = self.base
+            else:
+                self.lm.model.delete_adapter(name)
+            del self.folders[name]
+
+    def sync(self, wanted: Mapping[str, Path]) -> dict[str, list[str]]:
+        """Make the set equal to `wanted` ({name: expert folder}); unchanged experts are left alone, so
+        requests routed to them compute exactly what they computed before."""
+        with self.lock:
+            removed = [n for n in self.folders if n not in wanted]
+            changed = [n for n, f in wanted.items() if n in self.folders and Path(f) != self.folders[n]]
+            added = [n for n in wanted if n not in self.folders]
+            for name in removed:
+                self.remove(name)
+            for name in changed + added:
+                self.add(name, wanted[name])
+        return {"added": added, "replaced": changed, "removed": removed}
+
+    def adapter_names(self, experts: list[str | None]) -> list[str] | None:
+        """peft's per-sample adapter names: None (or "base") means no expert for that sample."""
+        for name in experts:
+            if name is not None and name != "base":
+                self._require(name)
+        if not self.folders:
+            return None
+        return [BASE if name in (None, "base") else name for name in experts]
+
+    @contextmanager
+    def blended(self, weights: Mapping[str, float]) -> Iterator[None]:
+        """Run the weighted sum of several experts' LoRA updates (soft routing). Every listed expert is
+        activated with its LoRA scaling multiplied by its weight; the scalings are restored on exit."""
+        from peft.tuners.lora import LoraLayer
+
+        with self.lock:
+            for name in weights:
+                self._require(name)
+            layers = [m for m in self.lm.model.modules() if isinstance(m, LoraLayer)]
+            saved = [dict(layer.scaling) for layer in layers]
+            previous = list(self.lm.model.base_model.active_adapters)
+            try:
+                for layer in layers:
+                    for name, weight in weights.items():
+                        if name in layer.scaling:
+                            layer.scaling[name] = layer.scaling[name] * float(weight)
+                self.lm.model.base_model.set_adapter(list(weights))
+                yield
+            finally:
+                for layer, scaling in zip(layers, saved):
+                    layer.scaling.clear()
+                    layer.scaling.update(scaling)
+                self.lm.model.base_model.set_adapter(previous)
+
+    def _require(self, name: str) -> None:
+        if name not in self.folders:
+            known = ", ".join(self.folders) or "none"
+            raise ExpertError(f"no expert named {name!r} is loaded (loaded: {known})")

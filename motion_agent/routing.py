@@ -1,0 +1,249 @@
+"""Routers: which expert serves an input, with no task label, and "unknown" for inputs no expert knows.
+
+All routers look at the same frozen features of an input (`prompt_features`: the base model's last
+hidden states, mean-pooled over the prompt, for T2M text prompts and M2T motion-token prompts alike),
+so that adding an expert never changes the features the others were trained on.
+
+- AutoencoderRouter (O-LoRA-MoE): one small MLP autoencoder per expert, trained on that expert's
+  inputs; winner-takes-all on reconstruction loss; expert k accepts an input only while its loss is
+  below tau_k = mu_k + 2 sigma_k of its own calibration losses, and an input every expert rejects is
+  "unknown". `soft_weights` gives the softmax(-loss / T) blend the paper compares against.
+- MahalanobisRouter (EPI): per-expert feature means with one shared covariance.
+- KeyGate (ES-MoE): orthogonal expert keys and a learnable low-rank query projection; softmax, top-k.
+- OracleRouter: the task label, for upper bounds.
+
+An expert's autoencoder lives in `<expert>/router/router.safetensors`: the weights, the feature
+standardisation and the loss statistics, with its sizes in the safetensors metadata.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from motion_agent.experts import BASE, ROUTER_DIR
+from motion_agent.language_model import MotionLanguageModel
+
+ROUTER_FILE = "router.safetensors"
+UNKNOWN = "unknown"
+FEATURE_KIND = "prompt-mean-last-hidden"  # what prompt_features computes; a router trained on another kind is refused
+
+
+class RouterError(ValueError):
+    """A router file that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A router's answer for one input. `expert` is None when no expert accepts it."""
+
+    expert: str | None
+    scores: dict[str, float]  # per expert: reconstruction loss, distance or gate probability
+
+    @property
+    def label(self) -> str:
+        return self.expert if self.expert is not None else UNKNOWN
+
+
+@torch.inference_mode()
+def prompt_features(lm: MotionLanguageModel, prompts: list[str], batch_size: int = 32) -> np.ndarray:
+    """(N, hidden) mean-pooled last hidden states of the frozen base model (no expert active)."""
+    rows = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        batch = lm.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = {k: v.to(lm.model.device) for k, v in batch.items()}
+        extra = {"adapter_names": [BASE] * len(chunk)} if _has_adapters(lm.model) else {}
+        hidden = lm.model(**batch, **extra, output_hidden_states=True).hidden_states[-1]
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        rows.append(((hidden * mask).sum(1) / mask.sum(1)).float().cpu().numpy())
+    return np.concatenate(rows) if rows else np.zeros((0, lm.model.config.hidden_size), np.float32)
+
+
+def _has_adapters(model) -> bool:
+    return bool(getattr(model, "peft_config", None))
+
+
+class Autoencoder(nn.Module):
+    """in -> hidden -> bottleneck -> hidden -> in, ReLU between."""
+
+    def __init__(self, features: int, hidden: int, bottleneck: int) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, bottleneck))
+        self.decoder = nn.Sequential(nn.Linear(bottleneck, hidden), nn.ReLU(), nn.Linear(hidden, features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+class ExpertAutoencoder:
+    """One expert's autoencoder with its standardisation and acceptance threshold."""
+
+    def __init__(self, net: Autoencoder, mean: np.ndarray, std: np.ndarray, loss_mean: float, loss_std: float,
+                 sigmas: float = 2.0) -> None:
+        self.net = net.eval()
+        self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        self.loss_mean, self.loss_std, self.sigmas = float(loss_mean), float(loss_std), float(sigmas)
+
+    @property
+    def threshold(self) -> float:
+        return self.loss_mean + self.sigmas * self.loss_std
+
+    @torch.inference_mode()
+    def loss(self, features: np.ndarray) -> np.ndarray:
+        """Per-input mean squared reconstruction error of the standardised features."""
+        x = torch.as_tensor((np.asarray(features, np.float32) - self.mean) / self.std)
+        return ((self.net(x) - x) ** 2).mean(dim=1).numpy()
+
+    def save(self, expert_dir: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        folder = Path(expert_dir) / ROUTER_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()}
+        tensors.update(mean=torch.as_tensor(self.mean), std=torch.as_tensor(self.std),
+                       loss_stats=torch.tensor([self.loss_mean, self.loss_std, self.sigmas], dtype=torch.float64))
+        first, last = self.net.encoder[0], self.net.encoder[2]
+        metadata = {"kind": "autoencoder", "features": FEATURE_KIND, "input": str(first.in_features),
+                    "hidden": str(first.out_features), "bottleneck": str(last.out_features)}
+        save_file(tensors, folder / ROUTER_FILE, metadata=metadata)
+        return folder / ROUTER_FILE
+
+    @classmethod
+    def load(cls, expert_dir: str | Path) -> "ExpertAutoencoder":
+        from safetensors import safe_open
+
+        path = Path(expert_dir) / ROUTER_DIR / ROUTER_FILE
+        if not path.is_file():
+            raise RouterError(f"{expert_dir} has no router ({path} is missing)")
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("kind") != "autoencoder" or meta.get("features") != FEATURE_KIND:
+                raise RouterError(f"{path} is not an autoencoder router over {FEATURE_KIND} features: {meta}")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        net = Autoencoder(int(meta["input"]), int(meta["hidden"]), int(meta["bottleneck"]))
+        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        loss_mean, loss_std, sigmas = tensors["loss_stats"].tolist()
+        return cls(net, tensors["mean"].numpy(), tensors["std"].numpy(), loss_mean, loss_std, sigmas)
+
+
+class AutoencoderRouter:
+    """Hard winner-takes-all over per-expert reconstruction losses, with per-expert rejection."""
+
+    def __init__(self, experts: Mapping[str, ExpertAutoencoder] | None = None) -> None:
+        self.experts: dict[str, ExpertAutoencoder] = dict(experts or {})
+
+    @classmethod
+    def from_folders(cls, folders: Mapping[str, str | Path]) -> "AutoencoderRouter":
+        return cls({name: ExpertAutoencoder.load(folder) for name, folder in folders.items()})
+
+    def losses(self, features: np.ndarray) -> np.ndarray:
+        """(N, E) reconstruction losses, experts in insertion order."""
+        features = np.atleast_2d(features)
+        if not self.experts:
+            return np.zeros((len(features), 0), np.float32)
+        return np.stack([ae.loss(features) for ae in self.experts.values()], axis=1)
+
+    def route(self, features: np.ndarray) -> list[Decision]:
+        names = list(self.experts)
+        losses = self.losses(features)
+        thresholds = np.array([ae.threshold for ae in self.experts.values()])
+        decisions = []
+        for row in losses:
+            accepted = row <= thresholds
+            expert = names[int(np.argmin(np.where(accepted, row, np.inf)))] if accepted.any() else None
+            decisions.append(Decision(expert, {n: float(v) for n, v in zip(names, row)}))
+        return decisions
+
+    def soft_weights(self, features: np.ndarray, temperature: float = 1.0) -> list[dict[str, float]]:
+        """softmax(-loss / T) over every expert (no rejection): the soft blend."""
+        names = list(self.experts)
+        logits = -self.losses(features) / temperature
+        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+        weights /= weights.sum(axis=1, keepdims=True)
+        return [{n: float(w) for n, w in zip(names, row)} for row in weights]
+
+    def novelty(self, features: np.ndarray) -> np.ndarray:
+        """How unknown each input looks: the smallest loss-to-threshold ratio over experts (> 1: rejected)."""
+        thresholds = np.array([ae.threshold for ae in self.experts.values()])
+        return (self.losses(features) / thresholds).min(axis=1)
+
+
+class MahalanobisRouter:
+    """EPI-style: nearest expert mean under one shared (shrunk) covariance; unknown beyond mu + 2 sigma
+    of each expert's own training distances."""
+
+    def __init__(self, means: Mapping[str, np.ndarray], precision: np.ndarray, thresholds: Mapping[str, float]) -> None:
+        self.names = list(means)
+        self.means = np.stack([means[n] for n in self.names])
+        self.precision, self.thresholds = precision, np.array([thresholds[n] for n in self.names])
+
+    @classmethod
+    def fit(cls, features: Mapping[str, np.ndarray], shrinkage: float = 0.1, sigmas: float = 2.0) -> "MahalanobisRouter":
+        means = {n: f.mean(axis=0) for n, f in features.items()}
+        centred = np.concatenate([f - means[n] for n, f in features.items()])
+        cov = np.cov(centred, rowvar=False)
+        cov = (1 - shrinkage) * cov + shrinkage * np.trace(cov) / len(cov) * np.eye(len(cov))
+        precision = np.linalg.inv(cov)
+        router = cls(means, precision, {n: np.inf for n in features})
+        own = {n: router.distances(f)[:, i] for i, (n, f) in enumerate(features.items())}
+        router.thresholds = np.array([own[n].mean() + sigmas * own[n].std() for n in router.names])
+        return router
+
+    def distances(self, features: np.ndarray) -> np.ndarray:
+        diff = np.atleast_2d(features)[:, None, :] - self.means[None]
+        return np.sqrt(np.einsum("nek,kl,nel->ne", diff, self.precision, diff))
+
+    def route(self, features: np.ndarray) -> list[Decision]:
+        decisions = []
+        for row in self.distances(features):
+            accepted = row <= self.thresholds
+            expert = self.names[int(np.argmin(np.where(accepted, row, np.inf)))] if accepted.any() else None
+            decisions.append(Decision(expert, {n: float(v) for n, v in zip(self.names, row)}))
+        return decisions
+
+
+class KeyGate(nn.Module):
+    """ES-MoE gate: a low-rank query projection of the input scored against orthogonal expert keys.
+    Keys of earlier experts are frozen buffers; a new expert gets a key orthogonal to all of them."""
+
+    def __init__(self, features: int, rank: int = 16, key_dim: int = 64, top_k: int = 1, seed: int = 0) -> None:
+        super().__init__()
+        self.down, self.up = nn.Linear(features, rank, bias=False), nn.Linear(rank, key_dim, bias=False)
+        self.top_k, self.names = top_k, []
+        self.register_buffer("keys", torch.zeros(0, key_dim))
+        self._generator = torch.Generator().manual_seed(seed)
+
+    def add_expert(self, name: str) -> None:
+        if len(self.names) >= self.keys.shape[1]:
+            raise RouterError(f"a gate with key_dim {self.keys.shape[1]} holds at most that many orthogonal keys")
+        key = torch.randn(self.keys.shape[1], generator=self._generator)
+        for old in self.keys:  # Gram-Schmidt against every earlier key
+            key = key - (key @ old) * old
+        self.keys = torch.cat([self.keys, (key / key.norm())[None]])
+        self.names.append(name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, E) probabilities over experts."""
+        query = self.up(self.down(x))
+        return torch.softmax(query @ self.keys.T / self.keys.shape[1] ** 0.5, dim=-1)
+
+    @torch.inference_mode()
+    def route(self, features: np.ndarray) -> list[Decision]:
+        probs = self(torch.as_tensor(np.atleast_2d(features), dtype=torch.float32)).numpy()
+        return [Decision(self.names[int(np.argmax(row))], {n: float(p) for n, p in zip(self.names, row)})
+                for row in probs]
+
+
+class OracleRouter:
+    """The task label decides: the upper bound routers are compared with."""
+
+    def __init__(self, experts: Mapping[str, str]) -> None:
+        self.experts = dict(experts)  # task label -> expert name
+
+    def route_labels(self, labels: list[str]) -> list[Decision]:
+        return [Decision(self.experts.get(label), {}) for label in labels]

@@ -1,0 +1,99 @@
+"""Expert set over a frozen base model: named peft adapters, per-sample selection, isolation."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from motion_agent.base_model import load_base_model
+from motion_agent.experts import ExpertError, ExpertSet, check_name
+
+TEXTS = ["a person waves happily", "someone jumps angrily for 2 seconds"]
+
+
+def write_expert(lm, folder: Path, seed: int) -> Path:
+    """A random (non-zero) LoRA expert saved as an expert folder."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    model = get_peft_model(lm.model, config)
+    model.save_pretrained(folder / "adapter", save_embedding_layers=False)
+    model.unload()  # takes the LoRA layers out of the shared base model again
+    return folder
+
+
+@pytest.fixture(scope="module")
+def expert_dirs(tiny_base_model, tmp_path_factory):
+    lm = load_base_model(tiny_base_model)
+    root = tmp_path_factory.mktemp("experts")
+    return {name: write_expert(lm, root / name, seed) for seed, name in enumerate(["sports", "dance", "music"])}
+
+
+@pytest.fixture()
+def experts(tiny_base_model):
+    return ExpertSet(load_base_model(tiny_base_model))
+
+
+def generate(experts: ExpertSet, names: list[str | None]) -> list[np.ndarray]:
+    return experts.lm.generate_motion(TEXTS, seed=3, seconds=2.0, adapter_names=experts.adapter_names(names))
+
+
+def test_adding_an_expert_never_changes_the_others(experts, expert_dirs):
+    experts.add("sports", expert_dirs["sports"])
+    before_sports, before_base = generate(experts, ["sports", "sports"]), generate(experts, [None, None])
+    experts.add("dance", expert_dirs["dance"])
+    experts.add("music", expert_dirs["music"])
+    assert all(np.array_equal(a, b) for a, b in zip(before_sports, generate(experts, ["sports", "sports"])))
+    assert all(np.array_equal(a, b) for a, b in zip(before_base, generate(experts, [None, None])))
+    experts.remove("dance")
+    assert all(np.array_equal(a, b) for a, b in zip(before_sports, generate(experts, ["sports", "sports"])))
+
+
+def test_experts_change_the_output_and_run_per_sample(experts, expert_dirs):
+    experts.sync({"sports": expert_dirs["sports"], "dance": expert_dirs["dance"]})
+    batch = experts.lm._encode(TEXTS)
+    with torch.inference_mode():
+        mixed = experts.lm.model(**batch, adapter_names=experts.adapter_names(["sports", "dance"])).logits
+        sports = experts.lm.model(**batch, adapter_names=experts.adapter_names(["sports", "sports"])).logits
+        dance = experts.lm.model(**batch, adapter_names=experts.adapter_names(["dance", "dance"])).logits
+        base = experts.lm.model(**batch, adapter_names=experts.adapter_names([None, None])).logits
+    assert (sports - base).abs().max() > 1e-3  # the expert does something
+    torch.testing.assert_close(mixed[0], sports[0])
+    torch.testing.assert_close(mixed[1], dance[1])
+
+
+def test_sync_reports_changes_and_an_emptied_set_runs_the_base(experts, expert_dirs):
+    baseline = generate(experts, [None, None])
+    assert experts.sync({"sports": expert_dirs["sports"]}) == {"added": ["sports"], "replaced": [], "removed": []}
+    changes = experts.sync({"sports": expert_dirs["dance"], "music": expert_dirs["music"]})
+    assert changes == {"added": ["music"], "replaced": ["sports"], "removed": []}
+    assert experts.sync({}) == {"added": [], "replaced": [], "removed": ["sports", "music"]}
+    assert experts.names == ()
+    assert all(np.array_equal(a, b) for a, b in zip(baseline, generate(experts, [None, None])))
+
+
+def test_blending_one_expert_at_full_weight_equals_that_expert(experts, expert_dirs):
+    experts.sync({"sports": expert_dirs["sports"], "dance": expert_dirs["dance"]})
+    batch = experts.lm._encode(TEXTS[:1])
+    with torch.inference_mode():
+        alone = experts.lm.model(**batch, adapter_names=experts.adapter_names(["sports"])).logits
+        with experts.blended({"sports": 1.0, "dance": 0.0}):
+            blend = experts.lm.model(**batch).logits
+        with experts.blended({"sports": 0.5, "dance": 0.5}):
+            half = experts.lm.model(**batch).logits
+        again = experts.lm.model(**batch, adapter_names=experts.adapter_names(["sports"])).logits
+    torch.testing.assert_close(blend, alone)
+    assert (half - alone).abs().max() > 1e-4
+    torch.testing.assert_close(again, alone)  # scalings restored
+
+
+def test_errors_name_the_bad_expert(experts, expert_dirs, tmp_path):
+    with pytest.raises(ExpertError, match="Sports!"):
+        check_name("Sports!")
+    with pytest.raises(ExpertError, match="adapter_config.json"):
+        experts.add("empty", tmp_path)
+    with pytest.raises(ExpertError, match="no expert named 'dance'"):
+        experts.adapter_names(["dance"])
+    with pytest.raises(ExpertError, match="no expert named 'ghost'"):
+        experts.remove("ghost")

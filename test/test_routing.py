@@ -1,0 +1,113 @@
+"""Routers: autoencoder (hard and soft), Mahalanobis, key gate, oracle; router files."""
+import numpy as np
+import pytest
+import torch
+
+from motion_agent.base_model import load_base_model
+from motion_agent.language_model import t2m_prompt
+from motion_agent.routing import (
+    AutoencoderRouter,
+    Decision,
+    ExpertAutoencoder,
+    KeyGate,
+    MahalanobisRouter,
+    OracleRouter,
+    RouterError,
+    prompt_features,
+)
+from training.router_training import AutoencoderSettings, fit_autoencoder
+
+DIM = 24
+
+
+def cluster(centre: float, count: int, seed: int) -> np.ndarray:
+    """Inputs of one task: a shifted Gaussian with a task-specific low-dimensional structure."""
+    rng = np.random.default_rng(seed)
+    basis = np.random.default_rng(int(centre * 10) + 100).normal(size=(3, DIM))
+    return (centre + rng.normal(size=(count, 3)) @ basis + 0.05 * rng.normal(size=(count, DIM))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def router() -> AutoencoderRouter:
+    settings = AutoencoderSettings(steps=400, bottleneck=3)
+    return AutoencoderRouter({
+        "walk": fit_autoencoder(cluster(0.0, 200, 0), settings, calibration=cluster(0.0, 50, 1)),
+        "dance": fit_autoencoder(cluster(4.0, 200, 2), settings, calibration=cluster(4.0, 50, 3)),
+    })
+
+
+def test_held_out_inputs_go_to_their_expert_and_a_third_task_is_unknown(router):
+    assert [d.expert for d in router.route(cluster(0.0, 40, 10))].count("walk") >= 38
+    assert [d.expert for d in router.route(cluster(4.0, 40, 11))].count("dance") >= 38
+    third = router.route(cluster(-6.0, 40, 12))
+    assert sum(d.expert is None for d in third) >= 38
+    assert third[0].label == "unknown" and set(third[0].scores) == {"walk", "dance"}
+
+
+def test_soft_weights_favour_the_owner_and_sum_to_one(router):
+    weights = router.soft_weights(cluster(4.0, 5, 13), temperature=1.0)
+    for row in weights:
+        assert sum(row.values()) == pytest.approx(1.0)
+        assert row["dance"] > row["walk"]
+
+
+def test_router_file_round_trips_exactly_and_refuses_other_files(router, tmp_path):
+    router.experts["walk"].save(tmp_path / "walk")
+    loaded = ExpertAutoencoder.load(tmp_path / "walk")
+    inputs = cluster(0.0, 8, 14)
+    np.testing.assert_array_equal(loaded.loss(inputs), router.experts["walk"].loss(inputs))
+    assert loaded.threshold == router.experts["walk"].threshold
+    with pytest.raises(RouterError, match="has no router"):
+        ExpertAutoencoder.load(tmp_path / "missing")
+    from safetensors.torch import save_file
+
+    (tmp_path / "odd" / "router").mkdir(parents=True)
+    save_file({"x": torch.zeros(1)}, tmp_path / "odd" / "router" / "router.safetensors", metadata={"kind": "gate"})
+    with pytest.raises(RouterError, match="not an autoencoder router"):
+        ExpertAutoencoder.load(tmp_path / "odd")
+
+
+def test_mahalanobis_router_routes_and_rejects():
+    maha = MahalanobisRouter.fit({"walk": cluster(0.0, 200, 0), "dance": cluster(4.0, 200, 2)})
+    assert [d.expert for d in maha.route(cluster(4.0, 20, 5))].count("dance") >= 19
+    assert sum(d.expert is None for d in maha.route(cluster(-6.0, 20, 6))) >= 19
+
+
+def test_key_gate_keys_are_orthonormal_and_scores_are_probabilities():
+    gate = KeyGate(DIM, rank=4, key_dim=8)
+    for name in ("a", "b", "c"):
+        gate.add_expert(name)
+    torch.testing.assert_close(gate.keys @ gate.keys.T, torch.eye(3), atol=1e-5, rtol=0)
+    decisions = gate.route(cluster(0.0, 3, 0))
+    assert all(sum(d.scores.values()) == pytest.approx(1.0) for d in decisions)
+    assert all(d.expert in ("a", "b", "c") for d in decisions)
+
+
+def test_oracle_router_follows_the_label():
+    oracle = OracleRouter({"task_a": "sports"})
+    assert oracle.route_labels(["task_a", "task_z"]) == [Decision("sports", {}), Decision(None, {})]
+
+
+def test_a_router_on_prompt_features_tells_clearly_different_tasks_apart(tiny_base_model):
+    """Real features of the frozen base model: two text families route correctly, a third is unknown."""
+    lm = load_base_model(tiny_base_model)
+    rng = np.random.default_rng(0)
+
+    def prompts(subjects: list[str], verbs: list[str], count: int) -> list[str]:
+        moods = ["happily", "sadly", "angrily", "calmly", "nervously", "proudly"]
+        return [t2m_prompt(f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(moods)}") for _ in range(count)]
+
+    juggling = (["a juggler", "the performer", "a clown"], ["juggles three balls", "tosses clubs in the air", "juggles rings"])
+    piano = (["a pianist", "the musician", "an artist"], ["plays the piano", "presses piano keys", "performs a sonata on a piano"])
+    swimming = (["a swimmer", "the athlete", "a diver"], ["swims breaststroke", "dives into the pool", "floats on water"])
+    settings = AutoencoderSettings(steps=400)
+    router = AutoencoderRouter({
+        name: fit_autoencoder(prompt_features(lm, prompts(*family, 120)), settings,
+                              calibration=prompt_features(lm, prompts(*family, 40)))
+        for name, family in (("juggling", juggling), ("piano", piano))
+    })
+    for name, family in (("juggling", juggling), ("piano", piano)):
+        routed = [d.expert for d in router.route(prompt_features(lm, prompts(*family, 30)))]
+        assert routed.count(name) >= 26, routed  # mu + 2 sigma rejects a few by design
+    unknown = [d.expert for d in router.route(prompt_features(lm, prompts(*swimming, 30)))]
+    assert unknown.count(None) >= 24, unknown
