@@ -1,8 +1,14 @@
-"""MotionAgent: request -> (route) -> generate -> decode -> retarget, and pose window -> caption.
+"""MotionAgent: request -> route -> generate -> decode -> retarget, and pose window -> caption.
 
 Everything a node does that is not ROS lives here, so it runs and is tested without rclpy and the
 nodes stay thin adapters. Inputs are checked before any model runs: a bad request raises RequestError
 naming what is wrong, which the node turns into an error diagnostic instead of dying.
+
+Experts come from an expert store (motion_agent.expert_store, filled by `motion-agent-bundle install`
+or the node's bundle inbox). Each request is routed by the experts' autoencoder routers to one expert,
+or to none ("unknown"), in which case the configured fallback serves it with the base model or refuses
+it. `reload_experts` brings the served set in line with the store while requests keep coming: files are
+read before the expert lock is taken, and a request runs wholly on the old set or wholly on the new.
 """
 from __future__ import annotations
 
@@ -13,10 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from motion_agent.base_model import load_base_model, tokenizer_folder
+from motion_agent.base_model import BaseModelSpec, load_base_model, tokenizer_folder
 from motion_agent.config import load_yaml
+from motion_agent.expert_store import ExpertStore, InstallResult
+from motion_agent.experts import ExpertSet
 from motion_agent.features import FeatureConfig, joints_to_features, recover_joints
-from motion_agent.language_model import GenerationConfig, MotionLanguageModel
+from motion_agent.language_model import GenerationConfig, MotionLanguageModel, m2t_prompt, t2m_prompt
+from motion_agent.routing import UNKNOWN, AutoencoderRouter, Decision, prompt_features, softmax_weights
 from motion_agent.retarget import Retargeter, Trajectory, load_robot
 from motion_agent.skeleton import NUM_JOINTS
 from motion_agent.tokenizer import MotionTokenizer, load_decoder
@@ -24,6 +33,27 @@ from motion_agent.tokenizer import MotionTokenizer, load_decoder
 
 class RequestError(ValueError):
     """A request the agent refuses (empty, oversized, undecodable text; malformed poses)."""
+
+
+FALLBACKS = ("base", "refuse")
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """How requests find an expert (section `agent.routing`)."""
+
+    experts: str = ""  # expert-store folder (motion-agent-bundle install --store); empty: base model only
+    unknown: str = "base"  # when no expert accepts a request: "base" serves it with the base model, "refuse" drops it
+    mode: str = "hard"  # "hard": the winning expert alone; "soft": every expert blended by softmax(-loss / T)
+    temperature: float = 1.0  # of the soft blend
+
+    def __post_init__(self) -> None:
+        if self.unknown not in FALLBACKS:
+            raise ValueError(f"routing.unknown must be one of {', '.join(FALLBACKS)}, got {self.unknown!r}")
+        if self.mode not in ("hard", "soft"):
+            raise ValueError(f"routing.mode must be 'hard' or 'soft', got {self.mode!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"routing.temperature must be positive, got {self.temperature}")
 
 
 @dataclass(frozen=True)
@@ -37,6 +67,7 @@ class AgentConfig:
     min_caption_frames: int = 24  # shortest pose window worth captioning (1.2 s at 20 fps)
     max_caption_frames: int = 196
     seed: int = 0
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
 
@@ -57,8 +88,9 @@ class MotionResult:
     codes: np.ndarray  # motion tokens
     joints: np.ndarray  # (T, 22, 3) metres, 20 fps
     trajectory: Trajectory  # the robot's joint trajectory
-    expert: str  # which expert generated it ("base" when no expert is installed)
+    expert: str  # the expert that generated it; "unknown" (served by the base) or "base" (no experts)
     timings_ms: dict[str, float]
+    router_scores: dict[str, float] = field(default_factory=dict)  # per expert: reconstruction loss
 
     @property
     def seconds(self) -> float:
@@ -71,6 +103,7 @@ class CaptionResult:
     frames: int
     expert: str
     timings_ms: dict[str, float]
+    router_scores: dict[str, float] = field(default_factory=dict)
 
 
 def check_text(text: object, max_chars: int) -> str:
@@ -117,8 +150,14 @@ class MotionAgent:
     """The robot's motion-language skill set, independent of any middleware."""
 
     def __init__(self, lm: MotionLanguageModel, encoder: MotionTokenizer, decoder, retargeter: Retargeter,
-                 config: AgentConfig = AgentConfig()) -> None:
+                 config: AgentConfig = AgentConfig(), tokenizer_fingerprint: str = "") -> None:
         self.lm, self.encoder, self.decoder, self.retargeter, self.config = lm, encoder, decoder, retargeter, config
+        self.tokenizer_fingerprint = tokenizer_fingerprint  # bundles must name it (and the base fingerprint)
+        self.experts = ExpertSet(lm)
+        self.router = AutoencoderRouter()
+        self.store = ExpertStore(Path(config.routing.experts).expanduser()) if config.routing.experts else None
+        if self.store is not None:
+            self.reload_experts()
 
     @classmethod
     def from_config(cls, config: AgentConfig) -> "MotionAgent":
@@ -128,11 +167,45 @@ class MotionAgent:
         folder = tokenizer_folder(config.base_model)
         encoder = MotionTokenizer.load(folder)
         decoder = encoder if config.decoder_backend == "torch" else load_decoder(folder, "onnx")
-        return cls(lm, encoder, decoder, Retargeter(load_robot(config.robot)), config)
+        spec = BaseModelSpec.read(Path(config.base_model))
+        return cls(lm, encoder, decoder, Retargeter(load_robot(config.robot)), config, spec.tokenizer_fingerprint)
 
     @property
     def fingerprint(self) -> str:
         return self.lm.fingerprint
+
+    def reload_experts(self) -> dict[str, list[str]]:
+        """Serve exactly the store's active experts; returns what was added, replaced and removed."""
+        if self.store is None:
+            return {"added": [], "replaced": [], "removed": []}
+        wanted = self.store.active_experts()
+        router = AutoencoderRouter.from_folders(wanted)  # read (and checked) before the swap
+        with self.experts.lock:
+            changes = self.experts.sync(wanted)
+            self.router = router
+        return changes
+
+    def install_bundle(self, bundle: str | Path, keyring: str | Path) -> tuple[InstallResult, dict[str, list[str]]]:
+        """Verify and install a signed expert bundle into the store, then serve it (no restart)."""
+        if self.store is None:
+            raise ValueError("agent.routing.experts names no expert store: set it to install bundles")
+        result = self.store.install(bundle, keyring, backbone_fingerprint=self.fingerprint,
+                                    tokenizer_fingerprint=self.tokenizer_fingerprint)
+        return result, self.reload_experts()
+
+    def route(self, prompt: str) -> Decision:
+        """The expert for one prompt, or None when no expert accepts it (or none is installed)."""
+        if not self.router.experts:
+            return Decision(None, {})
+        return self.router.route(prompt_features(self.lm, [prompt]))[0]
+
+    def _expert_label(self, decision: Decision) -> str:
+        if not self.router.experts:
+            return "base"
+        if decision.expert is None and self.config.routing.unknown == "refuse":
+            scores = ", ".join(f"{k} {v:.3g}" for k, v in decision.scores.items())
+            raise RequestError(f"no installed expert knows this request ({UNKNOWN}; router losses: {scores})")
+        return decision.label
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """Motion codes -> (T, 22, 3) joint positions."""
@@ -140,18 +213,26 @@ class MotionAgent:
             features = self.decoder.denormalize(self.decoder.decode(np.asarray(codes, dtype=np.int64)[None]))[0]
         return recover_joints(torch.as_tensor(np.asarray(features), dtype=torch.float64)).numpy()
 
-    def generate(self, text: object, seed: int | None = None) -> MotionResult:
+    def generate(self, text: object, emotion: str | None = None, duration: float | None = None,
+                 seed: int | None = None) -> MotionResult:
+        """A motion for a request; `emotion` (a word such as "happy") and `duration` (seconds) are added
+        to what the text itself says."""
         clock = _Clock()
         text = check_text(text, self.config.max_text_chars)
-        expert = "base"
-        clock.lap("route")
-        codes = self.lm.generate_motion([text], seed=self.config.seed if seed is None else seed)[0]
+        if emotion:
+            text = check_text(f"{text.rstrip('.')}, looking {emotion}", self.config.max_text_chars)
+        with self.experts.lock:
+            decision = self.route(t2m_prompt(text))
+            expert = self._expert_label(decision)
+            clock.lap("route")
+            codes = self._run(decision, lambda names: self.lm.generate_motion(
+                [text], seed=self.config.seed if seed is None else seed, seconds=duration, adapter_names=names))[0]
         clock.lap("language_model")
         joints = self.decode(codes)
         clock.lap("decode")
         trajectory = self.retargeter.retarget(joints, fps=self.config.features.fps)
         clock.lap("retarget")
-        return MotionResult(text, codes, joints, trajectory, expert, clock.marks)
+        return MotionResult(text, codes, joints, trajectory, expert, clock.marks, decision.scores)
 
     def caption(self, joints: object) -> CaptionResult:
         clock = _Clock()
@@ -159,6 +240,17 @@ class MotionAgent:
         features = joints_to_features(window, self.config.features)
         codes = self.encoder.motion_codes(features)
         clock.lap("encode")
-        text = self.lm.caption([codes])[0]
+        with self.experts.lock:
+            decision = self.route(m2t_prompt(self.lm.vocabulary, codes))
+            expert = self._expert_label(decision)
+            clock.lap("route")
+            text = self._run(decision, lambda names: self.lm.caption([codes], adapter_names=names))[0]
         clock.lap("language_model")
-        return CaptionResult(text, len(window), "base", clock.marks)
+        return CaptionResult(text, len(window), expert, clock.marks, decision.scores)
+
+    def _run(self, decision: Decision, call):
+        """Run `call(adapter_names)` with the decision's expert, or the soft blend of all experts."""
+        if self.config.routing.mode == "soft" and decision.expert is not None:
+            with self.experts.blended(softmax_weights(decision.scores, self.config.routing.temperature)):
+                return call(None)
+        return call(self.experts.adapter_names([decision.expert]))

@@ -161,16 +161,20 @@ class AutoencoderRouter:
 
     def soft_weights(self, features: np.ndarray, temperature: float = 1.0) -> list[dict[str, float]]:
         """softmax(-loss / T) over every expert (no rejection): the soft blend."""
-        names = list(self.experts)
-        logits = -self.losses(features) / temperature
-        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
-        weights /= weights.sum(axis=1, keepdims=True)
-        return [{n: float(w) for n, w in zip(names, row)} for row in weights]
+        return [softmax_weights(d.scores, temperature) for d in self.route(features)]
 
     def novelty(self, features: np.ndarray) -> np.ndarray:
         """How unknown each input looks: the smallest loss-to-threshold ratio over experts (> 1: rejected)."""
         thresholds = np.array([ae.threshold for ae in self.experts.values()])
         return (self.losses(features) / thresholds).min(axis=1)
+
+
+def softmax_weights(losses: Mapping[str, float], temperature: float = 1.0) -> dict[str, float]:
+    """Blend weights softmax(-loss / T) from one input's per-expert losses."""
+    names = list(losses)
+    logits = -np.array([losses[n] for n in names], dtype=np.float64) / temperature
+    weights = np.exp(logits - logits.max())
+    return {n: float(w) for n, w in zip(names, weights / weights.sum())}
 
 
 class MahalanobisRouter:

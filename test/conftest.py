@@ -40,3 +40,43 @@ def build_tiny_base_model(root: Path) -> Path:
 def tiny_base_model(tmp_path_factory) -> Path:
     """The folder of a tiny base model, built once per test session (see build_tiny_base_model)."""
     return build_tiny_base_model(tmp_path_factory.mktemp("tiny_base"))
+
+
+FAMILIES = {  # clearly different request families, for experts and routers that must tell them apart
+    "juggling": (["a juggler", "the performer", "a clown"], ["juggles three balls", "tosses clubs in the air", "juggles rings"]),
+    "piano": (["a pianist", "the musician", "an artist"], ["plays the piano", "presses piano keys", "performs a sonata on a piano"]),
+    "swimming": (["a swimmer", "the athlete", "a diver"], ["swims breaststroke", "dives into the pool", "floats on water"]),
+}
+MOODS = ["happily", "sadly", "angrily", "calmly", "nervously", "proudly"]
+
+
+def family_requests(family: str, count: int, seed: int) -> list[str]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    subjects, verbs = FAMILIES[family]
+    return [f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(MOODS)}" for _ in range(count)]
+
+
+def write_expert(lm, folder: Path, seed: int, family: str | None = None) -> Path:
+    """An expert folder as training writes it: a random (non-zero) LoRA adapter, eval.json and, given a
+    request family, an autoencoder router fitted on that family's T2M prompts."""
+    import json
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from motion_agent.language_model import t2m_prompt
+    from motion_agent.routing import prompt_features
+    from training.router_training import AutoencoderSettings, fit_autoencoder
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    model = get_peft_model(lm.model, config)
+    model.save_pretrained(folder / "adapter", save_embedding_layers=False)
+    model.unload()  # takes the LoRA layers out of the shared base model again
+    (folder / "eval.json").write_text(json.dumps({"family": family}))
+    if family:
+        features = [prompt_features(lm, [t2m_prompt(t) for t in family_requests(family, n, s)]) for n, s in ((120, seed), (40, seed + 1))]
+        fit_autoencoder(features[0], AutoencoderSettings(steps=400), calibration=features[1]).save(folder)
+    return folder

@@ -102,3 +102,71 @@ def test_onnx_decoder_matches_torch(tiny_base_model, tmp_path, walk):
     assert np.array_equal(result.codes, walk.codes)
     np.testing.assert_allclose(result.joints, walk.joints, atol=1e-3)
     assert result.trajectory.joint_names == walk.trajectory.joint_names
+
+
+# ---------------------------------------------------------------------------------- experts and routing
+
+@pytest.fixture(scope="module")
+def expert_kit(tiny_base_model, tmp_path_factory):
+    """Signed bundles of three experts (juggling, piano, swimming), each with a router for its family."""
+    from motion_agent.base_model import BaseModelSpec, load_base_model
+    from motion_agent.bundle import generate_keypair, load_private_key, pack_bundle
+
+    from conftest import write_expert
+
+    root = tmp_path_factory.mktemp("expert_kit")
+    lm = load_base_model(tiny_base_model)
+    spec = BaseModelSpec.read(tiny_base_model)
+    generate_keypair(root / "release.key")
+    (root / "keyring").mkdir()
+    shutil.copy(root / "release.key.pub", root / "keyring" / "release.pub")
+    bundles = {}
+    for seed, family in enumerate(("juggling", "piano", "swimming")):
+        folder = write_expert(lm, root / family, seed, family)
+        bundles[family] = root / f"{family}.tar"
+        pack_bundle(folder, bundles[family], load_private_key(root / "release.key"), name=family, scenario=family,
+                    version="1.0.0", backbone_fingerprint=spec.fingerprint, tokenizer_fingerprint=spec.tokenizer_fingerprint)
+    return root / "keyring", bundles
+
+
+def routed_agent(tiny_base_model, store, unknown="base"):
+    from motion_agent.agent import RoutingConfig
+
+    return MotionAgent.from_config(AgentConfig(base_model=str(tiny_base_model),
+                                               routing=RoutingConfig(experts=str(store), unknown=unknown)))
+
+
+def test_requests_route_to_the_expert_that_knows_them_and_unknown_falls_back(tiny_base_model, expert_kit, tmp_path):
+    keyring, bundles = expert_kit
+    agent = routed_agent(tiny_base_model, tmp_path / "store")
+    assert agent.generate("a juggler juggles three balls happily").expert == "base"  # empty store: the base model
+    for family in ("juggling", "piano"):
+        agent.install_bundle(bundles[family], keyring)
+    juggle = agent.generate("a clown tosses clubs in the air proudly", duration=2.0)
+    assert juggle.expert == "juggling" and set(juggle.router_scores) == {"juggling", "piano"}
+    assert agent.generate("the musician presses piano keys sadly").expert == "piano"
+    swim = agent.generate("a swimmer dives into the pool calmly")
+    assert swim.expert == "unknown" and len(swim.codes) > 0  # served by the base model
+    refusing = routed_agent(tiny_base_model, tmp_path / "store", unknown="refuse")
+    with pytest.raises(RequestError, match="no installed expert knows"):
+        refusing.generate("a swimmer dives into the pool calmly")
+
+
+def test_installing_an_expert_while_serving_leaves_the_others_unchanged(tiny_base_model, expert_kit, tmp_path):
+    keyring, bundles = expert_kit
+    agent = routed_agent(tiny_base_model, tmp_path / "store")
+    agent.install_bundle(bundles["juggling"], keyring)
+    before = agent.generate("a juggler juggles rings happily", seed=5)
+    result, changes = agent.install_bundle(bundles["swimming"], keyring)
+    assert changes["added"] == ["swimming"] and result.name == "swimming"
+    after = agent.generate("a juggler juggles rings happily", seed=5)
+    assert after.expert == before.expert == "juggling"
+    np.testing.assert_array_equal(after.codes, before.codes)
+    assert agent.generate("a diver floats on water calmly").expert == "swimming"
+    agent.store.remove("swimming")
+    assert agent.reload_experts()["removed"] == ["swimming"]
+
+
+def test_emotion_argument_joins_the_request(agent):
+    result = agent.generate("a person walks forward", emotion="happy", duration=2.0)
+    assert result.text == "a person walks forward, looking happy" and len(result.codes) == 10

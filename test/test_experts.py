@@ -1,6 +1,4 @@
 """Expert set over a frozen base model: named peft adapters, per-sample selection, isolation."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -8,19 +6,9 @@ import torch
 from motion_agent.base_model import load_base_model
 from motion_agent.experts import ExpertError, ExpertSet, check_name
 
+from conftest import write_expert
+
 TEXTS = ["a person waves happily", "someone jumps angrily for 2 seconds"]
-
-
-def write_expert(lm, folder: Path, seed: int) -> Path:
-    """A random (non-zero) LoRA expert saved as an expert folder."""
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(seed)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    model = get_peft_model(lm.model, config)
-    model.save_pretrained(folder / "adapter", save_embedding_layers=False)
-    model.unload()  # takes the LoRA layers out of the shared base model again
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ from motion_agent.routing import (
 )
 from training.router_training import AutoencoderSettings, fit_autoencoder
 
+from conftest import family_requests
+
 DIM = 24
 
 
@@ -89,25 +91,19 @@ def test_oracle_router_follows_the_label():
 
 
 def test_a_router_on_prompt_features_tells_clearly_different_tasks_apart(tiny_base_model):
-    """Real features of the frozen base model: two text families route correctly, a third is unknown."""
+    """Real features of the frozen base model: two request families route correctly, a third is unknown."""
     lm = load_base_model(tiny_base_model)
-    rng = np.random.default_rng(0)
 
-    def prompts(subjects: list[str], verbs: list[str], count: int) -> list[str]:
-        moods = ["happily", "sadly", "angrily", "calmly", "nervously", "proudly"]
-        return [t2m_prompt(f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(moods)}") for _ in range(count)]
+    def features(family: str, count: int, seed: int) -> np.ndarray:
+        return prompt_features(lm, [t2m_prompt(text) for text in family_requests(family, count, seed)])
 
-    juggling = (["a juggler", "the performer", "a clown"], ["juggles three balls", "tosses clubs in the air", "juggles rings"])
-    piano = (["a pianist", "the musician", "an artist"], ["plays the piano", "presses piano keys", "performs a sonata on a piano"])
-    swimming = (["a swimmer", "the athlete", "a diver"], ["swims breaststroke", "dives into the pool", "floats on water"])
     settings = AutoencoderSettings(steps=400)
     router = AutoencoderRouter({
-        name: fit_autoencoder(prompt_features(lm, prompts(*family, 120)), settings,
-                              calibration=prompt_features(lm, prompts(*family, 40)))
-        for name, family in (("juggling", juggling), ("piano", piano))
+        family: fit_autoencoder(features(family, 120, 0), settings, calibration=features(family, 40, 1))
+        for family in ("juggling", "piano")
     })
-    for name, family in (("juggling", juggling), ("piano", piano)):
-        routed = [d.expert for d in router.route(prompt_features(lm, prompts(*family, 30)))]
-        assert routed.count(name) >= 26, routed  # mu + 2 sigma rejects a few by design
-    unknown = [d.expert for d in router.route(prompt_features(lm, prompts(*swimming, 30)))]
+    for family in ("juggling", "piano"):
+        routed = [d.expert for d in router.route(features(family, 30, 2))]
+        assert routed.count(family) >= 26, routed  # mu + 2 sigma rejects a few by design
+    unknown = [d.expert for d in router.route(features("swimming", 30, 2))]
     assert unknown.count(None) >= 24, unknown

@@ -204,6 +204,10 @@ def _timings(timings_ms: dict[str, float]) -> dict[str, str]:
     return values
 
 
+def _router_scores(scores: dict[str, float]) -> dict[str, str]:
+    return {f"router_loss.{expert}": f"{loss:.4g}" for expert, loss in scores.items()}
+
+
 def generation_values(result: MotionResult, wait_ms: float) -> dict[str, str]:
     trajectory = result.trajectory
     duration = float(trajectory.times[-1]) if len(trajectory.times) else 0.0
@@ -219,12 +223,13 @@ def generation_values(result: MotionResult, wait_ms: float) -> dict[str, str]:
         "velocity_limited": str(trajectory.velocity_limited),
         "latency_ms.queue": f"{wait_ms:.1f}",
         **_timings(result.timings_ms),
+        **_router_scores(result.router_scores),
     }
 
 
 def caption_values(result: CaptionResult, wait_ms: float) -> dict[str, str]:
     return {"expert": result.expert, "frames": str(result.frames), "caption": result.caption,
-            "latency_ms.queue": f"{wait_ms:.1f}", **_timings(result.timings_ms)}
+            "latency_ms.queue": f"{wait_ms:.1f}", **_timings(result.timings_ms), **_router_scores(result.router_scores)}
 
 
 def key_frames(joints: np.ndarray, count: int) -> list[tuple[int, np.ndarray]]:
