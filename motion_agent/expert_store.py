@@ -221,7 +221,8 @@ class ExpertStore:
         finally:
             os.close(lock)  # closing releases the lock; so does the death of the process
 
-    def _generation(self) -> int:
+    def generation(self) -> int:
+        """The index generation: it grows by one with every committed write (0 for an empty store)."""
         try:
             return int(json.loads(self.index_path.read_text()).get("generation", 0))
         except (OSError, ValueError, AttributeError):
@@ -231,7 +232,7 @@ class ExpertStore:
         """Replace index.json atomically and durably (the commit point of every write)."""
         data = {
             "format": INDEX_FORMAT,
-            "generation": self._generation() + 1 if generation is None else generation,
+            "generation": self.generation() + 1 if generation is None else generation,
             "experts": {
                 name: {"active": record.active, "previous": list(record.previous)}
                 for name, record in sorted(experts.items())

@@ -80,3 +80,27 @@ def write_expert(lm, folder: Path, seed: int, family: str | None = None) -> Path
         features = [prompt_features(lm, [t2m_prompt(t) for t in family_requests(family, n, s)]) for n, s in ((120, seed), (40, seed + 1))]
         fit_autoencoder(features[0], AutoencoderSettings(steps=400), calibration=features[1]).save(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def expert_bundles(tiny_base_model, tmp_path_factory):
+    """(keyring folder, {family: signed bundle}) for three experts of the tiny base model (juggling,
+    piano, swimming), each with an autoencoder router fitted on its request family."""
+    import shutil
+
+    from motion_agent.base_model import BaseModelSpec, load_base_model
+    from motion_agent.bundle import generate_keypair, load_private_key, pack_bundle
+
+    root = tmp_path_factory.mktemp("expert_bundles")
+    lm = load_base_model(tiny_base_model)
+    spec = BaseModelSpec.read(tiny_base_model)
+    generate_keypair(root / "release.key")
+    (root / "keyring").mkdir()
+    shutil.copy(root / "release.key.pub", root / "keyring" / "release.pub")
+    bundles = {}
+    for seed, family in enumerate(FAMILIES):
+        folder = write_expert(lm, root / family, seed, family)
+        bundles[family] = root / f"{family}.tar"
+        pack_bundle(folder, bundles[family], load_private_key(root / "release.key"), name=family, scenario=family,
+                    version="1.0.0", backbone_fingerprint=spec.fingerprint, tokenizer_fingerprint=spec.tokenizer_fingerprint)
+    return root / "keyring", bundles

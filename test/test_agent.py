@@ -106,29 +106,6 @@ def test_onnx_decoder_matches_torch(tiny_base_model, tmp_path, walk):
 
 # ---------------------------------------------------------------------------------- experts and routing
 
-@pytest.fixture(scope="module")
-def expert_kit(tiny_base_model, tmp_path_factory):
-    """Signed bundles of three experts (juggling, piano, swimming), each with a router for its family."""
-    from motion_agent.base_model import BaseModelSpec, load_base_model
-    from motion_agent.bundle import generate_keypair, load_private_key, pack_bundle
-
-    from conftest import write_expert
-
-    root = tmp_path_factory.mktemp("expert_kit")
-    lm = load_base_model(tiny_base_model)
-    spec = BaseModelSpec.read(tiny_base_model)
-    generate_keypair(root / "release.key")
-    (root / "keyring").mkdir()
-    shutil.copy(root / "release.key.pub", root / "keyring" / "release.pub")
-    bundles = {}
-    for seed, family in enumerate(("juggling", "piano", "swimming")):
-        folder = write_expert(lm, root / family, seed, family)
-        bundles[family] = root / f"{family}.tar"
-        pack_bundle(folder, bundles[family], load_private_key(root / "release.key"), name=family, scenario=family,
-                    version="1.0.0", backbone_fingerprint=spec.fingerprint, tokenizer_fingerprint=spec.tokenizer_fingerprint)
-    return root / "keyring", bundles
-
-
 def routed_agent(tiny_base_model, store, unknown="base"):
     from motion_agent.agent import RoutingConfig
 
@@ -136,8 +113,8 @@ def routed_agent(tiny_base_model, store, unknown="base"):
                                                routing=RoutingConfig(experts=str(store), unknown=unknown)))
 
 
-def test_requests_route_to_the_expert_that_knows_them_and_unknown_falls_back(tiny_base_model, expert_kit, tmp_path):
-    keyring, bundles = expert_kit
+def test_requests_route_to_the_expert_that_knows_them_and_unknown_falls_back(tiny_base_model, expert_bundles, tmp_path):
+    keyring, bundles = expert_bundles
     agent = routed_agent(tiny_base_model, tmp_path / "store")
     assert agent.generate("a juggler juggles three balls happily").expert == "base"  # empty store: the base model
     for family in ("juggling", "piano"):
@@ -152,8 +129,8 @@ def test_requests_route_to_the_expert_that_knows_them_and_unknown_falls_back(tin
         refusing.generate("a swimmer dives into the pool calmly")
 
 
-def test_installing_an_expert_while_serving_leaves_the_others_unchanged(tiny_base_model, expert_kit, tmp_path):
-    keyring, bundles = expert_kit
+def test_installing_an_expert_while_serving_leaves_the_others_unchanged(tiny_base_model, expert_bundles, tmp_path):
+    keyring, bundles = expert_bundles
     agent = routed_agent(tiny_base_model, tmp_path / "store")
     agent.install_bundle(bundles["juggling"], keyring)
     before = agent.generate("a juggler juggles rings happily", seed=5)

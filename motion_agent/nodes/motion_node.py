@@ -11,6 +11,8 @@ Publishes, for every generated motion, with one header stamp (which `motion-agen
   motion/markers           visualization_msgs/MarkerArray (LINE_LIST skeletons of a few key frames)
   /diagnostics             diagnostic_msgs/DiagnosticArray (request, expert, frames, latency per stage)
 and, unless `node.caption` is false, captions observed poses like motion_captioner (caption_node.py).
+With `node.keyring` set it also installs expert bundles from `node.bundle_inbox` and `experts/deploy`
+while serving (expert_manager.py).
 
 Parameters: config (agent YAML), base_model (overrides agent.base_model), frame_id.
 Run: python -m motion_agent.nodes.motion_node --ros-args -p base_model:=DIR  (or motion-agent-node).
@@ -30,6 +32,7 @@ from motion_agent.agent import MotionAgent, MotionResult, RequestError, check_te
 from motion_agent.nodes.caption_node import PoseCaptioner
 from motion_agent.nodes.common import Diagnostics, guarded, load_agent, read_settings, run_node
 from motion_agent.nodes.core import LatestWinsWorker, Outcome, generation_values, request_label
+from motion_agent.nodes.expert_manager import ExpertManager
 from motion_agent.nodes.messages import skeleton_markers, string_bytes, trajectory_message
 
 NODE_NAME = "motion_agent"
@@ -56,6 +59,9 @@ class MotionNode(Node):
         self.worker: LatestWinsWorker[Request] = LatestWinsWorker(self._generate, self._report, "generate")
         self.captioner = (
             PoseCaptioner(self, self.agent, config, self.diagnostics, self.model_lock) if config.caption else None
+        )
+        self.expert_manager = (
+            ExpertManager(self, self.agent, config, self.diagnostics) if config.keyring else None
         )
         # Raw subscriptions: rclpy would replace invalid UTF-8 silently; the agent refuses it instead.
         self.text_subscriptions = [

@@ -30,6 +30,10 @@ class NodeConfig:
     pose_axes: str = "smpl"  # smpl: +X left, +Y up, +Z forward; ros: x forward, y left, z up (REP 103)
     marker_frames: int = 5  # key frames of a generated motion drawn as skeletons
     queue_depth: int = 100  # subscription history, so a burst of poses is not dropped
+    bundle_inbox: str = ""  # folder watched for expert bundles (*.tar); empty: no inbox
+    deploy_topic: str = "experts/deploy"  # std_msgs/String: path of a bundle to install
+    keyring: str = ""  # folder of trusted *.pub signing keys; empty: no installs from the node
+    store_poll_s: float = 2.0  # how often the inbox and the expert store are checked
 
     def __post_init__(self) -> None:
         if not self.text_topics:
@@ -38,6 +42,8 @@ class NodeConfig:
             raise ValueError(f"window_size ({self.window_size}) must be >= 2 and window_stride ({self.window_stride}) >= 1")
         if self.pose_axes not in POSE_AXES:
             raise ValueError(f"pose_axes {self.pose_axes!r} must be one of {', '.join(POSE_AXES)}")
+        if self.store_poll_s <= 0:
+            raise ValueError(f"store_poll_s must be positive, got {self.store_poll_s}")
         if self.marker_frames < 1 or self.queue_depth < 1:
             raise ValueError("marker_frames and queue_depth must be at least 1")
 

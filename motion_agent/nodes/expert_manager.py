@@ -1,0 +1,89 @@
+"""Expert manager inside the agent node: new experts arrive while the node keeps serving.
+
+Three ways in, one install path (MotionAgent.install_bundle: verify signature and digests against the
+keyring and this robot's fingerprints, commit to the expert store, swap the served set):
+  - the bundle inbox folder (`node.bundle_inbox`), polled every `node.store_poll_s` seconds;
+  - the `experts/deploy` topic (std_msgs/String holding a bundle path on this machine);
+  - `motion-agent-bundle install` run beside the node: the node notices that the store's index
+    generation moved and reloads (also after `rollback` and `remove`).
+Installs run on their own thread, so requests keep being served; a request runs wholly on the old
+expert set or wholly on the new one. Every outcome is one diagnostic (`expert install`).
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+
+from rclpy.node import Node
+from std_msgs.msg import String
+
+from motion_agent.agent import MotionAgent
+from motion_agent.bundle_inbox import BundleInbox
+from motion_agent.nodes.common import Diagnostics, guarded
+from motion_agent.nodes.settings import NodeConfig
+
+
+class ExpertManager:
+    def __init__(self, node: Node, agent: MotionAgent, config: NodeConfig, diagnostics: Diagnostics) -> None:
+        if agent.store is None:
+            raise ValueError("node.bundle_inbox and experts/deploy need an expert store: set agent.routing.experts")
+        if not config.keyring:
+            raise ValueError("node.keyring must name a folder of trusted *.pub keys to install bundles")
+        self.node, self.agent, self.config, self.diagnostics = node, agent, config, diagnostics
+        self.inbox = BundleInbox(config.bundle_inbox) if config.bundle_inbox else None
+        self.generation = agent.store.generation()
+        self.jobs: queue.Queue[tuple[Path, bool] | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._loop, name="expert-install", daemon=True)
+        self.thread.start()
+        self.subscription = node.create_subscription(String, config.deploy_topic, guarded(node, self._on_deploy), 10)
+        self.timer = node.create_timer(config.store_poll_s, guarded(node, self._poll))
+
+    def _on_deploy(self, message: String) -> None:
+        self.jobs.put((Path(message.data.strip()).expanduser(), False))
+
+    def _poll(self) -> None:
+        for bundle in self.inbox.ready() if self.inbox else []:
+            self.jobs.put((bundle, True))
+        if self.jobs.empty() and self.agent.store.generation() != self.generation:
+            self.jobs.put(None)  # changed by another process: reload
+
+    def _loop(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                self._reload()
+            else:
+                self._install(*job)
+
+    def _reload(self) -> None:
+        try:
+            changes = self.agent.reload_experts()
+        except Exception as error:
+            self.diagnostics.publish("expert install", "ERROR", f"reload failed: {error}", {"reason": str(error)})
+            return
+        self.generation = self.agent.store.generation()
+        if any(changes.values()):
+            self.diagnostics.publish("expert install", "OK", f"experts reloaded from the store: {changes}",
+                                     self._values(changes))
+
+    def _install(self, bundle: Path, from_inbox: bool) -> None:
+        values = {"bundle": str(bundle), "source": "inbox" if from_inbox else self.config.deploy_topic}
+        try:
+            result, changes = self.agent.install_bundle(bundle, self.config.keyring)
+        except Exception as error:  # BundleError names what is wrong; anything else must not kill the thread
+            if from_inbox:
+                self.inbox.settle(bundle, str(error))
+            self.diagnostics.publish("expert install", "ERROR", f"refused {bundle.name}: {error}",
+                                     {**values, "reason": str(error)})
+            return
+        self.generation = self.agent.store.generation()
+        if from_inbox:
+            self.inbox.settle(bundle)
+        self.diagnostics.publish(
+            "expert install", "OK", f"serving {result.name} {result.version}" + (
+                f" (was {result.replaced})" if result.replaced else ""),
+            {**values, "expert": result.name, "version": result.version, **self._values(changes)})
+
+    def _values(self, changes: dict[str, list[str]]) -> dict[str, str]:
+        return {**{k: ",".join(v) for k, v in changes.items()}, "experts": ",".join(self.agent.experts.names)}

@@ -1,0 +1,125 @@
+"""New experts while the agent node keeps serving: the bundle inbox, the experts/deploy topic, and
+installs made beside the node by `motion-agent-bundle install`, over real ROS 2 topics in process."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import pytest
+
+from motion_agent.bundle_inbox import BundleInbox
+
+TIMEOUT = 60.0
+
+
+def test_inbox_takes_only_bundles_that_stopped_changing_and_keeps_them_after(tmp_path):
+    inbox = BundleInbox(tmp_path / "inbox")
+    bundle = inbox.folder / "a.tar"
+    bundle.write_bytes(b"x" * 10)
+    (inbox.folder / "notes.txt").write_text("not a bundle")
+    assert inbox.ready() == []  # first sighting
+    bundle.write_bytes(b"x" * 20)  # still being copied
+    assert inbox.ready() == []
+    assert inbox.ready() == [bundle]
+    refused = inbox.settle(bundle, "The signature does not verify.")
+    assert refused == inbox.folder / "refused" / "a.tar" and refused.is_file()
+    assert (inbox.folder / "refused" / "a.tar.reason.txt").read_text().startswith("The signature")
+    (inbox.folder / "b.tar").write_bytes(b"y")
+    inbox.ready()
+    assert inbox.settle(inbox.ready()[0]) == inbox.folder / "installed" / "b.tar"
+    assert inbox.ready() == []
+
+
+class Harness:
+    """The motion node in process (real MotionAgent on the tiny base model) and a client node."""
+
+    def __init__(self, rclpy, config_path):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.parameter import Parameter
+        from std_msgs.msg import String
+
+        from motion_agent.nodes.motion_node import MotionNode
+
+        self.node = MotionNode(parameter_overrides=[Parameter("config", value=str(config_path))])
+        self.client = rclpy.create_node("expert_manager_test_client")
+        self.statuses = []
+        self.client.create_subscription(DiagnosticArray, "test_diagnostics", lambda m: self.statuses.extend(m.status), 100)
+        self.deploy = self.client.create_publisher(String, "test_deploy", 10)
+        self.text = self.client.create_publisher(String, "test_text", 10)
+        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.client)
+        self.spin_until(lambda: self.deploy.get_subscription_count() and self.text.get_subscription_count())
+
+    def spin_until(self, predicate, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = predicate()
+            if found:
+                return found
+            self.executor.spin_once(timeout_sec=0.05)
+        raise AssertionError(f"timed out after {timeout} s")
+
+    def status(self, name_part, level, **expected):
+        from motion_agent.nodes.messages import level_name, status_values
+
+        for status in self.statuses:
+            values = status_values(status)
+            if name_part in status.name and level_name(status) == level and all(values.get(k) == v for k, v in expected.items()):
+                return values
+        return None
+
+    def close(self):
+        self.node.close()
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.client.destroy_node()
+
+
+@pytest.fixture()
+def ros():
+    rclpy = pytest.importorskip("rclpy")
+    rclpy.init()
+    yield rclpy
+    rclpy.try_shutdown()
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_bundles_from_inbox_topic_and_cli_are_served_without_restart(ros, tiny_base_model, expert_bundles, tmp_path):
+    from std_msgs.msg import String
+
+    from motion_agent.base_model import BaseModelSpec
+    from motion_agent.expert_store import ExpertStore
+
+    keyring, bundles = expert_bundles
+    store, inbox = tmp_path / "store", tmp_path / "inbox"
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        f"agent: {{base_model: {tiny_base_model}, routing: {{experts: {store}}}}}\n"
+        f"node: {{text_topics: [test_text], diagnostics_topic: test_diagnostics, caption: false, "
+        f"keyring: {keyring}, bundle_inbox: {inbox}, deploy_topic: test_deploy, store_poll_s: 0.2}}\n")
+    harness = Harness(ros, config)
+    try:
+        shutil.copy(bundles["juggling"], inbox / "juggling.tar")
+        (inbox / "broken.tar").write_bytes(b"not a bundle at all")
+        harness.spin_until(lambda: harness.status("expert install", "OK", expert="juggling"))
+        harness.spin_until(lambda: harness.status("expert install", "ERROR", bundle=str(inbox / "broken.tar")))
+        assert (inbox / "installed" / "juggling.tar").is_file() and (inbox / "refused" / "broken.tar.reason.txt").is_file()
+
+        harness.deploy.publish(String(data=str(bundles["piano"])))
+        harness.spin_until(lambda: harness.status("expert install", "OK", expert="piano"))
+
+        spec = BaseModelSpec.read(tiny_base_model)  # as `motion-agent-bundle install` beside the node would
+        ExpertStore(store).install(bundles["swimming"], keyring, backbone_fingerprint=spec.fingerprint,
+                                   tokenizer_fingerprint=spec.tokenizer_fingerprint)
+        harness.spin_until(lambda: harness.status("expert install", "OK", added="swimming"))
+        assert harness.node.agent.experts.names == ("juggling", "piano", "swimming")
+
+        harness.text.publish(String(data="a clown juggles rings proudly"))
+        values = harness.spin_until(lambda: harness.status("request", "OK", request="a clown juggles rings proudly"))
+        assert values["expert"] == "juggling" and "router_loss.piano" in values
+    finally:
+        harness.close()
