@@ -41,6 +41,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"]),
     data_files=data_files(),
+    # The embedded default model (`make default-model`), read by the runtime from inside the package.
+    package_data={PACKAGE: ["models/default/*.json", "models/default/base/*.json", "models/default/base/*/*"]},
     install_requires=[
         "setuptools",
         "torch>=2.2",

@@ -83,13 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="training steps (default: the config's)")
     parser.add_argument("--config", type=Path, help="training YAML (default: config/training/tokenizer.yaml)")
     parser.add_argument("--work-dir", type=Path, help="keep checkpoints and plots here (default: a temporary folder)")
+    parser.add_argument("--motions", type=int, default=CORPUS_MOTIONS,
+                        help=f"procedural corpus size when --data is not given (default {CORPUS_MOTIONS})")
     args = parser.parse_args(argv)
     config = load_training_config(args.config or default_config_path())
-    source = (lambda: load_humanml3d(args.data, config.training.window)) if args.data else (lambda: procedural_corpus(window=config.training.window))
+    source = (lambda: load_humanml3d(args.data, config.training.window)) if args.data else (lambda: procedural_corpus(args.motions, window=config.training.window))
     began = time.perf_counter()
     figures = run_benchmark(source, args.steps, args.config, args.work_dir)
     figures["wall_seconds"] = round(time.perf_counter() - began, 1)
-    figures["data"] = str(args.data) if args.data else f"procedural corpus ({CORPUS_MOTIONS} motions, seed {CORPUS_SEED})"
+    figures["data"] = str(args.data) if args.data else f"procedural corpus ({args.motions} motions, seed {CORPUS_SEED})"
     path = write_result(RESULT_NAME, figures)
     print(format_summary(figures))
     print(f"training: {figures['training_seconds']:.0f} s for {figures['steps']} steps on {machine_info()['cpu']}")

@@ -82,6 +82,16 @@ def load_base_model(folder: str | Path, generation: GenerationConfig | None = No
     return MotionLanguageModel(merged.eval(), tokenizer, vocabulary, config, fingerprint=spec.fingerprint)
 
 
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"  # built by `make default-model`
+MANIFEST_FILE = "manifest.json"  # beside it: the commands and commit that built it
+
+
+def default_base_model() -> Path | None:
+    """The embedded default base model that ships in the package, if this build has one."""
+    folder = DEFAULT_MODEL_DIR / "base"
+    return folder if (folder / SPEC_FILE).is_file() else None
+
+
 def tokenizer_folder(folder: str | Path) -> Path:
     return Path(folder) / TOKENIZER_DIR
 

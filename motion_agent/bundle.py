@@ -271,7 +271,9 @@ def check_fingerprint(value: str, what: str) -> str:
 
 
 def load_model_fingerprints(path: str | Path) -> tuple[str, str]:
-    """Read (backbone, tokenizer) fingerprints from a model manifest YAML with those two keys."""
+    """Read (backbone, tokenizer) fingerprints from a model manifest YAML with those two keys, or from
+    a base model's base.json: experts adapt the frozen base model, so there the base model's own
+    `fingerprint` (backbone + base adapter + tokenizer) is what a bundle must name as its backbone."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -279,6 +281,8 @@ def load_model_fingerprints(path: str | Path) -> tuple[str, str]:
         raise BundleError(f"Cannot read the model manifest {path}: {clause(error)}.", "usage") from None
     if not isinstance(data, dict):
         raise BundleError(f"The model manifest {path} does not hold a mapping.", "usage")
+    if isinstance(data.get("fingerprint"), str):  # a base.json
+        data = {**data, "backbone_fingerprint": data["fingerprint"]}
     found = []
     for key in ("backbone_fingerprint", "tokenizer_fingerprint"):
         if not isinstance(data.get(key), str):

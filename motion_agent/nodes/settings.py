@@ -64,12 +64,15 @@ def resolve_settings(config_path: str | Path | None = None, base_model: str = ""
     from dataclasses import replace
 
     from motion_agent.agent import load_agent_config
+    from motion_agent.base_model import default_base_model
     from motion_agent.config import ConfigError
 
     path = Path(config_path) if config_path else default_config_path()
     agent, node = load_agent_config(path), load_node_config(path)
     if base_model:
         agent = replace(agent, base_model=base_model)
+    if not agent.base_model and default_base_model() is not None:
+        agent = replace(agent, base_model=str(default_base_model()))
     if agent.base_model:
         agent = replace(agent, base_model=str(Path(agent.base_model).expanduser()))
     if frame_id:
