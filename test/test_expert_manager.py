@@ -10,6 +10,8 @@ import pytest
 
 from motion_agent.bundle_inbox import BundleInbox
 
+from conftest import family_requests
+
 TIMEOUT = 60.0
 
 
@@ -123,3 +125,72 @@ def test_bundles_from_inbox_topic_and_cli_are_served_without_restart(ros, tiny_b
         assert values["expert"] == "juggling" and "router_loss.piano" in values
     finally:
         harness.close()
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_a_bundle_dropped_while_requests_stream_is_used_by_later_requests_and_none_is_lost(
+        ros, tiny_base_model, expert_bundles, tmp_path):
+    """`motion-agent launch` in a child process; this process streams requests and drops a bundle."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from diagnostic_msgs.msg import DiagnosticArray
+    from std_msgs.msg import String
+
+    from motion_agent.nodes.messages import level_name, status_values
+
+    keyring, bundles = expert_bundles
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        f"agent: {{routing: {{experts: {tmp_path / 'store'}}}}}\n"
+        f"node: {{text_topics: [stream_text], diagnostics_topic: stream_diagnostics, caption: false, "
+        f"keyring: {keyring}, bundle_inbox: {inbox}, store_poll_s: 0.2}}\n")
+    log = (tmp_path / "launch.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "motion_agent.cli", "launch", "--config", str(config), "--base-model", str(tiny_base_model)],
+        stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent, env=os.environ.copy())
+    client = ros.create_node("stream_test_client")
+    statuses = []
+    client.create_subscription(DiagnosticArray, "stream_diagnostics", lambda m: statuses.extend(m.status), 100)
+    text = client.create_publisher(String, "stream_text", 10)
+
+    def spin_until(predicate, timeout=90.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (tmp_path / "launch.log").read_text()[-2000:]
+            if predicate():
+                return True
+            ros.spin_once(client, timeout_sec=0.05)
+        raise AssertionError(f"timed out; launch log:\n{(tmp_path / 'launch.log').read_text()[-2000:]}")
+
+    def answers():
+        return {values["request"]: (level_name(s), values.get("expert")) for s in statuses
+                if (values := status_values(s)).get("request") in requests}
+
+    try:
+        spin_until(lambda: text.get_subscription_count() > 0)
+        time.sleep(0.5)
+        requests = list(dict.fromkeys(family_requests("juggling", 12, seed=9)))[:8]  # distinct requests
+        for i, request in enumerate(requests):
+            if i == 3:
+                shutil.copy(bundles["juggling"], inbox / "juggling.tar")
+                spin_until(lambda: any("expert install" in s.name for s in statuses))
+            text.publish(String(data=request))
+            spin_until(lambda: request in answers())  # one at a time: latest-wins never drops one
+        results = answers()
+        assert all(results[r][0] == "OK" for r in requests), results
+        assert [results[r][1] for r in requests[:3]] == ["base"] * 3
+        later = [results[r][1] for r in requests[3:]]  # served by the expert (mu + 2 sigma may reject one)
+        assert "base" not in later and later.count("juggling") >= len(later) - 1, results
+    finally:
+        client.destroy_node()
+        process.send_signal(2)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
