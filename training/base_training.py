@@ -23,7 +23,7 @@ from motion_agent.base_model import ADAPTER_DIR, SPEC_FILE, TOKENIZER_DIR, BaseM
 from motion_agent.config import config_dir, load_yaml
 from motion_agent.language_model import MotionVocabulary, add_motion_tokens, m2t_prompt, t2m_prompt
 from motion_agent.tokenizer import MotionTokenizer, folder_fingerprint
-from training.humanml3d import HumanML3D
+from training.humanml3d import HumanML3D, MotionClip
 
 HISTORY_FILE = "history.json"
 IGNORE = -100  # label value the loss skips (prompt and padding positions)
@@ -80,10 +80,14 @@ class Example:
     captions: list[str]
 
 
+def encode(tokenizer: MotionTokenizer, clips: list[MotionClip]) -> list[Example]:
+    """Motion codes (trimmed to whole tokens) and captions of each clip, in order."""
+    return [Example(tokenizer.motion_codes(clip.features), [c.text for c in clip.captions]) for clip in clips]
+
+
 def encode_clips(tokenizer: MotionTokenizer, corpus: HumanML3D, split: str) -> list[Example]:
     """Motion codes of every clip of a split (trimmed to whole tokens)."""
-    return [Example(tokenizer.motion_codes(clip.features), [c.text for c in clip.captions])
-            for clip in corpus.clips(split)]
+    return encode(tokenizer, corpus.clips(split))
 
 
 def pair(example: Example, t2m: bool, vocabulary: MotionVocabulary, eos: str, rng: np.random.Generator) -> tuple[str, str]:

@@ -1,0 +1,315 @@
+"""Continual training: the loss terms, the settings file, the report's arithmetic, and end to end on a
+2-task stream (acrobatics, then instrument playing: two scenarios of the procedural corpus with clearly
+different motions) that seq-lora forgets the first task while mtl keeps it, that o-lora and lwf-lora run
+through the same trainer, and that an interrupted run resumes to the same figures.
+
+The forgetting score is the held-out text-to-motion loss of task 1 (mean cross-entropy of its test
+clips' motion tokens): deterministic and sensitive, where R-Precision on a few test clips of a tiny,
+briefly trained model is noise. Everything runs on the `tiny` backbone in about two minutes on 2 cores.
+"""
+import json
+import math
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from motion_agent.config import ConfigError
+from training import metrics
+from training.base_training import BaseRunConfig
+from training.continual.config import ContinualConfig, ContinualEvalSettings, load_continual_config
+from training.continual.losses import distillation_loss, orthogonality_loss
+from training.continual.report import comparison, markdown_table, method_summary, run_figures, write_report
+from training.continual.tasks import resolve_order, task_orders
+
+FIRST, SECOND = "acrobatics", "instrument_play"
+CODEBOOK = 32
+# Per task: 20 steps of 4 examples at a high learning rate, enough for a LoRA to move the tiny model.
+TEST_CONFIG = ContinualConfig(
+    training=BaseRunConfig(steps=20, batch_size=4, lr=5e-3, warmup_steps=2, log_every=10),
+    evaluation=ContinualEvalSettings(clips_per_task=3, batch_size=4, mm_captions=1, mm_repeats=2, r_precision_seeds=1),
+)
+
+
+# ----------------------------------------------------------------------------- loss terms
+
+
+def test_orthogonality_loss_is_zero_for_orthogonal_subspaces_and_sums_overlaps():
+    eye = torch.eye(4)
+    old = [[eye[:2]], [eye[2:3]]]  # two earlier adapters, one layer each, rank 2 and 1
+    new = eye[3:4].clone().requires_grad_(True)
+    assert orthogonality_loss([new], old).item() == 0.0
+    overlapping = torch.tensor([[1.0, -2.0, 0.5, 0.0]], requires_grad=True)
+    loss = orthogonality_loss([overlapping], old)
+    assert loss.item() == pytest.approx(1.0 + 2.0 + 0.5)  # |A_old A_new^T| summed over both old adapters
+    loss.backward()
+    assert torch.allclose(overlapping.grad, torch.tensor([[1.0, -1.0, 1.0, 0.0]]))  # sign of each overlap
+    with pytest.raises(ValueError, match="LoRA layers"):
+        orthogonality_loss([overlapping, overlapping], old)
+
+
+def test_distillation_is_zero_for_the_teacher_itself_and_only_reads_target_positions():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    labels = torch.tensor([[-100, -100, 3, 4, -100], [-100, 1, 2, -100, -100]])
+    assert distillation_loss(logits, logits, labels, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    other = logits.clone()
+    other[:, -1, 0] += 5.0  # the last position predicts nothing: no target follows it
+    other[0, 0, 0] += 5.0  # position 0 of row 0 predicts an IGNORE label
+    assert distillation_loss(logits, other, labels, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    other[0, 2, 0] += 5.0  # predicts the target at position 3
+    assert distillation_loss(logits, other, labels, 2.0).item() > 0.01
+
+
+# ----------------------------------------------------------------------------- settings and orders
+
+
+def test_shipped_config_is_the_dataclass_defaults():
+    assert load_continual_config() == ContinualConfig()
+
+
+@pytest.mark.parametrize("text, key", [
+    ("training:\n  stepz: 10\n", "training.stepz"),
+    ("o_lora:\n  lambda3: 1.0\n", "o_lora.lambda3"),
+    ("method: seq-lora\n", "method"),
+    ("lwf:\n  temperature: 0\n", "lwf"),
+    ("evaluation:\n  mm_repeats: 1\n", "evaluation"),
+    ("training:\n  steps: ten\n", "training.steps"),
+])
+def test_config_errors_name_the_key(tmp_path, text, key):
+    path = tmp_path / "continual.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_continual_config(path)
+
+
+def test_task_orders_start_with_the_stream_and_differ():
+    tasks = ["a", "b", "c", "d"]
+    orders = task_orders(tasks, 3, seed=0)
+    assert orders[0] == tasks and len({tuple(o) for o in orders}) == 3
+    assert all(sorted(o) == tasks for o in orders)
+    assert task_orders(tasks, 3, seed=0) == orders
+    assert len(task_orders(["a", "b"], 3, seed=0)) == 3  # only 2 distinct: a repeat rather than a hang
+
+
+def test_orders_name_tasks_or_positions():
+    tasks = ["daily_life", "sports", "dance"]
+    assert resolve_order(tasks, None) == tasks
+    assert resolve_order(tasks, ["2", "daily_life"]) == ["dance", "daily_life"]
+    with pytest.raises(ValueError, match="'juggling' is not in the stream"):
+        resolve_order(tasks, ["juggling"])
+    with pytest.raises(ValueError, match="twice"):
+        resolve_order(tasks, ["sports", "1"])
+
+
+# ----------------------------------------------------------------------------- report arithmetic
+
+
+def _state(method: str, tasks: list[str], r1: np.ndarray, loss: np.ndarray, base_r1: list[float]) -> dict:
+    """A finished run state with the given R-Precision top-1 and T2M-loss matrices."""
+    def scores(i: int, j: int) -> dict:
+        return {"t2m_r_precision_top1": r1[i, j], "t2m_fid": 1.0 + i, "t2m_diversity": 2.0, "t2m_multimodality": 0.5,
+                "t2m_emotion_f1": 0.4, "m2t_bleu4": 0.1 * (j + 1), "m2t_r_precision_top3": 0.3,
+                "t2m_loss": loss[i, j], "m2t_loss": 3.0}
+    steps = [{"task": t, "train": {"seconds": 10.0}, "scores": {u: scores(i, j) for j, u in enumerate(tasks)}}
+             for i, t in enumerate(tasks)]
+    baseline = {t: {"t2m_r_precision_top1": b} for t, b in zip(tasks, base_r1)}
+    return {"method": method, "tasks": tasks, "steps": steps, "baseline": baseline}
+
+
+def test_report_figures_follow_the_metrics_module_in_points():
+    r1 = np.array([[0.50, 0.10, 0.05], [0.30, 0.60, 0.20], [0.20, 0.40, 0.70]])
+    loss = np.array([[2.0, 4.0, 4.0], [2.5, 1.5, 4.0], [3.0, 2.0, 1.0]])
+    state = _state("seq-lora", ["a", "b", "c"], r1, loss, [0.05, 0.05, 0.10])
+    figures = run_figures(state)
+    assert figures["AR"] == pytest.approx(100 * metrics.average_after_last(r1))
+    assert figures["FR"] == pytest.approx(100 * metrics.forgetting_rate(r1)) and figures["FR"] > 0
+    assert figures["BWT"] == pytest.approx(100 * metrics.backward_transfer(r1)) and figures["BWT"] < 0
+    assert figures["FWT"] == pytest.approx(100 * metrics.forward_transfer(r1, [0.05, 0.05, 0.10]))
+    assert figures["FR_T2M_LOSS"] == pytest.approx(((3.0 - 2.0) + (2.0 - 1.5)) / 2)  # best loss minus final
+    assert figures["AF"] == pytest.approx(3.0) and figures["train_seconds"] == 30.0
+    assert figures["matrix_t2m_r_precision_top1"] == r1.tolist()
+
+
+def test_orders_are_averaged_and_the_table_has_one_row_per_method(tmp_path):
+    tasks = ["a", "b"]
+    forgets = _state("seq-lora", tasks, np.array([[0.6, 0.1], [0.2, 0.7]]), np.ones((2, 2)), [0.1, 0.1])
+    forgets_less = _state("seq-lora", tasks[::-1], np.array([[0.6, 0.1], [0.4, 0.7]]), np.ones((2, 2)), [0.1, 0.1])
+    keeps = _state("mtl", tasks, np.array([[0.6, 0.1], [0.6, 0.7]]), np.ones((2, 2)), [0.1, 0.1])
+    record = comparison({"seq-lora": [forgets, forgets_less], "mtl": [keeps]}, profile="tiny")
+    assert record["methods"]["seq-lora"]["FR"] == pytest.approx((40 + 20) / 2)
+    assert record["methods"]["mtl"]["FR"] == pytest.approx(0.0)
+    assert [o["tasks"] for o in record["methods"]["seq-lora"]["per_order"]] == [tasks, tasks[::-1]]
+    table = markdown_table(record).splitlines()
+    assert table[0].startswith("| Approach | AF ↓ | AR ↑ | AD ↑ | AMM ↑ | AWF ↑ | FR ↓")
+    assert [line.split("|")[1].strip() for line in table[2:4]] == ["seq-lora", "mtl"]
+    paths = write_report(record, tmp_path)
+    assert json.loads(paths["json"].read_text())["methods"]["mtl"]["FR"] == 0.0
+    assert paths["heatmap seq-lora"].read_bytes()[:4] == b"\x89PNG"
+    unfinished = {**forgets, "steps": forgets["steps"][:1]}
+    with pytest.raises(ValueError, match="unfinished"):
+        method_summary([unfinished])
+
+
+def test_single_task_figures_are_undefined_not_invented():
+    state = _state("mtl", ["a"], np.array([[0.5]]), np.array([[1.0]]), [0.1])
+    figures = run_figures(state)
+    assert math.isnan(figures["FR"]) and math.isnan(figures["BWT"]) and math.isnan(figures["FWT"])
+    assert figures["AR"] == pytest.approx(50.0)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+@pytest.mark.parametrize("stage, words", [("continual", ["--method", "interrupted", "o-lora"]),
+                                          ("benchmark", ["--methods", "orders", "report.md"])])
+def test_stages_explain_themselves(stage, words):
+    result = subprocess.run([sys.executable, "-m", "training.cli", stage, "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert all(word in result.stdout for word in words), result.stdout
+
+
+def test_missing_input_is_one_clear_line(tmp_path, capsys):
+    from training.continual.cli import main
+
+    code = main(["--method", "seq-lora", "--stream", str(tmp_path / "nope"), "--corpus", str(tmp_path),
+                 "--base", str(tmp_path), "--evaluator", str(tmp_path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: --stream") and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    """A 240-motion procedural corpus, its "unseen" stream (one scenario per task; 70 / 0 / 30 split so
+    each task has test clips), a small tokenizer, a tiny base model trained 20 steps, and an untrained
+    small evaluator (the figures it gives are plumbing, not quality)."""
+    from motion_agent.tokenizer import TokenizerConfig
+    from training.base_training import BaseTrainingConfig, train_base
+    from training.evaluator import Evaluator, EvaluatorConfig, EvaluatorModelConfig
+    from training.humanml3d import HumanML3D
+    from training.streams import StreamConfig, write_stream
+    from training.synth.corpus import CorpusConfig, write_corpus
+    from training.synth.emotions import EMOTIONS
+    from training.tokenizer_cli import load_humanml3d
+    from training.tokenizer_training import TrainingOptions, train_tokenizer
+
+    root = tmp_path_factory.mktemp("continual")
+    write_corpus(root / "corpus", CorpusConfig(motions=240, seed=0), progress=False)
+    data = load_humanml3d(root / "corpus", 32)
+    train_tokenizer(
+        data.train, data.val, TokenizerConfig(codebook_size=CODEBOOK, code_dim=16, width=32, depth=1), root / "tok",
+        20, 8, 32, 3e-3, 0, resume=False, options=TrainingOptions(warmup_steps=5, checkpoint_every=1000, val_every=0),
+        mean=data.mean, std=data.std, progress=False,
+    )
+    base = BaseTrainingConfig(training=BaseRunConfig(steps=20, batch_size=8, lr=5e-3, warmup_steps=5, log_every=10,
+                                                     val_batches=1))
+    train_base(root / "corpus", root / "tok" / "tokenizer", root / "base", base, progress=False)
+    write_stream(root / "corpus", root / "stream", StreamConfig(kind="unseen", split=(0.7, 0.0, 0.3)))
+    corpus = HumanML3D(root / "corpus")
+    torch.manual_seed(0)
+    small = EvaluatorModelConfig(latent_dim=32, motion_hidden=32, text_hidden=32, emotions=tuple(EMOTIONS))
+    Evaluator(EvaluatorConfig(model=small), corpus.mean, corpus.std).eval().save(root / "evaluator")
+    return {name: root / name for name in ("stream", "corpus", "base", "evaluator")}
+
+
+@pytest.fixture(scope="module")
+def benchmark(inputs, tmp_path_factory) -> tuple[dict, Path]:
+    """Every method on (acrobatics, instrument_play), one order, under TEST_CONFIG."""
+    from training.continual.benchmark import run_benchmark
+
+    out = tmp_path_factory.mktemp("benchmark")
+    record = run_benchmark(**inputs, out=out, config=TEST_CONFIG, orders=1, first=[FIRST, SECOND], profile="tiny",
+                           progress=False)
+    return record, out
+
+
+def _forgetting(loss: list[list[float]]) -> float:
+    """Rise of task 1's held-out T2M loss from right after task 1 to after task 2 (nats)."""
+    return loss[1][0] - loss[0][0]
+
+
+@pytest.mark.slow
+def test_seq_lora_forgets_the_first_task_and_mtl_keeps_it(benchmark):
+    record, out = benchmark
+    seq, mtl = record["methods"]["seq-lora"], record["methods"]["mtl"]
+    baseline = json.loads((out / "baseline.json").read_text())["scores"]
+    learned = baseline[FIRST]["t2m_loss"] - seq["matrix_t2m_loss"][0][0]
+    assert learned > 0.2, f"task 1 was not learned (held-out loss fell only {learned:.3f} nats)"
+    forgot, kept = _forgetting(seq["matrix_t2m_loss"]), _forgetting(mtl["matrix_t2m_loss"])
+    print(f"task-1 held-out T2M loss rise after task 2: seq-lora {forgot:+.3f}, mtl {kept:+.3f} nats")
+    assert forgot > 0.15, f"seq-lora did not forget task 1 (loss rose {forgot:+.3f})"
+    assert kept < 0.05, f"mtl forgot task 1 (loss rose {kept:+.3f})"
+    assert seq["FR_T2M_LOSS"] == pytest.approx(forgot) and mtl["FR_T2M_LOSS"] == pytest.approx(kept)
+    # both start from the same adapter after task 1: the same seeds, data and budget
+    assert seq["matrix_t2m_loss"][0] == mtl["matrix_t2m_loss"][0]
+
+
+@pytest.mark.slow
+def test_every_method_writes_experts_scores_and_report(benchmark):
+    record, out = benchmark
+    assert set(record["methods"]) == {"mtl", "seq-lora", "lwf-lora", "o-lora"}
+    assert record["tasks"] == [FIRST, SECOND] and record["orders"] == 1 and record["profile"] == "tiny"
+    for name, figures in record["methods"].items():
+        for key in ("FR", "AR", "AF", "AD", "AMM", "AWF", "BWT", "FWT", "train_seconds"):
+            assert math.isfinite(figures[key]), (name, key)
+        assert 0.0 <= figures["AR"] <= 100.0
+        for key in ("matrix_t2m_r_precision_top1", "matrix_m2t_bleu4", "matrix_t2m_fid", "matrix_m2t_r_precision_top3"):
+            assert np.shape(figures[key]) == (2, 2), (name, key)
+        for task in (FIRST, SECOND):
+            weights = out / name / "order_0" / "experts" / task / "adapter" / "adapter_model.safetensors"
+            assert 0 < weights.stat().st_size < 1_000_000  # the LoRA alone, no copy of the 49k-row embedding
+    assert (out / "report.md").read_text().count("\n| ") == 4
+    assert all((out / "heatmaps" / f"{name}.png").is_file() for name in record["methods"])
+    lwf = json.loads((out / "lwf-lora" / "order_0" / "run.json").read_text())
+    assert "kl" not in lwf["steps"][0]["train"]["history"][-1] and lwf["steps"][1]["train"]["history"][-1]["kl"] >= 0
+    olora = json.loads((out / "o-lora" / "order_0" / "run.json").read_text())
+    assert olora["steps"][1]["train"]["history"][-1]["orthogonality"] > 0
+
+
+@pytest.mark.slow
+def test_o_lora_keeps_one_frozen_adapter_per_task_and_serves_their_sum(inputs, benchmark):
+    from motion_agent.base_model import load_base_model
+    from training.continual.adapters import lora_pairs
+    from training.continual.methods import make_method
+
+    _, out = benchmark
+    method = make_method("o-lora", load_base_model(inputs["base"]), TEST_CONFIG)
+    method.restore([FIRST, SECOND], out / "o-lora" / "order_0" / "experts")
+    method.prepare_inference()
+    assert sorted(method.model.active_adapters) == sorted([FIRST, SECOND])
+    method.begin_task(2, "third")
+    trainable = {name for name, p in method.model.named_parameters() if p.requires_grad}
+    assert trainable and all(".third." in name for name in trainable)
+    assert not any(a.requires_grad for a, _ in lora_pairs(method.model, FIRST))
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_without_retraining_to_the_same_figures(inputs, benchmark, tmp_path):
+    from training.continual.trainer import RUN_FILE, RunMismatchError, run_continual
+
+    record, bench_out = benchmark
+    args = dict(**inputs, method="seq-lora", out=tmp_path, config=TEST_CONFIG, order=[FIRST, SECOND],
+                progress=False, baseline_file=bench_out / "baseline.json")
+    first = run_continual(**args, max_tasks=1)
+    assert [s["task"] for s in first["steps"]] == [FIRST]
+    expert = tmp_path / "experts" / FIRST / "adapter" / "adapter_model.safetensors"
+    stamp = expert.stat().st_mtime_ns
+    resumed = run_continual(**args)
+    assert expert.stat().st_mtime_ns == stamp  # task 1 was not trained again
+    assert resumed["steps"][0] == first["steps"][0]
+    uninterrupted = json.loads((bench_out / "seq-lora" / "order_0" / RUN_FILE).read_text())
+    for mine, theirs in zip(resumed["steps"], uninterrupted["steps"]):
+        assert mine["scores"] == theirs["scores"] and mine["train"]["final_loss"] == theirs["train"]["final_loss"]
+    again = run_continual(**args)
+    assert again["steps"] == resumed["steps"] and expert.stat().st_mtime_ns == stamp
+    with pytest.raises(RunMismatchError, match="method"):
+        run_continual(**{**args, "method": "o-lora"})
+    with pytest.raises(RunMismatchError, match="config"):
+        run_continual(**{**args, "config": replace(TEST_CONFIG, lwf=replace(TEST_CONFIG.lwf, weight=2.0))})

@@ -1,0 +1,96 @@
+"""Settings of a continual run, read from `config/training/continual.yaml` into frozen dataclasses.
+
+Every method of a benchmark runs under the same settings (same data, step budget, LoRA size and
+evaluation), so that their figures compare; only the method-specific sections (`lwf`, `o_lora`) differ
+in what they mean. The per-task run settings are the base stage's `BaseRunConfig` (its `steps` is the
+budget of ONE task), so batches, learning-rate schedule and held-out batches follow one definition.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from motion_agent.config import config_dir, load_yaml
+from training.base_training import BaseRunConfig, LoraSettings
+from training.lm_eval import EvalSettings
+
+
+@dataclass(frozen=True)
+class LwfSettings:
+    """Learning without Forgetting: KL to the previous adapter's softened outputs on the new data."""
+
+    temperature: float = 2.0
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0 or self.weight < 0:
+            raise ValueError(f"temperature must be > 0 and weight >= 0, got {self.temperature}, {self.weight}")
+
+
+@dataclass(frozen=True)
+class OLoraSettings:
+    """O-LoRA: lambda1 * sum |A_old A_new^T| + lambda2 * ||new LoRA||_2 next to the task loss."""
+
+    lambda1: float = 0.5
+    lambda2: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.lambda1 < 0 or self.lambda2 < 0:
+            raise ValueError(f"lambda1 and lambda2 must be >= 0, got {self.lambda1}, {self.lambda2}")
+
+
+@dataclass(frozen=True)
+class ContinualEvalSettings:
+    """How every task is scored after every training step (T2M, M2T and held-out loss)."""
+
+    clips_per_task: int = 32  # test clips scored per task (the first ones of its test split); 0 = all
+    batch_size: int = 16  # M2T captioning and held-out loss batches
+    mm_captions: int = 8  # captions generated several times for MultiModality
+    mm_repeats: int = 2
+    r_precision_seeds: int = 5  # R-Precision averaged over this many pool shuffles
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.clips_per_task < 0 or self.batch_size < 1 or self.mm_captions < 1 or self.r_precision_seeds < 1:
+            raise ValueError("clips_per_task must be >= 0; batch_size, mm_captions, r_precision_seeds >= 1")
+        if self.mm_repeats < 2:
+            raise ValueError(f"mm_repeats must be at least 2 (MultiModality compares repeats), got {self.mm_repeats}")
+
+    def lm_eval(self) -> EvalSettings:
+        return EvalSettings(seed=self.seed, batch_size=self.batch_size, mm_captions=self.mm_captions,
+                            mm_repeats=self.mm_repeats, r_precision_seeds=self.r_precision_seeds)
+
+
+@dataclass(frozen=True)
+class OrderSettings:
+    """Task orders a benchmark averages over: the stream's own order, then seeded permutations."""
+
+    count: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ValueError(f"count must be at least 1, got {self.count}")
+
+
+@dataclass(frozen=True)
+class ContinualConfig:
+    """The whole YAML file; the defaults are the shipped file's values."""
+
+    lora: LoraSettings = field(default_factory=lambda: LoraSettings(r=8, alpha=16))
+    training: BaseRunConfig = field(
+        default_factory=lambda: BaseRunConfig(steps=200, batch_size=8, lr=2e-3, warmup_steps=20))
+    lwf: LwfSettings = field(default_factory=LwfSettings)
+    o_lora: OLoraSettings = field(default_factory=OLoraSettings)
+    evaluation: ContinualEvalSettings = field(default_factory=ContinualEvalSettings)
+    orders: OrderSettings = field(default_factory=OrderSettings)
+    methods: tuple[str, ...] = ("mtl", "seq-lora", "lwf-lora", "o-lora")  # what `benchmark` runs by default
+
+
+def default_config_path() -> Path:
+    return config_dir() / "training" / "continual.yaml"
+
+
+def load_continual_config(path: str | Path | None = None) -> ContinualConfig:
+    """The YAML file (default: the embedded one); unknown keys and wrong types are refused, naming the key."""
+    return load_yaml(ContinualConfig, path or default_config_path())

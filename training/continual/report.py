@@ -1,0 +1,185 @@
+"""The forgetting report: score matrices, the papers' summary figures, a Table-2 style comparison and
+heatmaps, from the run states the trainer writes (OUT/run.json).
+
+Matrix r[i][j] = a figure of task j after training task i (tasks in the run's order; above the diagonal:
+tasks not trained yet). After the last task, with the ES-MoE definitions (training/metrics.py):
+AF = mean FID, AR = mean T2M R-Precision top-1, AD = mean Diversity, AMM = mean MultiModality, AWF = mean
+emotion F1 of the generated motions, FR = forgetting rate of R-Precision top-1, BWT / FWT = GEM's
+backward / forward transfer of R-Precision top-1 (FWT against the base model before any task).
+R-Precision-based figures are in points (x100), as ES-MoE reports them; AWF stays a fraction, as there.
+Every figure is computed per task order and then averaged over the orders (ES-MoE: 3 orders).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from training import metrics
+
+POINTS = 100.0  # R-Precision as points
+MATRICES = {  # report key -> per-task score the trainer records
+    "matrix_t2m_r_precision_top1": "t2m_r_precision_top1",
+    "matrix_t2m_fid": "t2m_fid",
+    "matrix_m2t_bleu4": "m2t_bleu4",
+    "matrix_m2t_r_precision_top3": "m2t_r_precision_top3",
+    "matrix_t2m_diversity": "t2m_diversity",
+    "matrix_t2m_multimodality": "t2m_multimodality",
+    "matrix_t2m_emotion_f1": "t2m_emotion_f1",
+    "matrix_t2m_loss": "t2m_loss",
+    "matrix_m2t_loss": "m2t_loss",
+}
+HEATMAPS = ("matrix_t2m_r_precision_top1", "matrix_t2m_fid", "matrix_m2t_bleu4", "matrix_m2t_r_precision_top3")
+# Table 2 columns: (key, header, format); arrows say which way is better.
+TABLE = (
+    ("AF", "AF ↓", "{:.3f}"), ("AR", "AR ↑", "{:.2f}"), ("AD", "AD ↑", "{:.3f}"), ("AMM", "AMM ↑", "{:.3f}"),
+    ("AWF", "AWF ↑", "{:.3f}"), ("FR", "FR ↓", "{:.2f}"), ("BWT", "BWT ↑", "{:.2f}"), ("FWT", "FWT ↑", "{:.2f}"),
+    ("M2T_BLEU4", "M2T BLEU-4 ↑", "{:.3f}"), ("FR_M2T_BLEU4", "FR BLEU-4 ↓", "{:.2f}"),
+    ("FR_T2M_LOSS", "FR T2M loss ↓", "{:.3f}"), ("train_seconds", "train s", "{:.0f}"),
+)
+
+
+def score_matrix(state: dict, figure: str) -> np.ndarray:
+    """(T, T) matrix of one recorded figure; NaN where a row is missing (an unfinished run) or the
+    figure was not recorded (e.g. emotion F1 without emotion labels)."""
+    tasks = state["tasks"]
+    matrix = np.full((len(tasks), len(tasks)), np.nan)
+    for i, step in enumerate(state["steps"]):
+        for j, task in enumerate(tasks):
+            matrix[i, j] = step["scores"][task].get(figure, np.nan)
+    return matrix
+
+
+def baseline_vector(state: dict, figure: str) -> np.ndarray:
+    return np.array([state["baseline"][task].get(figure, np.nan) for task in state["tasks"]])
+
+
+def _or_nan(function, *args) -> float:
+    """A continual figure, or NaN where it is undefined (one task: no forgetting, no transfer)."""
+    try:
+        return float(function(*args))
+    except ValueError:
+        return math.nan
+
+
+def run_figures(state: dict) -> dict:
+    """The summary figures and matrices of one finished run (one task order)."""
+    m = {key: score_matrix(state, figure) for key, figure in MATRICES.items()}
+    r1 = m["matrix_t2m_r_precision_top1"]
+    figures = {
+        "AF": metrics.average_after_last(m["matrix_t2m_fid"]),
+        "AR": POINTS * metrics.average_after_last(r1),
+        "AD": metrics.average_after_last(m["matrix_t2m_diversity"]),
+        "AMM": metrics.average_after_last(m["matrix_t2m_multimodality"]),
+        "AWF": metrics.average_after_last(m["matrix_t2m_emotion_f1"]),
+        "FR": POINTS * _or_nan(metrics.forgetting_rate, r1),
+        "BWT": POINTS * _or_nan(metrics.backward_transfer, r1),
+        "FWT": POINTS * _or_nan(metrics.forward_transfer, r1, baseline_vector(state, "t2m_r_precision_top1")),
+        "M2T_BLEU4": metrics.average_after_last(m["matrix_m2t_bleu4"]),
+        "FR_M2T_BLEU4": POINTS * _or_nan(metrics.forgetting_rate, m["matrix_m2t_bleu4"]),
+        "FR_T2M_LOSS": _or_nan(metrics.forgetting_rate, -m["matrix_t2m_loss"]),  # nats; lower loss is better
+        "FR_M2T_LOSS": _or_nan(metrics.forgetting_rate, -m["matrix_m2t_loss"]),
+        "train_seconds": float(sum(step["train"]["seconds"] for step in state["steps"])),
+    }
+    routed = [step["scores"][t].get("routing_accuracy") for step in state["steps"][-1:] for t in state["tasks"]]
+    if routed and all(a is not None for a in routed):
+        figures["routing_accuracy"] = float(np.mean(routed))
+    return {**figures, **{key: value.tolist() for key, value in m.items()}}
+
+
+def method_summary(states: list[dict]) -> dict:
+    """One method over several task orders: every figure averaged over the orders; the matrices are
+    those of the first order (their columns follow its task order), each order's kept under `per_order`."""
+    unfinished = [s["method"] for s in states if len(s["steps"]) != len(s["tasks"])]
+    if unfinished:
+        raise ValueError(f"a {unfinished[0]} run is unfinished; finish it (run the same command again) first")
+    runs = [run_figures(state) for state in states]
+    scalar = [k for k, v in runs[0].items() if not isinstance(v, list)]
+    summary = {k: float(np.mean([run[k] for run in runs])) for k in scalar}
+    summary |= {k: runs[0][k] for k in MATRICES}
+    summary["per_order"] = [{"tasks": s["tasks"], **run} for s, run in zip(states, runs)]
+    return summary
+
+
+def comparison(runs: dict[str, list[dict]], profile: str = "") -> dict:
+    """{method: [run state per order]} -> the benchmark record (BENCHMARKS.md keys under methods.<name>)."""
+    first = next(iter(runs.values()))
+    return {"profile": profile, "tasks": first[0]["tasks"], "orders": len(first),
+            "methods": {name: method_summary(states) for name, states in runs.items()}}
+
+
+def _cell(value: float, fmt: str) -> str:
+    return "–" if value is None or not math.isfinite(value) else fmt.format(value)
+
+
+def markdown_table(record: dict) -> str:
+    """The comparison laid out like Table 2 of the ES-MoE paper: one row per method."""
+    lines = [f"| Approach | {' | '.join(header for _, header, _ in TABLE)} |",
+             "|---|" + "---:|" * len(TABLE)]
+    for name, figures in record["methods"].items():
+        lines.append(f"| {name} | " + " | ".join(_cell(figures.get(k), fmt) for k, _, fmt in TABLE) + " |")
+    tasks = " → ".join(record["tasks"])
+    note = (f"\n{len(record['tasks'])} tasks ({tasks}), mean of {record['orders']} task order(s). AR, FR, BWT, FWT "
+            "in R-Precision points (x100); FR BLEU-4 in BLEU points; FR T2M loss in nats.")
+    return "\n".join(lines) + "\n" + note + "\n"
+
+
+def plot_heatmaps(name: str, figures: dict, tasks: list[str], path: Path) -> Path:
+    """r[i][j] heatmaps of one method (first order): T2M R@1, FID, M2T BLEU-4, M2T R@3."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(HEATMAPS), figsize=(4.2 * len(HEATMAPS), 0.45 * len(tasks) + 3.2))
+    for ax, key in zip(axes, HEATMAPS):
+        matrix = np.array(figures[key], dtype=float)
+        worse_high = key == "matrix_t2m_fid"  # red = good, as in the papers' figures
+        image = ax.imshow(matrix, cmap="coolwarm_r" if worse_high else "coolwarm")
+        for (i, j), value in np.ndenumerate(matrix):
+            ax.text(j, i, "" if np.isnan(value) else f"{value:.3g}", ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(len(tasks)), [f"after {t}" for t in tasks], fontsize=7)
+        ax.set_title(key.removeprefix("matrix_").replace("_", " "), fontsize=9)
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.suptitle(f"{name}: score of task j (column) after training task i (row)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def json_ready(value):
+    """NaN and infinities (undefined figures) as null, so that the file is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def write_report(record: dict, out: Path) -> dict[str, Path]:
+    """report.json, report.md and heatmaps/<method>.png in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "report.json", "markdown": out / "report.md"}
+    paths["json"].write_text(json.dumps(json_ready(record), indent=1) + "\n")
+    paths["markdown"].write_text(markdown_table(record))
+    for name, figures in record["methods"].items():
+        paths[f"heatmap {name}"] = plot_heatmaps(name, figures, record["tasks"], out / "heatmaps" / f"{name}.png")
+    return paths
+
+
+def summary_lines(record: dict) -> list[str]:
+    """A few readable lines for the end of a command."""
+    lines = [f"{len(record['tasks'])} tasks, {record['orders']} order(s): " + ", ".join(record["tasks"])]
+    for name, f in record["methods"].items():
+        lines.append(f"  {name:<10} AR {_cell(f['AR'], '{:.2f}')}  FR {_cell(f['FR'], '{:.2f}')}  "
+                     f"BWT {_cell(f['BWT'], '{:.2f}')}  AF {_cell(f['AF'], '{:.3f}')}  "
+                     f"M2T BLEU-4 {_cell(f['M2T_BLEU4'], '{:.3f}')}  FR T2M loss {_cell(f['FR_T2M_LOSS'], '{:.3f}')}  "
+                     f"train {f['train_seconds']:.0f} s")
+    return lines

@@ -1,0 +1,172 @@
+"""The continual trainer: one loop for every method, task by task, scoring every task after each one.
+
+    OUT/run.json                 method, task order, settings, and one entry per finished task: its
+                                 training figures and the scores of EVERY task (seen and unseen) after it
+    OUT/experts/<task>/adapter/  the expert that task left (peft save_pretrained, safetensors)
+    OUT/baseline.json            every task scored by the base model before any training (FWT's reference)
+
+Every method gets the same data, per-task step budget, batches, schedule and evaluation; a method only
+supplies the hooks of `training.continual.methods.base.ContinualMethod`. A finished task (its expert
+saved and its row of scores written) is never retrained: running the same command again continues after
+the last finished task, restoring the method's state from the saved experts. Per-task seeds make a
+resumed run give the same figures as an uninterrupted one. Multi-GPU: `accelerate launch -m training.cli
+continual ...` (training is data-parallel; scoring runs on the main process).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from motion_agent.base_model import load_base_model, tokenizer_folder
+from motion_agent.tokenizer import MotionTokenizer
+from training.base_training import Example, learning_rate, sample_batch
+from training.continual.config import ContinualConfig
+from training.continual.methods import ContinualMethod, make_method
+from training.continual.scores import no_routing, score_tasks
+from training.continual.tasks import TaskData, load_tasks, resolve_order, stream_tasks
+from training.evaluator import Evaluator
+from training.humanml3d import HumanML3D
+
+RUN_FILE = "run.json"
+BASELINE_FILE = "baseline.json"
+EXPERTS_DIR = "experts"
+TASK_SEED_STRIDE = 1000  # task i trains with seed + 1000 * (i + 1): the same whether resumed or not
+
+
+class RunMismatchError(ValueError):
+    """OUT holds a run with another method, order, base model or settings: it cannot be continued."""
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write through a temporary file and rename, so an interrupted write never corrupts a run file."""
+    scratch = path.with_suffix(".tmp")
+    scratch.write_text(json.dumps(data, indent=1) + "\n")
+    scratch.replace(path)
+
+
+def open_run(out: Path, method: str, tasks: list[str], config: ContinualConfig, fingerprint: str) -> dict:
+    """The run state in OUT: a new one, or the one there when it is the same run (else an error)."""
+    identity = {"method": method, "tasks": tasks, "base_fingerprint": fingerprint, "config": asdict(config)}
+    path = out / RUN_FILE
+    if not path.is_file():
+        return {**json.loads(json.dumps(identity)), "steps": []}
+    state = json.loads(path.read_text())
+    for key, value in json.loads(json.dumps(identity)).items():  # tuples as lists, like the file
+        if state.get(key) != value:
+            raise RunMismatchError(f"{path} is a run with another {key} ({state.get(key)!r:.120}); "
+                                   f"use another --out or delete it")
+    return state
+
+
+def baseline_scores(lm, tokenizer, evaluator, tasks: list[TaskData], config: ContinualConfig, path: Path,
+                    key: str) -> dict[str, dict[str, float]]:
+    """Every task scored by the base model alone, cached in `path` (shared by the runs of a benchmark)
+    under `key`; only tasks missing from the cache are scored."""
+    cache = json.loads(path.read_text()) if path.is_file() else {}
+    known = cache.get("scores", {}) if cache.get("key") == key else {}
+    missing = [task for task in tasks if task.name not in known]
+    if missing:
+        known |= score_tasks(lm, no_routing, tokenizer, evaluator, missing, config.evaluation)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(path, {"key": key, "scores": known})
+    return {task.name: known[task.name] for task in tasks}
+
+
+def _cache_key(fingerprint: str, evaluator_dir: Path, stream: Path, config: ContinualConfig) -> str:
+    parts = [fingerprint, str(evaluator_dir.resolve()), str(stream.resolve()), json.dumps(asdict(config.evaluation))]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def train_task(method: ContinualMethod, examples: list[Example], config: ContinualConfig, index: int,
+               accelerator, desc: str, progress: bool) -> dict:
+    """The per-task budget of steps on `examples` with the method's loss; returns the task's figures."""
+    run, lm = config.training, method.lm
+    optimizer = torch.optim.AdamW(method.trainable_parameters(), lr=run.lr, weight_decay=run.weight_decay)
+    model, optimizer = accelerator.prepare(method.model, optimizer)
+    rng = np.random.default_rng([run.seed, index, accelerator.process_index])
+    model.train()
+    history, running, began = [], {}, time.perf_counter()
+    bar = tqdm(range(run.steps), desc=desc, disable=not (progress and accelerator.is_main_process))
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, run)
+        batch = sample_batch(examples, run.batch_size, run.t2m_fraction, lm.vocabulary, lm.tokenizer, rng)
+        loss, parts = method.loss(model, {k: v.to(accelerator.device) for k, v in batch.items()})
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        if run.grad_clip > 0:
+            accelerator.clip_grad_norm_(method.trainable_parameters(), run.grad_clip)
+        optimizer.step()
+        for name, value in {"loss": float(loss.detach()), **parts}.items():
+            running[name] = running.get(name, 0.0) + value
+        if (step + 1) % run.log_every == 0 or step + 1 == run.steps:
+            count = step % run.log_every + 1
+            history.append({"step": step + 1, **{k: v / count for k, v in running.items()}})
+            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+            running = {}
+    seconds = time.perf_counter() - began
+    accelerator.free_memory()  # the next task prepares its own optimiser (and maybe new parameters)
+    method.lm.model = accelerator.unwrap_model(model)
+    return {"seconds": round(seconds, 2), "steps": run.steps, "examples": len(examples),
+            "final_loss": history[-1]["loss"], "history": history}
+
+
+def run_continual(stream: str | Path, corpus: str | Path, base: str | Path, evaluator: str | Path, method: str,
+                  out: str | Path, config: ContinualConfig = ContinualConfig(), order: list[str] | None = None,
+                  progress: bool = True, baseline_file: str | Path | None = None,
+                  max_tasks: int | None = None) -> dict:
+    """Train `method` on the stream's tasks in `order` (default: the stream's; a subset runs only those)
+    and score every task after each; returns the run state (what OUT/run.json holds). `max_tasks` stops
+    after that many tasks have been trained in this call (the next call resumes)."""
+    from accelerate import Accelerator
+
+    stream, out = Path(stream), Path(out)
+    accelerator = Accelerator()
+    lm = load_base_model(base)
+    lm.model.to(accelerator.device)
+    tokenizer = MotionTokenizer.load(tokenizer_folder(base)).eval()
+    scorer = Evaluator.load(evaluator)
+    names = resolve_order(stream_tasks(stream), order)
+    tasks = load_tasks(stream, HumanML3D(corpus), tokenizer, names, config.evaluation.clips_per_task)
+    state = open_run(out, method, names, config, lm.fingerprint)
+    agent = make_method(method, lm, config)  # refuses an unknown name before any work
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        key = _cache_key(lm.fingerprint, Path(evaluator), stream, config)
+        state["baseline"] = baseline_scores(lm, tokenizer, scorer, tasks, config,
+                                            Path(baseline_file or out / BASELINE_FILE), key)
+    finished = [step["task"] for step in state["steps"]]
+    agent.restore(finished, out / EXPERTS_DIR)
+    trained = 0
+    for index, task in enumerate(tasks):
+        if index < len(finished):
+            continue
+        if max_tasks is not None and trained >= max_tasks:
+            break
+        torch.manual_seed(config.training.seed + TASK_SEED_STRIDE * (index + 1))
+        agent.begin_task(index, task.name)
+        desc = f"{method} {index + 1}/{len(tasks)} {task.name}"
+        figures = train_task(agent, agent.training_examples(index, tasks), config, index, accelerator, desc, progress)
+        agent.end_task(index, task)
+        trained += 1
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            agent.save_expert(task.name, out / EXPERTS_DIR / task.name)
+            agent.prepare_inference()
+            scores = score_tasks(lm, agent.route, tokenizer, scorer, tasks, config.evaluation, agent.expert_of)
+            state["steps"].append({"task": task.name, "train": figures, "scores": scores})
+            _write_json(out / RUN_FILE, state)
+    if accelerator.is_main_process and not (out / RUN_FILE).is_file():
+        _write_json(out / RUN_FILE, state)
+    return state
+
+
+def is_complete(state: dict) -> bool:
+    return len(state["steps"]) == len(state["tasks"])
