@@ -26,7 +26,12 @@ $(STAMP): setup.py
 	touch $@
 
 run: $(STAMP)
-	$(VENV)/bin/motion-agent launch
+	@if $(PY) -c "from motion_agent.base_model import default_base_model as d; raise SystemExit(d() is None)"; then \
+		$(VENV)/bin/motion-agent launch; \
+	else \
+		echo "no embedded default model in this checkout yet: 'make default-model' builds it; running the motion demo"; \
+		$(VENV)/bin/motion-agent demo --out out/demo; \
+	fi
 
 # Rebuild the embedded default model (motion_agent/models/default) with the project's training commands.
 default-model: $(STAMP)
