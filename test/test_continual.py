@@ -27,6 +27,8 @@ from training.continual.report import comparison, markdown_table, method_summary
 from training.continual.tasks import resolve_order, task_orders
 
 FIRST, SECOND = "acrobatics", "instrument_play"
+RESULT_KEYS = ("FR", "AR", "AF", "AD", "AMM", "AWF", "BWT", "FWT", "matrix_t2m_r_precision_top1", "matrix_m2t_bleu4",
+               "train_seconds")
 CODEBOOK = 32
 # Per task: 20 steps of 4 examples at a high learning rate, enough for a LoRA to move the tiny model.
 TEST_CONFIG = ContinualConfig(
@@ -257,6 +259,7 @@ def test_every_method_writes_experts_scores_and_report(benchmark):
     assert set(record["methods"]) == {"mtl", "seq-lora", "lwf-lora", "o-lora"}
     assert record["tasks"] == [FIRST, SECOND] and record["orders"] == 1 and record["profile"] == "tiny"
     for name, figures in record["methods"].items():
+        assert set(figures) >= set(RESULT_KEYS)  # what bench/results/continual_*.json must hold per method
         for key in ("FR", "AR", "AF", "AD", "AMM", "AWF", "BWT", "FWT", "train_seconds"):
             assert math.isfinite(figures[key]), (name, key)
         assert 0.0 <= figures["AR"] <= 100.0

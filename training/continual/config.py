@@ -45,7 +45,7 @@ class ContinualEvalSettings:
 
     clips_per_task: int = 32  # test clips scored per task (the first ones of its test split); 0 = all
     batch_size: int = 16  # M2T captioning and held-out loss batches
-    mm_captions: int = 8  # captions generated several times for MultiModality
+    mm_captions: int = 4  # captions generated several times for MultiModality
     mm_repeats: int = 2
     r_precision_seeds: int = 5  # R-Precision averaged over this many pool shuffles
     seed: int = 0

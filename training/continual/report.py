@@ -111,7 +111,9 @@ def comparison(runs: dict[str, list[dict]], profile: str = "") -> dict:
 
 
 def _cell(value: float, fmt: str) -> str:
-    return "–" if value is None or not math.isfinite(value) else fmt.format(value)
+    if value is None or not math.isfinite(value):
+        return "–"
+    return fmt.format(value if value != 0 else 0.0)  # no "-0.00"
 
 
 def markdown_table(record: dict) -> str:

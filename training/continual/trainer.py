@@ -51,9 +51,14 @@ def _write_json(path: Path, data: dict) -> None:
     scratch.replace(path)
 
 
+def run_settings(config: ContinualConfig) -> dict:
+    """The settings that shape one run's figures (not which methods or how many orders a benchmark runs)."""
+    return {k: v for k, v in asdict(config).items() if k not in ("methods", "orders")}
+
+
 def open_run(out: Path, method: str, tasks: list[str], config: ContinualConfig, fingerprint: str) -> dict:
     """The run state in OUT: a new one, or the one there when it is the same run (else an error)."""
-    identity = {"method": method, "tasks": tasks, "base_fingerprint": fingerprint, "config": asdict(config)}
+    identity = {"method": method, "tasks": tasks, "base_fingerprint": fingerprint, "config": run_settings(config)}
     path = out / RUN_FILE
     if not path.is_file():
         return {**json.loads(json.dumps(identity)), "steps": []}
