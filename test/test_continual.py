@@ -316,3 +316,22 @@ def test_an_interrupted_run_resumes_without_retraining_to_the_same_figures(input
         run_continual(**{**args, "method": "o-lora"})
     with pytest.raises(RunMismatchError, match="config"):
         run_continual(**{**args, "config": replace(TEST_CONFIG, lwf=replace(TEST_CONFIG.lwf, weight=2.0))})
+
+
+@pytest.mark.slow
+def test_lwf_teacher_is_a_frozen_copy_of_the_previous_adapter(inputs, benchmark):
+    from motion_agent.base_model import load_base_model
+    from training.continual.adapters import lora_pairs
+    from training.continual.methods import make_method
+    from training.continual.methods.lwf_lora import TEACHER
+
+    _, out = benchmark
+    method = make_method("lwf-lora", load_base_model(inputs["base"]), TEST_CONFIG)
+    method.restore([FIRST], out / "lwf-lora" / "order_0" / "experts")
+    method.begin_task(1, SECOND)
+    expert, teacher = lora_pairs(method.model, method.EXPERT), lora_pairs(method.model, TEACHER)
+    assert len(expert) == len(teacher) > 0
+    assert all(torch.equal(e, t) for pe, pt in zip(expert, teacher) for e, t in zip(pe, pt))
+    assert all(e.requires_grad and not t.requires_grad for pe, pt in zip(expert, teacher) for e, t in zip(pe, pt))
+    method.end_task(1, None)
+    assert TEACHER not in method.model.peft_config

@@ -22,8 +22,8 @@ class LwFLoRA(ContinualMethod):
         super().begin_task(index, task)
         if index > 0:
             adapters.add_adapter(self.lm, TEACHER, self.config.lora)
-            set_peft_model_state_dict(self.model, get_peft_model_state_dict(self.model, adapter_name=self.EXPERT),
-                                      adapter_name=TEACHER)
+            weights = get_peft_model_state_dict(self.model, adapter_name=self.EXPERT, save_embedding_layers=False)
+            set_peft_model_state_dict(self.model, weights, adapter_name=TEACHER)
             adapters.activate(self.model, [self.EXPERT], trainable=self.EXPERT)
 
     def loss(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
