@@ -377,7 +377,7 @@ def test_speech_node_in_process_with_a_stand_in_model(ros, tmp_path):
         speech = (np.concatenate([tone(0.6), silence(1.0)]) * 32767).astype(np.int16)
         listener.send(speech, spin=spin)
         listener.spin_until(lambda: listener.transcripts, what="a transcript", spin=spin)
-        _, values = listener.status("OK", "heard")
+        _, values = listener.spin_until(lambda: listener.status("OK", "heard"), what="the OK diagnostic", spin=spin)
         assert listener.transcripts == ["wave hello"] and values["ended_by"] == "silence"
         listener.send(speech[: SAMPLE_RATE // 2], spin=spin)  # the audio stops mid-utterance
         _, values = listener.spin_until(lambda: listener.status("WARN", "no words"), what="an empty utterance", spin=spin)
