@@ -8,23 +8,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+from training.provenance import git_commit  # every benchmark puts the repository on sys.path first
+
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
-
-
-def git_commit() -> str:
-    """The checked-out commit, or "uncommitted" when there is none (or no git)."""
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True, timeout=10, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "uncommitted"
-    return result.stdout.strip() or "uncommitted"
 
 
 def _cpu_model() -> str:

@@ -36,6 +36,13 @@ class LoraSettings:
     dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
+    def peft_config(self, **extra):
+        """peft's LoraConfig for these settings (plus any other LoraConfig field)."""
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=list(self.target_modules), task_type="CAUSAL_LM", **extra)
+
 
 @dataclass(frozen=True)
 class BaseRunConfig:
@@ -145,14 +152,10 @@ def validation_loss(model, examples, vocabulary, tokenizer, run: BaseRunConfig) 
 
 
 def peft_model(model, vocabulary: MotionVocabulary, lora: LoraSettings):
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
     token_ids = list(vocabulary.code_ids) + [vocabulary.start_id, vocabulary.end_id]
-    config = LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules),
-        trainable_token_indices={"embed_tokens": token_ids}, task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, config)
+    return get_peft_model(model, lora.peft_config(trainable_token_indices={"embed_tokens": token_ids}))
 
 
 def train_base(corpus_root: str | Path, tokenizer_dir: str | Path, out: str | Path,

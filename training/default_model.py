@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from motion_agent.base_model import DEFAULT_MODEL_DIR, MANIFEST_FILE, BaseModelSpec
+from training.provenance import git_commit
 
 SIZE_LIMIT_MB = 40.0  # what the repository carries for the embedded model
 SKIP = {"README.md"}  # what peft writes beside an adapter that the runtime does not read
@@ -55,14 +55,6 @@ def package(base: Path, out: Path) -> int:
     return sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent.parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="tiny", help="backbone profile of the base model (default: tiny)")
@@ -81,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if size > SIZE_LIMIT_MB * 2**20:
         raise SystemExit(f"the default model is {size / 2**20:.1f} MB, over the {SIZE_LIMIT_MB:.0f} MB limit")
     spec = BaseModelSpec.read(args.out / "base")
-    manifest = {"profile": args.profile, "fingerprint": spec.fingerprint, "commit": commit(),
+    manifest = {"profile": args.profile, "fingerprint": spec.fingerprint, "commit": git_commit(),
                 "commands": [" ".join(c) for c in steps], "bytes": size,
                 "built_seconds": round(time.perf_counter() - began, 1)}
     (args.out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")

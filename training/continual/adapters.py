@@ -16,15 +16,6 @@ import torch
 from motion_agent.language_model import MotionLanguageModel
 from training.base_training import LoraSettings
 
-BASE = "__base__"  # peft's name for "no adapter" in per-sample adapter_names
-
-
-def lora_config(settings: LoraSettings):
-    from peft import LoraConfig
-
-    return LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                      target_modules=list(settings.target_modules), task_type="CAUSAL_LM")
-
 
 def adapter_name(task: str) -> str:
     """A task name as a peft adapter name (a module key: no dots)."""
@@ -43,9 +34,9 @@ def add_adapter(lm: MotionLanguageModel, name: str, settings: LoraSettings, sour
     from peft import PeftModel, get_peft_model
 
     if source is None and not is_peft(lm.model):
-        lm.model = get_peft_model(lm.model, lora_config(settings), adapter_name=name)
+        lm.model = get_peft_model(lm.model, settings.peft_config(), adapter_name=name)
     elif source is None:
-        lm.model.add_adapter(name, lora_config(settings))
+        lm.model.add_adapter(name, settings.peft_config())
     elif not is_peft(lm.model):
         lm.model = PeftModel.from_pretrained(lm.model, source, adapter_name=name, is_trainable=True)
     else:

@@ -9,7 +9,7 @@ trainer does not change.
 
 Serving: before every evaluation the trainer calls `prepare_inference()` (e.g. activate every adapter
 so their outputs add up), then `route(direction, inputs)` per task: a list with one adapter name per
-request goes to peft's per-sample `adapter_names=` (routed methods; `adapters.BASE` = no adapter);
+request goes to peft's per-sample `adapter_names=` (routed methods; `motion_agent.experts.BASE` = no adapter);
 None runs every request through the active adapters.
 """
 from __future__ import annotations
