@@ -25,7 +25,7 @@ from motion_agent.expert_store import ExpertStore, InstallResult
 from motion_agent.experts import ExpertSet
 from motion_agent.features import FeatureConfig, joints_to_features, recover_joints
 from motion_agent.language_model import GenerationConfig, MotionLanguageModel, m2t_prompt, t2m_prompt
-from motion_agent.routing import UNKNOWN, AutoencoderRouter, Decision, prompt_features, softmax_weights
+from motion_agent.routing import UNKNOWN, AutoencoderRouter, Decision, ExpertAutoencoder, prompt_features, softmax_weights
 from motion_agent.retarget import Retargeter, Trajectory, load_robot
 from motion_agent.skeleton import NUM_JOINTS
 from motion_agent.tokenizer import MotionTokenizer, load_decoder
@@ -179,7 +179,8 @@ class MotionAgent:
         if self.store is None:
             return {"added": [], "replaced": [], "removed": []}
         wanted = self.store.active_experts()
-        router = AutoencoderRouter.from_folders(wanted)  # read (and checked) before the swap
+        unchanged = {n: ae for n, ae in self.router.experts.items() if self.experts.folders.get(n) == wanted.get(n)}
+        router = AutoencoderRouter({n: unchanged.get(n) or ExpertAutoencoder.load(f) for n, f in wanted.items()})
         with self.experts.lock:
             changes = self.experts.sync(wanted)
             self.router = router

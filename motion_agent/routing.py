@@ -149,15 +149,8 @@ class AutoencoderRouter:
         return np.stack([ae.loss(features) for ae in self.experts.values()], axis=1)
 
     def route(self, features: np.ndarray) -> list[Decision]:
-        names = list(self.experts)
-        losses = self.losses(features)
         thresholds = np.array([ae.threshold for ae in self.experts.values()])
-        decisions = []
-        for row in losses:
-            accepted = row <= thresholds
-            expert = names[int(np.argmin(np.where(accepted, row, np.inf)))] if accepted.any() else None
-            decisions.append(Decision(expert, {n: float(v) for n, v in zip(names, row)}))
-        return decisions
+        return [nearest_accepting(list(self.experts), row, thresholds) for row in self.losses(features)]
 
     def soft_weights(self, features: np.ndarray, temperature: float = 1.0) -> list[dict[str, float]]:
         """softmax(-loss / T) over every expert (no rejection): the soft blend."""
@@ -167,6 +160,14 @@ class AutoencoderRouter:
         """How unknown each input looks: the smallest loss-to-threshold ratio over experts (> 1: rejected)."""
         thresholds = np.array([ae.threshold for ae in self.experts.values()])
         return (self.losses(features) / thresholds).min(axis=1)
+
+
+def nearest_accepting(names: list[str], scores: np.ndarray, thresholds: np.ndarray) -> Decision:
+    """Winner-takes-all among the experts whose score (lower is closer) is within their threshold;
+    no expert when none is."""
+    accepted = scores <= thresholds
+    expert = names[int(np.argmin(np.where(accepted, scores, np.inf)))] if accepted.any() else None
+    return Decision(expert, {n: float(v) for n, v in zip(names, scores)})
 
 
 def softmax_weights(losses: Mapping[str, float], temperature: float = 1.0) -> dict[str, float]:
@@ -203,12 +204,7 @@ class MahalanobisRouter:
         return np.sqrt(np.einsum("nek,kl,nel->ne", diff, self.precision, diff))
 
     def route(self, features: np.ndarray) -> list[Decision]:
-        decisions = []
-        for row in self.distances(features):
-            accepted = row <= self.thresholds
-            expert = self.names[int(np.argmin(np.where(accepted, row, np.inf)))] if accepted.any() else None
-            decisions.append(Decision(expert, {n: float(v) for n, v in zip(self.names, row)}))
-        return decisions
+        return [nearest_accepting(self.names, row, self.thresholds) for row in self.distances(features)]
 
 
 class KeyGate(nn.Module):

@@ -45,8 +45,10 @@ class ExpertManager:
     def _poll(self) -> None:
         for bundle in self.inbox.ready() if self.inbox else []:
             self.jobs.put((bundle, True))
-        if self.jobs.empty() and self.agent.store.generation() != self.generation:
-            self.jobs.put(None)  # changed by another process: reload
+        generation = self.agent.store.generation()
+        if self.jobs.empty() and generation != self.generation:  # changed by another process: reload once
+            self.generation = generation
+            self.jobs.put(None)
 
     def _loop(self) -> None:
         while True:
@@ -62,7 +64,6 @@ class ExpertManager:
         except Exception as error:
             self.diagnostics.publish("expert install", "ERROR", f"reload failed: {error}", {"reason": str(error)})
             return
-        self.generation = self.agent.store.generation()
         if any(changes.values()):
             self.diagnostics.publish("expert install", "OK", f"experts reloaded from the store: {changes}",
                                      self._values(changes))
