@@ -104,3 +104,16 @@ def expert_bundles(tiny_base_model, tmp_path_factory):
         pack_bundle(folder, bundles[family], load_private_key(root / "release.key"), name=family, scenario=family,
                     version="1.0.0", backbone_fingerprint=spec.fingerprint, tokenizer_fingerprint=spec.tokenizer_fingerprint)
     return root / "keyring", bundles
+
+
+def stop_process(process, grace_s: float = 30.0) -> None:
+    """Stop a node or launcher child as a user would (SIGINT), killing it only if it hangs."""
+    import signal
+    import subprocess
+
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -10,7 +10,7 @@ import pytest
 
 from motion_agent.bundle_inbox import BundleInbox
 
-from conftest import family_requests
+from conftest import family_requests, stop_process
 
 TIMEOUT = 60.0
 
@@ -188,9 +188,5 @@ def test_a_bundle_dropped_while_requests_stream_is_used_by_later_requests_and_no
         assert "base" not in later and later.count("juggling") >= len(later) - 1, results
     finally:
         client.destroy_node()
-        process.send_signal(2)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
         log.close()

