@@ -178,9 +178,28 @@ def softmax_weights(losses: Mapping[str, float], temperature: float = 1.0) -> di
     return {n: float(w) for n, w in zip(names, weights / weights.sum())}
 
 
+@dataclass(frozen=True)
+class FeatureStatistics:
+    """What EPI keeps of a task instead of its inputs: their mean, scatter (sum of centred outer
+    products) and count. Adding a task never needs an earlier task's data."""
+
+    mean: np.ndarray
+    scatter: np.ndarray
+    count: int
+
+    @classmethod
+    def of(cls, features: np.ndarray) -> "FeatureStatistics":
+        features = np.asarray(features, np.float64)
+        if len(features) < 2:
+            raise ValueError(f"feature statistics need at least 2 inputs, got {len(features)}")
+        centred = features - features.mean(axis=0)
+        return cls(features.mean(axis=0), centred.T @ centred, len(features))
+
+
 class MahalanobisRouter:
-    """EPI-style: nearest expert mean under one shared (shrunk) covariance; unknown beyond mu + 2 sigma
-    of each expert's own training distances."""
+    """EPI-style: nearest expert mean under one shared (shrunk) covariance pooled from every task's
+    statistics; an expert rejects inputs beyond the Gaussian mean + `sigmas` std of its own squared
+    distance (E d^2 = tr(P S), Var d^2 = 2 tr((P S)^2) for a task of covariance S under precision P)."""
 
     def __init__(self, means: Mapping[str, np.ndarray], precision: np.ndarray, thresholds: Mapping[str, float]) -> None:
         self.names = list(means)
@@ -189,15 +208,21 @@ class MahalanobisRouter:
 
     @classmethod
     def fit(cls, features: Mapping[str, np.ndarray], shrinkage: float = 0.1, sigmas: float = 2.0) -> "MahalanobisRouter":
-        means = {n: f.mean(axis=0) for n, f in features.items()}
-        centred = np.concatenate([f - means[n] for n, f in features.items()])
-        cov = np.cov(centred, rowvar=False)
+        return cls.from_statistics({n: FeatureStatistics.of(f) for n, f in features.items()}, shrinkage, sigmas)
+
+    @classmethod
+    def from_statistics(cls, stats: Mapping[str, FeatureStatistics], shrinkage: float = 0.1,
+                        sigmas: float = 2.0) -> "MahalanobisRouter":
+        total = sum(s.count for s in stats.values())
+        cov = sum(s.scatter for s in stats.values()) / max(total - len(stats), 1)
         cov = (1 - shrinkage) * cov + shrinkage * np.trace(cov) / len(cov) * np.eye(len(cov))
         precision = np.linalg.inv(cov)
-        router = cls(means, precision, {n: np.inf for n in features})
-        own = {n: router.distances(f)[:, i] for i, (n, f) in enumerate(features.items())}
-        router.thresholds = np.array([own[n].mean() + sigmas * own[n].std() for n in router.names])
-        return router
+        thresholds = {}
+        for name, s in stats.items():
+            ps = precision @ (s.scatter / max(s.count - 1, 1))
+            mean_sq, var_sq = np.trace(ps), 2 * np.trace(ps @ ps)
+            thresholds[name] = float(np.sqrt(mean_sq + sigmas * np.sqrt(var_sq)))
+        return cls({n: s.mean for n, s in stats.items()}, precision, thresholds)
 
     def distances(self, features: np.ndarray) -> np.ndarray:
         diff = np.atleast_2d(features)[:, None, :] - self.means[None]

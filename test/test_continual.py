@@ -256,7 +256,7 @@ def test_seq_lora_forgets_the_first_task_and_mtl_keeps_it(benchmark):
 @pytest.mark.slow
 def test_every_method_writes_experts_scores_and_report(benchmark):
     record, out = benchmark
-    assert set(record["methods"]) == {"mtl", "seq-lora", "lwf-lora", "o-lora"}
+    assert set(record["methods"]) == {"mtl", "seq-lora", "lwf-lora", "o-lora", "moe-hard", "epi"}
     assert record["tasks"] == [FIRST, SECOND] and record["orders"] == 1 and record["profile"] == "tiny"
     for name, figures in record["methods"].items():
         assert set(figures) >= set(RESULT_KEYS)  # what bench/results/continual_*.json must hold per method
@@ -268,7 +268,7 @@ def test_every_method_writes_experts_scores_and_report(benchmark):
         for task in (FIRST, SECOND):
             weights = out / name / "order_0" / "experts" / task / "adapter" / "adapter_model.safetensors"
             assert 0 < weights.stat().st_size < 1_000_000  # the LoRA alone, no copy of the 49k-row embedding
-    assert (out / "report.md").read_text().count("\n| ") == 4
+    assert (out / "report.md").read_text().count("\n| ") == 6
     assert all((out / "heatmaps" / f"{name}.png").is_file() for name in record["methods"])
     lwf = json.loads((out / "lwf-lora" / "order_0" / "run.json").read_text())
     assert "kl" not in lwf["steps"][0]["train"]["history"][-1] and lwf["steps"][1]["train"]["history"][-1]["kl"] >= 0
@@ -316,6 +316,44 @@ def test_an_interrupted_run_resumes_without_retraining_to_the_same_figures(input
         run_continual(**{**args, "method": "o-lora"})
     with pytest.raises(RunMismatchError, match="config"):
         run_continual(**{**args, "config": replace(TEST_CONFIG, lwf=replace(TEST_CONFIG.lwf, weight=2.0))})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["moe-hard", "epi"])
+def test_routed_methods_report_routing_and_unknown_detection(benchmark, name):
+    record, out = benchmark
+    figures = record["methods"][name]
+    assert 0.0 <= figures["routing_accuracy"] <= 1.0 and 0.0 <= figures["unknown_auroc"] <= 1.0
+    run = json.loads((out / name / "order_0" / "run.json").read_text())
+    # after task 1 the second task is the unknown scenario; after the last there is none left
+    assert "unknown_auroc" in run["steps"][0] and "unknown_auroc" not in run["steps"][1]
+    # an expert's requests never leak into a task it has not seen: routed to itself or to the base
+    assert "routing_accuracy" in run["steps"][0]["scores"][SECOND]
+    assert "| " + name + " |" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_moe_hard_experts_are_what_the_robot_runtime_loads_and_routes_alike(inputs, benchmark):
+    """The continual trainer's moe-hard experts (adapter + autoencoder router) load into the runtime's
+    ExpertSet and AutoencoderRouter, and the runtime routes requests exactly as the trainer scored them."""
+    from motion_agent.base_model import load_base_model
+    from motion_agent.experts import BASE, ExpertSet
+    from motion_agent.routing import AutoencoderRouter, prompt_features
+    from training.continual.methods import make_method
+
+    _, out = benchmark
+    experts = out / "moe-hard" / "order_0" / "experts"
+    texts = ["a person does a backflip happily", "someone plays the piano sadly", "a person waves"]
+    method = make_method("moe-hard", load_base_model(inputs["base"]), TEST_CONFIG)
+    method.restore([FIRST, SECOND], experts)
+    method.prepare_inference()
+    trained = method.route("t2m", texts)
+    lm = load_base_model(inputs["base"])
+    runtime = ExpertSet(lm)
+    runtime.sync({FIRST: experts / FIRST, SECOND: experts / SECOND})
+    router = AutoencoderRouter.from_folders({FIRST: experts / FIRST, SECOND: experts / SECOND})
+    served = [d.expert or BASE for d in router.route(prompt_features(lm, method.prompts("t2m", texts)))]
+    assert served == trained
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """Settings of a continual run, read from `config/training/continual.yaml` into frozen dataclasses.
 
 Every method of a benchmark runs under the same settings (same data, step budget, LoRA size and
-evaluation), so that their figures compare; only the method-specific sections (`lwf`, `o_lora`) differ
+evaluation), so that their figures compare; only the method-specific sections (`lwf`, `o_lora`, `router`) differ
 in what they mean. The per-task run settings are the base stage's `BaseRunConfig` (its `steps` is the
 budget of ONE task), so batches, learning-rate schedule and held-out batches follow one definition.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 from motion_agent.config import config_dir, load_yaml
 from training.base_training import BaseRunConfig, LoraSettings
 from training.lm_eval import EvalSettings
+from training.router_training import AutoencoderSettings
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,22 @@ class OLoraSettings:
     def __post_init__(self) -> None:
         if self.lambda1 < 0 or self.lambda2 < 0:
             raise ValueError(f"lambda1 and lambda2 must be >= 0, got {self.lambda1}, {self.lambda2}")
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    """Routed methods (moe-hard, epi): how each task's router is fitted when the task ends."""
+
+    calibration_fraction: float = 0.1  # share of a task's training clips held out to set its rejection threshold
+    autoencoder: AutoencoderSettings = field(default_factory=AutoencoderSettings)  # moe-hard
+    shrinkage: float = 0.1  # epi: shrinkage of the shared covariance towards its mean variance
+    sigmas: float = 2.0  # epi: an expert rejects inputs beyond mean + sigmas * std of its own distances
+
+    def __post_init__(self) -> None:
+        if not 0 < self.calibration_fraction < 1:
+            raise ValueError(f"calibration_fraction must be in (0, 1), got {self.calibration_fraction}")
+        if not 0 <= self.shrinkage <= 1 or self.sigmas <= 0:
+            raise ValueError(f"shrinkage must be in [0, 1] and sigmas > 0, got {self.shrinkage}, {self.sigmas}")
 
 
 @dataclass(frozen=True)
@@ -82,9 +99,10 @@ class ContinualConfig:
         default_factory=lambda: BaseRunConfig(steps=200, batch_size=8, lr=2e-3, warmup_steps=20))
     lwf: LwfSettings = field(default_factory=LwfSettings)
     o_lora: OLoraSettings = field(default_factory=OLoraSettings)
+    router: RouterSettings = field(default_factory=RouterSettings)
     evaluation: ContinualEvalSettings = field(default_factory=ContinualEvalSettings)
     orders: OrderSettings = field(default_factory=OrderSettings)
-    methods: tuple[str, ...] = ("mtl", "seq-lora", "lwf-lora", "o-lora")  # what `benchmark` runs by default
+    methods: tuple[str, ...] = ("mtl", "seq-lora", "lwf-lora", "o-lora", "moe-hard", "epi")  # what `benchmark` runs by default
 
 
 def default_config_path() -> Path:

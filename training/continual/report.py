@@ -37,7 +37,8 @@ TABLE = (
     ("AF", "AF ↓", "{:.3f}"), ("AR", "AR ↑", "{:.2f}"), ("AD", "AD ↑", "{:.3f}"), ("AMM", "AMM ↑", "{:.3f}"),
     ("AWF", "AWF ↑", "{:.3f}"), ("FR", "FR ↓", "{:.2f}"), ("BWT", "BWT ↑", "{:.2f}"), ("FWT", "FWT ↑", "{:.2f}"),
     ("M2T_BLEU4", "M2T BLEU-4 ↑", "{:.3f}"), ("FR_M2T_BLEU4", "FR BLEU-4 ↓", "{:.2f}"),
-    ("FR_T2M_LOSS", "FR T2M loss ↓", "{:.3f}"), ("train_seconds", "train s", "{:.0f}"),
+    ("FR_T2M_LOSS", "FR T2M loss ↓", "{:.3f}"), ("routing_accuracy", "routing ↑", "{:.3f}"),
+    ("unknown_auroc", "unknown AUROC ↑", "{:.3f}"), ("train_seconds", "train s", "{:.0f}"),
 )
 
 
@@ -86,6 +87,9 @@ def run_figures(state: dict) -> dict:
     routed = [step["scores"][t].get("routing_accuracy") for step in state["steps"][-1:] for t in state["tasks"]]
     if routed and all(a is not None for a in routed):
         figures["routing_accuracy"] = float(np.mean(routed))
+    aurocs = [step["unknown_auroc"] for step in state["steps"] if "unknown_auroc" in step]
+    if aurocs:  # after every task but the last, the tasks still to come are the unknown scenarios
+        figures["unknown_auroc"] = float(np.mean(aurocs))
     return {**figures, **{key: value.tolist() for key, value in m.items()}}
 
 

@@ -1,5 +1,6 @@
 """Scoring every task of a stream with one model state: T2M and M2T through the frozen evaluator
-(`training.lm_eval`), and the held-out loss of each direction.
+(`training.lm_eval`), the held-out loss of each direction, and for routed methods how well the router
+tells tasks it was trained on from the ones still to come.
 
 The loss (mean cross-entropy over the target tokens of the scored test clips, first caption each) is
 deterministic and reacts to small changes, where R-Precision on a few dozen clips is noisy; it is the
@@ -76,3 +77,18 @@ def score_tasks(lm: MotionLanguageModel, route: Router, tokenizer: MotionTokeniz
     """{task: figures} for every task, seen or not."""
     return {task.name: score_task(lm, route, tokenizer, evaluator, task, settings, expert_of(task.name))
             for task in tasks}
+
+
+def unknown_auroc(novelty: Callable[[str, Sequence], "np.ndarray | None"], tasks: Sequence[TaskData],
+                  seen: set[str]) -> float | None:
+    """AUROC of telling the test requests (both directions) of tasks not trained yet from those of
+    trained tasks by the method's novelty score; None without a router, or without both kinds of task."""
+    known, unknown = [], []
+    for task in tasks:
+        for direction, inputs in (("t2m", [c.captions[0].text for c in task.test_clips]),
+                                  ("m2t", [e.codes for e in task.test])):
+            scores = novelty(direction, inputs)
+            if scores is None:
+                return None
+            (known if task.name in seen else unknown).extend(np.asarray(scores, float).tolist())
+    return metrics.unknown_auroc(known, unknown) if known and unknown else None

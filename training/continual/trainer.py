@@ -2,7 +2,9 @@
 
     OUT/run.json                 method, task order, settings, and one entry per finished task: its
                                  training figures and the scores of EVERY task (seen and unseen) after it
-    OUT/experts/<task>/adapter/  the expert that task left (peft save_pretrained, safetensors)
+    OUT/experts/<task>/adapter/  the expert that task left (peft save_pretrained, safetensors); routed
+                                 methods add router/, and eval.json holds the task's own scores right after
+                                 it, so the folder packs into a bundle (motion-agent-bundle pack) as it is
     OUT/baseline.json            every task scored by the base model before any training (FWT's reference)
 
 Every method gets the same data, per-task step budget, batches, schedule and evaluation; a method only
@@ -25,11 +27,13 @@ import torch
 from tqdm import tqdm
 
 from motion_agent.base_model import load_base_model, tokenizer_folder
+from motion_agent.experts import EVAL_FILE
 from motion_agent.tokenizer import MotionTokenizer
 from training.base_training import Example, learning_rate, sample_batch
 from training.continual.config import ContinualConfig
 from training.continual.methods import ContinualMethod, make_method
-from training.continual.scores import no_routing, score_tasks
+from training.continual.report import json_ready
+from training.continual.scores import no_routing, score_tasks, unknown_auroc
 from training.continual.tasks import TaskData, load_tasks, resolve_order, stream_tasks
 from training.evaluator import Evaluator
 from training.humanml3d import HumanML3D
@@ -166,7 +170,13 @@ def run_continual(stream: str | Path, corpus: str | Path, base: str | Path, eval
             agent.save_expert(task.name, out / EXPERTS_DIR / task.name)
             agent.prepare_inference()
             scores = score_tasks(lm, agent.route, tokenizer, scorer, tasks, config.evaluation, agent.expert_of)
-            state["steps"].append({"task": task.name, "train": figures, "scores": scores})
+            step = {"task": task.name, "train": figures, "scores": scores}
+            _write_json(out / EXPERTS_DIR / task.name / EVAL_FILE, json_ready({
+                "method": method, "task": task.name, "base_fingerprint": lm.fingerprint, **scores[task.name]}))
+            auroc = unknown_auroc(agent.novelty, tasks, {t.name for t in tasks[: index + 1]})
+            if auroc is not None:
+                step["unknown_auroc"] = auroc
+            state["steps"].append(step)
             _write_json(out / RUN_FILE, state)
     if accelerator.is_main_process and not (out / RUN_FILE).is_file():
         _write_json(out / RUN_FILE, state)

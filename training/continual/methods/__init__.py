@@ -11,6 +11,8 @@ METHODS: dict[str, str] = {  # name -> "module:Class", imported only when used
     "seq-lora": "training.continual.methods.seq_lora:SeqLoRA",
     "lwf-lora": "training.continual.methods.lwf_lora:LwFLoRA",
     "o-lora": "training.continual.methods.o_lora:OLoRA",
+    "moe-hard": "training.continual.methods.moe_hard:MoEHard",
+    "epi": "training.continual.methods.epi:EPI",
 }
 
 

@@ -10,7 +10,8 @@ trainer does not change.
 Serving: before every evaluation the trainer calls `prepare_inference()` (e.g. activate every adapter
 so their outputs add up), then `route(direction, inputs)` per task: a list with one adapter name per
 request goes to peft's per-sample `adapter_names=` (routed methods; `motion_agent.experts.BASE` = no adapter);
-None runs every request through the active adapters.
+None runs every request through the active adapters. Routed methods also say how unknown a request looks
+(`novelty`), which scores how well they flag inputs of tasks not trained yet.
 """
 from __future__ import annotations
 
@@ -90,6 +91,11 @@ class ContinualMethod:
 
     def route(self, direction: Direction, inputs: Sequence[str] | Sequence[np.ndarray]) -> list[str] | None:
         """The adapter serving each request, or None for the active adapters."""
+        return None
+
+    def novelty(self, direction: Direction, inputs: Sequence[str] | Sequence[np.ndarray]) -> np.ndarray | None:
+        """How unknown each request looks to the method's router (higher: more likely no expert's), for
+        the unknown-detection AUROC; None for methods without a router."""
         return None
 
     def expert_of(self, task: str) -> str | None:
