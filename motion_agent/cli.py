@@ -4,7 +4,7 @@
           features -> joints -> BVH and previews); needs no model and serves nothing
   launch  the agent's node set (motion_agent.node_set.NODE_SET) as child processes, for machines
           without the ROS 2 launch tool
-  say     publish one request to a running agent, wait for its trajectory, write JSON + a preview PNG
+  say     publish one request to a running agent, wait for its motion, write JSON, BVH and an animated GIF
 
 rclpy is imported inside `say` only (through motion_agent.nodes.say), so the package imports without ROS 2.
 """
@@ -118,9 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     say = sub.add_parser(
         "say",
-        help="publish a text request, wait for the motion, write its trajectory (JSON) and a preview PNG",
-        description="Publish TEXT on the agent's text_command topic, wait for the JointTrajectory it answers "
-        "with (and the request's diagnostic), and write OUT/trajectory.json and OUT/trajectory.png. Exits 1 "
+        help="publish a text request, wait for the motion, write its trajectory (JSON), BVH and a GIF preview",
+        description="Publish TEXT on the agent's text_command topic, wait for the JointTrajectory and skeleton it "
+        "answers with (and the request's diagnostic), and write OUT/trajectory.json (robot joints), "
+        "OUT/trajectory.png (joint angles), OUT/motion.bvh (SMPL skeleton) and OUT/motion.gif (preview). Exits 1 "
         "with one line when the agent refuses the request or nothing answers in time.",
     )
     say.add_argument("text", help="what the robot should do, e.g. \"wave happily for 3 seconds\"")

@@ -1,5 +1,5 @@
-"""Motion files and previews for people and other tools: BVH (Blender, Unity, MotionBuilder) and
-stick-figure plots.
+"""Motion files and previews for people and other tools: BVH (Blender, Unity, MotionBuilder),
+stick-figure plots and animated GIF previews.
 
 BVH channels are Z, X, Y rotations in degrees (the CMU mocap convention most importers expect);
 the hierarchy is the SMPL 22-joint chain with offsets fitted to the motion's own bone lengths.
@@ -105,6 +105,44 @@ def plot_stick_figures(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_gif(joints: np.ndarray, path: str | Path, fps: float = 20.0, title: str = "", max_fps: float = 10.0) -> Path:
+    """An animated stick figure of a (T, 22, 3) motion seen from the side, root held in place; frames are
+    thinned to at most `max_fps` so a preview stays small."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    joints = np.asarray(joints, dtype=np.float64)
+    if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or len(joints) == 0:
+        raise ValueError(f"joints must have shape (frames, {NUM_JOINTS}, 3), got {joints.shape}")
+    step = max(1, int(round(fps / max_fps)))
+    frames = joints[::step]
+    fig, ax = plt.subplots(figsize=(2.6, 3.2))
+    lines = [ax.plot([], [], "-o", markersize=2, linewidth=2)[0] for _ in KINEMATIC_CHAIN]
+    ax.set_xlim(-1, 1)
+    ax.set_ylim(-0.05, 2.0)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title[:40], fontsize=8)
+    fig.tight_layout()
+
+    def draw(index: int):
+        pose = frames[index] - [frames[index, 0, 0], 0, frames[index, 0, 2]]
+        for line, chain in zip(lines, KINEMATIC_CHAIN):
+            line.set_data(pose[list(chain), 2], pose[list(chain), 1])
+        return lines
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FuncAnimation(fig, draw, frames=len(frames), blit=True).save(path, writer=PillowWriter(fps=fps / step), dpi=80)
     plt.close(fig)
     return path
 

@@ -351,7 +351,7 @@ def test_observed_poses_are_captioned_and_bad_poses_refused(client):
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_say_writes_the_trajectory_and_a_preview(client, tmp_path):
+def test_say_writes_the_trajectory_a_bvh_and_an_animated_preview(client, tmp_path):
     out = tmp_path / "say"
     result = subprocess.run(
         [sys.executable, "-m", "motion_agent.cli", "say", "a person jumps happily for 2 seconds", "--out", str(out),
@@ -362,6 +362,13 @@ def test_say_writes_the_trajectory_and_a_preview(client, tmp_path):
     assert len(data["joint_names"]) == 63 and len(data["times"]) == len(data["positions"]) > 10
     assert data["diagnostics"]["expert"] == "base" and data["frame_id"] == "test_frame"
     assert (out / "trajectory.png").stat().st_size > 1000 and "trajectory.json" in result.stdout
+    from PIL import Image
+
+    bvh = (out / "motion.bvh").read_text()
+    frames = int(bvh.split("Frames:")[1].split()[0])
+    assert bvh.startswith("HIERARCHY") and abs(frames - data["times"][-1] * 20) <= 2  # the same motion, 20 fps
+    with Image.open(out / "motion.gif") as gif:
+        assert gif.n_frames >= frames // 2 - 1  # animated: one GIF frame per 2 motion frames
     refused = subprocess.run([sys.executable, "-m", "motion_agent.cli", "say", "   ", "--out", str(out / "no"),
                               "--timeout", "30"], capture_output=True, text=True, cwd=REPO, timeout=90)
     assert refused.returncode == 1 and "empty" in refused.stderr and not (out / "no").exists()

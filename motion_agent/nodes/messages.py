@@ -6,14 +6,20 @@ import struct
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point, PoseArray
+from geometry_msgs.msg import Point, PoseArray, Quaternion, Transform, Vector3
 from rclpy.serialization import deserialize_message
 from std_msgs.msg import ColorRGBA, String
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from trajectory_msgs.msg import (
+    JointTrajectory,
+    JointTrajectoryPoint,
+    MultiDOFJointTrajectory,
+    MultiDOFJointTrajectoryPoint,
+)
 from visualization_msgs.msg import Marker, MarkerArray
 
-from motion_agent.nodes.core import key_frames
+from motion_agent.nodes.core import SMPL_TO_ROS, key_frames
 from motion_agent.retarget import Trajectory
+from motion_agent.skeleton import JOINT_NAMES, NUM_JOINTS
 
 LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN, "ERROR": DiagnosticStatus.ERROR}
 LEVEL_NAMES = {int.from_bytes(v, "little") if isinstance(v, bytes) else int(v): k for k, v in LEVELS.items()}
@@ -63,6 +69,33 @@ def trajectory_dict(message: JointTrajectory) -> dict:
         "positions": [list(p.positions) for p in message.points],
         "velocities": [list(p.velocities) for p in message.points],
     }
+
+
+def skeleton_message(joints: np.ndarray, fps: float, stamp: Time, frame_id: str,
+                     axes: str = "smpl") -> MultiDOFJointTrajectory:
+    """The generated motion as the 22 SMPL joint positions over time (translations; identity rotations):
+    what an avatar retargets itself, and what `motion-agent say` turns into BVH and GIF."""
+    points = np.asarray(joints, dtype=np.float64)
+    if axes == "ros":
+        points = points @ SMPL_TO_ROS.T
+    identity = Quaternion(w=1.0)
+    message = MultiDOFJointTrajectory(joint_names=list(JOINT_NAMES))
+    message.header.stamp, message.header.frame_id = stamp, frame_id
+    for frame, pose in enumerate(points):
+        transforms = [Transform(translation=Vector3(x=float(x), y=float(y), z=float(z)), rotation=identity)
+                      for x, y, z in pose]
+        message.points.append(MultiDOFJointTrajectoryPoint(transforms=transforms, time_from_start=duration(frame / fps)))
+    return message
+
+
+def skeleton_joints(message: MultiDOFJointTrajectory, axes: str = "smpl") -> tuple[np.ndarray, np.ndarray]:
+    """(times (T,), joints (T, 22, 3) in SMPL axes) of a skeleton message."""
+    if len(message.joint_names) != NUM_JOINTS:
+        raise ValueError(f"a skeleton message has {NUM_JOINTS} SMPL joints, got {len(message.joint_names)}")
+    times = np.array([seconds_of(p.time_from_start) for p in message.points])
+    joints = np.array([[[t.translation.x, t.translation.y, t.translation.z] for t in p.transforms]
+                       for p in message.points], dtype=np.float64).reshape(-1, NUM_JOINTS, 3)
+    return times, (joints @ SMPL_TO_ROS if axes == "ros" else joints)
 
 
 def skeleton_markers(joints: np.ndarray, stamp: Time, frame_id: str, frames: int, text: str = "",

@@ -9,6 +9,8 @@ request arrived is not published (both reported as WARN diagnostics).
 Publishes, for every generated motion, with one header stamp (which `motion-agent say` matches):
   motion/joint_trajectory  trajectory_msgs/JointTrajectory (the robot's joints, positions + velocities)
   motion/markers           visualization_msgs/MarkerArray (LINE_LIST skeletons of a few key frames)
+  motion/skeleton          trajectory_msgs/MultiDOFJointTrajectory (22 SMPL joint positions per frame, for
+                           avatars and for `motion-agent say`'s BVH and GIF; axes from node.pose_axes)
   /diagnostics             diagnostic_msgs/DiagnosticArray (request, expert, frames, latency per stage)
 and, unless `node.caption` is false, captions observed poses like motion_captioner (caption_node.py).
 With `node.keyring` set it also installs expert bundles from `node.bundle_inbox` and `experts/deploy`
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 
 from rclpy.node import Node
 from std_msgs.msg import String
-from trajectory_msgs.msg import JointTrajectory
+from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 from visualization_msgs.msg import MarkerArray
 
 from motion_agent.agent import MotionAgent, MotionResult, RequestError, check_text
@@ -33,7 +35,7 @@ from motion_agent.nodes.caption_node import PoseCaptioner
 from motion_agent.nodes.common import Diagnostics, guarded, load_agent, read_settings, run_node
 from motion_agent.nodes.core import LatestWinsWorker, Outcome, generation_values, request_label
 from motion_agent.nodes.expert_manager import ExpertManager
-from motion_agent.nodes.messages import skeleton_markers, string_bytes, trajectory_message
+from motion_agent.nodes.messages import skeleton_markers, skeleton_message, string_bytes, trajectory_message
 
 NODE_NAME = "motion_agent"
 
@@ -55,6 +57,7 @@ class MotionNode(Node):
         self.diagnostics = Diagnostics(self, config.diagnostics_topic)
         self.trajectory_publisher = self.create_publisher(JointTrajectory, config.trajectory_topic, 10)
         self.marker_publisher = self.create_publisher(MarkerArray, config.markers_topic, 10)
+        self.skeleton_publisher = self.create_publisher(MultiDOFJointTrajectory, config.skeleton_topic, 10)
         self._ids = itertools.count(1)
         self.worker: LatestWinsWorker[Request] = LatestWinsWorker(self._generate, self._report, "generate")
         self.captioner = (
@@ -110,6 +113,8 @@ class MotionNode(Node):
         stamp = self.get_clock().now().to_msg()
         frame_id = self.settings.node.frame_id
         self.trajectory_publisher.publish(trajectory_message(result.trajectory, stamp, frame_id))
+        self.skeleton_publisher.publish(skeleton_message(result.joints, self.agent.config.features.fps, stamp, frame_id,
+                                                         self.settings.node.pose_axes))
         self.marker_publisher.publish(
             skeleton_markers(result.joints, stamp, frame_id, self.settings.node.marker_frames, request.text[:60]))
         self.diagnostics.publish(

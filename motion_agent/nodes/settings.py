@@ -20,6 +20,7 @@ class NodeConfig:
     text_topics: tuple[str, ...] = ("text_command", "speech_transcript")  # std_msgs/String requests
     trajectory_topic: str = "motion/joint_trajectory"  # trajectory_msgs/JointTrajectory
     markers_topic: str = "motion/markers"  # visualization_msgs/MarkerArray
+    skeleton_topic: str = "motion/skeleton"  # trajectory_msgs/MultiDOFJointTrajectory, 22 SMPL joint positions
     diagnostics_topic: str = "/diagnostics"  # diagnostic_msgs/DiagnosticArray
     pose_topic: str = "observed_pose"  # geometry_msgs/PoseArray, 22 SMPL joints
     caption_topic: str = "caption"  # std_msgs/String
@@ -27,7 +28,7 @@ class NodeConfig:
     caption: bool = True  # caption observed poses in the agent node (false: run motion-agent-captioner)
     window_size: int = 60  # pose frames per caption (3 s at 20 Hz)
     window_stride: int = 20  # new frames between captions (1 s at 20 Hz)
-    pose_axes: str = "smpl"  # smpl: +X left, +Y up, +Z forward; ros: x forward, y left, z up (REP 103)
+    pose_axes: str = "smpl"  # observed and published skeletons; smpl: +X left, +Y up, +Z forward; ros: REP 103
     marker_frames: int = 5  # key frames of a generated motion drawn as skeletons
     queue_depth: int = 100  # subscription history, so a burst of poses is not dropped
     bundle_inbox: str = ""  # folder watched for expert bundles (*.tar); empty: no inbox
@@ -59,12 +60,14 @@ def load_node_config(path: str | Path | None = None) -> NodeConfig:
 
 def resolve_settings(config_path: str | Path | None = None, base_model: str = "", frame_id: str = ""):
     """The agent and node configs a node runs with: the YAML's, with the node's parameter overrides.
+    Without a base model anywhere, the embedded default model serves, with its own experts when
+    `agent.routing.experts` is empty and the node installs nothing.
 
     Returns (AgentConfig, NodeConfig); raises ConfigError naming the problem."""
     from dataclasses import replace
 
     from motion_agent.agent import load_agent_config
-    from motion_agent.base_model import default_base_model
+    from motion_agent.base_model import default_base_model, default_experts
     from motion_agent.config import ConfigError
 
     path = Path(config_path) if config_path else default_config_path()
@@ -73,6 +76,9 @@ def resolve_settings(config_path: str | Path | None = None, base_model: str = ""
         agent = replace(agent, base_model=base_model)
     if not agent.base_model and default_base_model() is not None:
         agent = replace(agent, base_model=str(default_base_model()))
+        # its experts come with it, unless installs are enabled: those need a writable store of one's own
+        if not agent.routing.experts and not node.keyring and default_experts() is not None:
+            agent = replace(agent, routing=replace(agent.routing, experts=str(default_experts())))
     if agent.base_model:
         agent = replace(agent, base_model=str(Path(agent.base_model).expanduser()))
     if frame_id:
