@@ -92,6 +92,13 @@ def default_base_model() -> Path | None:
     return folder if (folder / SPEC_FILE).is_file() else None
 
 
+def default_experts() -> Path | None:
+    """The expert store of the embedded default model (its default scenarios' experts and routers), if
+    this build has one. It is read-only: installing experts needs a store folder of one's own."""
+    folder = DEFAULT_MODEL_DIR / "experts"
+    return folder if (folder / "index.json").is_file() else None
+
+
 def tokenizer_folder(folder: str | Path) -> Path:
     return Path(folder) / TOKENIZER_DIR
 

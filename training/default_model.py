@@ -1,11 +1,18 @@
 """`make default-model`: build the embedded default model that `make run` serves, with the project's
-own training commands, and write it into the package (motion_agent/default_model/).
+own training commands, and write it into the package (motion_agent/models/default/).
 
 Stages (each is the public command, called in process): `motion-agent-data synth` (the procedural
-corpus), `motion-agent-train tokenizer`, `motion-agent-train base`. The scratch folder keeps every
-stage's full output (checkpoints, plots, histories), so an interrupted build resumes where the
-tokenizer stopped; only the small parts the runtime needs are copied into the package, next to a
-manifest.json that records the commands, the commit and the sizes.
+corpus), `motion-agent-train tokenizer`, `motion-agent-train base`, `motion-agent-train evaluator`,
+`motion-agent-data streams` (one scenario per task), `motion-agent-train continual --method moe-hard`
+on the default scenarios (an orthogonal LoRA expert and an autoencoder router each), then
+`motion-agent-bundle keygen / pack / install` into the package's expert store, exactly as a robot
+receives experts. Scenarios of the corpus that are not default ones have no expert: the router calls
+them "unknown" and the base model serves them.
+
+The scratch folder keeps every stage's full output (checkpoints, plots, histories, scores), so an
+interrupted build resumes (the tokenizer and the continual run continue where they stopped); only the
+parts the runtime needs are copied into the package, next to a manifest.json that records the
+commands, the commit and the sizes.
 """
 from __future__ import annotations
 
@@ -21,38 +28,80 @@ from training.provenance import git_commit
 
 SIZE_LIMIT_MB = 40.0  # what the repository carries for the embedded model
 SKIP = {"README.md"}  # what peft writes beside an adapter that the runtime does not read
+SCENARIOS = ("daily_life", "dance", "sports", "instrument_play")  # the experts that ship; the rest is "unknown"
+EXPERT_VERSION = "1.0.0"
 
 
-def commands(scratch: Path, profile: str, motions: int, seed: int, base_steps: int | None) -> list[list[str]]:
+def finished_marks(scratch: Path) -> dict[str, Path]:
+    """Per stage that does not resume itself, the file its command writes last: when it exists, a
+    rebuild skips the stage (delete the stage's folder to redo it)."""
+    from training.evaluator_cli import EVAL_JSON
+
+    return {"synth": scratch / "corpus" / "corpus.json", "base": scratch / "base" / "base.json",
+            "evaluator": scratch / "evaluator" / EVAL_JSON}
+
+
+def commands(scratch: Path, out: Path, profile: str, motions: int, seed: int, base_steps: int | None,
+             scenarios: tuple[str, ...], eval_clips: int) -> list[list[str]]:
     corpus, tokenizer, base = scratch / "corpus", scratch / "tokenizer", scratch / "base"
+    evaluator, stream, experts = scratch / "evaluator", scratch / "stream", scratch / "experts"
     base_cmd = ["motion-agent-train", "base", "--data", str(corpus), "--tokenizer", str(tokenizer / "tokenizer"),
                 "--out", str(base), "--backbone", profile]
     return [
         ["motion-agent-data", "synth", "--out", str(corpus), "--motions", str(motions), "--seed", str(seed)],
         ["motion-agent-train", "tokenizer", "--data", str(corpus), "--out", str(tokenizer)],
         base_cmd + (["--steps", str(base_steps)] if base_steps else []),
-    ]
+        ["motion-agent-train", "evaluator", "--data", str(corpus), "--out", str(evaluator), "--quiet"],
+        ["motion-agent-data", "streams", "--corpus", str(corpus), "--kind", "unseen", "--out", str(stream)],
+        ["motion-agent-train", "continual", "--method", "moe-hard", "--stream", str(stream), "--corpus", str(corpus),
+         "--base", str(base), "--evaluator", str(evaluator), "--out", str(experts), "--order", *scenarios,
+         "--eval-clips", str(eval_clips)],
+    ] + bundle_commands(scratch, out, scenarios)
 
 
-def run(command: list[str]) -> None:
-    """Run one project command in process through its own entry point."""
+def bundle_commands(scratch: Path, out: Path, scenarios: tuple[str, ...]) -> list[list[str]]:
+    """Sign every expert with a fresh build key and install it into the package's expert store."""
+    key, manifest = scratch / "keys" / "default-model.key", out / "base" / "base.json"
+    steps = [["motion-agent-bundle", "keygen", str(key)]]
+    for scenario in scenarios:
+        bundle = scratch / "bundles" / f"{scenario}.tar"
+        steps += [
+            ["motion-agent-bundle", "pack", str(scratch / "experts" / "experts" / scenario), "-o", str(bundle),
+             "--key", str(key), "--name", scenario, "--scenario", scenario.replace("_", " "),
+             "--version", EXPERT_VERSION, "--model-manifest", str(manifest)],
+            ["motion-agent-bundle", "install", str(bundle), "--store", str(out / "experts"),
+             "--keyring", str(key.parent), "--model-manifest", str(manifest)],
+        ]
+    return steps
+
+
+def run(command: list[str], finished: Path | None = None) -> None:
+    """Run one project command in process through its own entry point, unless `finished` exists."""
+    from motion_agent import bundle_cli
     from training import cli as train_cli
     from training import data_cli
 
+    if finished is not None and finished.is_file():
+        print(f"\n$ {' '.join(command)}\n  (done before: {finished} exists)", flush=True)
+        return
     print(f"\n$ {' '.join(command)}", flush=True)
-    entry = {"motion-agent-data": data_cli.main, "motion-agent-train": train_cli.main}[command[0]]
+    entry = {"motion-agent-data": data_cli.main, "motion-agent-train": train_cli.main,
+             "motion-agent-bundle": bundle_cli.main}[command[0]]
     status = entry(command[1:])
     if status:
         raise SystemExit(f"{' '.join(command[:2])} failed with status {status}")
 
 
-def package(base: Path, out: Path) -> int:
-    """Copy the runtime parts of the base model into `out`; returns the bytes written."""
+def package_base(base: Path, out: Path) -> None:
+    """Copy the runtime parts of the base model into `out`."""
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(base, out, ignore=lambda folder, names: [
         n for n in names if n in SKIP or n.endswith((".png", ".pt")) or n in ("checkpoints", "eval", "history.json")])
-    return sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,21 +113,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--motions", type=int, default=1200, help="procedural corpus size (default: 1200)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--base-steps", type=int, help="base-stage steps (default: config/training/base.yaml)")
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS),
+                        help=f"scenarios that get an expert (default: {' '.join(SCENARIOS)})")
+    parser.add_argument("--eval-clips", type=int, default=8,
+                        help="test clips per scenario scored after each expert (default: 8)")
     args = parser.parse_args(argv)
     began = time.perf_counter()
-    steps = commands(args.scratch, args.profile, args.motions, args.seed, args.base_steps)
-    for command in steps:
-        run(command)
-    size = package(args.scratch / "base", args.out / "base")
+    steps = commands(args.scratch, args.out, args.profile, args.motions, args.seed, args.base_steps,
+                     tuple(args.scenarios), args.eval_clips)
+    base_steps, expert_steps = steps[:3], steps[3:]
+    marks = finished_marks(args.scratch)
+    for command in base_steps:
+        run(command, marks.get(command[1]))
+    package_base(args.scratch / "base", args.out / "base")  # the bundles are packed against its base.json
+    shutil.rmtree(args.out / "experts", ignore_errors=True)
+    shutil.rmtree(args.scratch / "keys", ignore_errors=True)
+    for command in expert_steps:
+        run(command, marks.get(command[1]))
+    (args.out / "experts" / ".lock").unlink(missing_ok=True)  # a writer's lock file, not part of the model
+    size = folder_bytes(args.out)
     if size > SIZE_LIMIT_MB * 2**20:
         raise SystemExit(f"the default model is {size / 2**20:.1f} MB, over the {SIZE_LIMIT_MB:.0f} MB limit")
     spec = BaseModelSpec.read(args.out / "base")
     manifest = {"profile": args.profile, "fingerprint": spec.fingerprint, "commit": git_commit(),
-                "commands": [" ".join(c) for c in steps], "bytes": size,
+                "experts": list(args.scenarios), "commands": [" ".join(c) for c in steps], "bytes": size,
                 "built_seconds": round(time.perf_counter() - began, 1)}
     (args.out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
-    print(f"\ndefault model ({args.profile}, {size / 2**20:.1f} MB, fingerprint {spec.fingerprint[:12]}) "
-          f"written to {args.out} in {manifest['built_seconds']:.0f} s")
+    print(f"\ndefault model ({args.profile}, {len(args.scenarios)} experts, {size / 2**20:.1f} MB, "
+          f"fingerprint {spec.fingerprint[:12]}) written to {args.out} in {manifest['built_seconds']:.0f} s")
     return 0
 
 
