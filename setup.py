@@ -42,7 +42,11 @@ setup(
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"]),
     data_files=data_files(),
     # The embedded default model (`make default-model`), read by the runtime from inside the package.
-    package_data={PACKAGE: ["models/default/*.json", "models/default/base/*.json", "models/default/base/*/*"]},
+    package_data={PACKAGE: [  # the embedded default model: base model, tokenizer, expert store
+        "models/default/*.json", "models/default/base/*.json", "models/default/base/*/*",
+        "models/default/experts/*.json", "models/default/experts/versions/*/*/*",
+        "models/default/experts/versions/*/*/*/*",
+    ]},
     install_requires=[
         "setuptools",
         "torch>=2.2",

@@ -465,6 +465,7 @@ def write_archive(out_path: str | Path, members: Iterable[tuple[str, bytes | Pat
     The archive is written next to `out_path` and renamed into place, so a reader never sees half.
     """
     out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=".partial-", dir=out_path.parent or ".")
     try:
         with os.fdopen(fd, "wb") as out:

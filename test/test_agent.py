@@ -147,3 +147,33 @@ def test_installing_an_expert_while_serving_leaves_the_others_unchanged(tiny_bas
 def test_emotion_argument_joins_the_request(agent):
     result = agent.generate("a person walks forward", emotion="happy", duration=2.0)
     assert result.text == "a person walks forward, looking happy" and len(result.codes) == 10
+
+
+def test_the_embedded_default_model_is_what_the_nodes_serve_without_a_base_model():
+    """`make run` serves the model that ships in the package, with its default scenarios' experts:
+    its manifest names how it was built, and a request is served by one of them or called unknown."""
+    import json
+
+    from motion_agent.base_model import (
+        DEFAULT_MODEL_DIR,
+        MANIFEST_FILE,
+        BaseModelSpec,
+        default_base_model,
+        default_experts,
+    )
+    from motion_agent.nodes.settings import resolve_settings
+
+    assert default_base_model() is not None, "motion_agent/models/default is missing: run `make default-model`"
+    agent_config, _ = resolve_settings()
+    assert agent_config.base_model == str(default_base_model())
+    assert agent_config.routing.experts == str(default_experts())
+    manifest = json.loads((DEFAULT_MODEL_DIR / MANIFEST_FILE).read_text())
+    assert manifest["fingerprint"] == BaseModelSpec.read(default_base_model()).fingerprint
+    assert any(c.startswith("motion-agent-train base") for c in manifest["commands"])
+    assert any(c.startswith("motion-agent-train continual --method moe-hard") for c in manifest["commands"])
+    assert manifest["bytes"] <= 40 * 2**20
+    agent = MotionAgent.from_config(agent_config)
+    assert sorted(agent.router.experts) == sorted(manifest["experts"])
+    result = agent.generate("a person waves happily", duration=2.0)
+    assert result.joints.shape == (40, 22, 3) and np.isfinite(result.joints).all()
+    assert result.expert in set(manifest["experts"]) | {"unknown"}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -75,21 +76,23 @@ def bundle_commands(scratch: Path, out: Path, scenarios: tuple[str, ...]) -> lis
     return steps
 
 
-def run(command: list[str], finished: Path | None = None) -> None:
-    """Run one project command in process through its own entry point, unless `finished` exists."""
+def run(command: list[str], finished: Path | None = None) -> bool:
+    """Run one project command in process through its own entry point, unless `finished` exists;
+    returns whether it ran."""
     from motion_agent import bundle_cli
     from training import cli as train_cli
     from training import data_cli
 
     if finished is not None and finished.is_file():
         print(f"\n$ {' '.join(command)}\n  (done before: {finished} exists)", flush=True)
-        return
+        return False
     print(f"\n$ {' '.join(command)}", flush=True)
     entry = {"motion-agent-data": data_cli.main, "motion-agent-train": train_cli.main,
              "motion-agent-bundle": bundle_cli.main}[command[0]]
     status = entry(command[1:])
     if status:
         raise SystemExit(f"{' '.join(command[:2])} failed with status {status}")
+    return True
 
 
 def package_base(base: Path, out: Path) -> None:
@@ -118,18 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-clips", type=int, default=8,
                         help="test clips per scenario scored after each expert (default: 8)")
     args = parser.parse_args(argv)
+    args.out = Path(os.path.relpath(args.out))  # the manifest's commands name no machine's folders
     began = time.perf_counter()
     steps = commands(args.scratch, args.out, args.profile, args.motions, args.seed, args.base_steps,
                      tuple(args.scenarios), args.eval_clips)
     base_steps, expert_steps = steps[:3], steps[3:]
     marks = finished_marks(args.scratch)
-    for command in base_steps:
-        run(command, marks.get(command[1]))
+    reused = [" ".join(c) for c in base_steps if not run(c, marks.get(c[1]))]
     package_base(args.scratch / "base", args.out / "base")  # the bundles are packed against its base.json
     shutil.rmtree(args.out / "experts", ignore_errors=True)
     shutil.rmtree(args.scratch / "keys", ignore_errors=True)
-    for command in expert_steps:
-        run(command, marks.get(command[1]))
+    (args.scratch / "keys").mkdir(parents=True)  # a fresh build key signs this build's experts
+    reused += [" ".join(c) for c in expert_steps if not run(c, marks.get(c[1]))]
     (args.out / "experts" / ".lock").unlink(missing_ok=True)  # a writer's lock file, not part of the model
     size = folder_bytes(args.out)
     if size > SIZE_LIMIT_MB * 2**20:
@@ -137,10 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     spec = BaseModelSpec.read(args.out / "base")
     manifest = {"profile": args.profile, "fingerprint": spec.fingerprint, "commit": git_commit(),
                 "experts": list(args.scenarios), "commands": [" ".join(c) for c in steps], "bytes": size,
-                "built_seconds": round(time.perf_counter() - began, 1)}
+                "seconds": round(time.perf_counter() - began, 1),  # this run; `reused` stages ran before it
+                "reused": reused}
     (args.out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"\ndefault model ({args.profile}, {len(args.scenarios)} experts, {size / 2**20:.1f} MB, "
-          f"fingerprint {spec.fingerprint[:12]}) written to {args.out} in {manifest['built_seconds']:.0f} s")
+          f"fingerprint {spec.fingerprint[:12]}) written to {args.out} in {manifest['seconds']:.0f} s"
+          + (f" ({len(reused)} stages reused from {args.scratch})" if reused else ""))
     return 0
 
 

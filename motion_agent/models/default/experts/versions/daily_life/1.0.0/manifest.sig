@@ -1,0 +1,1 @@
+ed25519 1b6feaa725956fe1 WhFTqNlDmyu9BO1uVFPCWrgZfeH6IM/EseWJAHZo4cgkeH8FWzw/rfyJ0luUQy/gejDVbq4MuocdusE5lT20BQ==

@@ -1,0 +1,1 @@
+ed25519 1b6feaa725956fe1 OmzgronFcWojZ1bV8d9PzTxPek2qw/thXpvN1OQhAswIhAMV4gn+ZHTbkmVpd+TQJT/4gQhFx7db1Ih2bF5uBA==

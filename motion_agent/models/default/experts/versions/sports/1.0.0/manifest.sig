@@ -1,0 +1,1 @@
+ed25519 1b6feaa725956fe1 Z/vhmfLnwm4Ka8MsOQ477KeRNSUcxVnPgSh8mpdRKuvYxM1zIMqxWorOlf4cJqy4u8xcUfQ/ivIxo7YvRJTpBQ==
