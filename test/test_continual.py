@@ -324,11 +324,16 @@ def test_routed_methods_report_routing_and_unknown_detection(benchmark, name):
     record, out = benchmark
     figures = record["methods"][name]
     assert 0.0 <= figures["routing_accuracy"] <= 1.0 and 0.0 <= figures["unknown_auroc"] <= 1.0
+    assert 0.0 <= figures["unknown_rate"] <= 1.0
+    confusion = np.array(figures["routing_confusion"])  # rows: tasks; columns: experts, then unknown
+    assert figures["routing_confusion_columns"] == [FIRST, SECOND, "unknown"]
+    assert confusion.shape == (2, 3) and np.allclose(confusion.sum(axis=1), 1.0)
+    assert np.mean(np.diag(confusion)) == pytest.approx(figures["routing_accuracy"])
     run = json.loads((out / name / "order_0" / "run.json").read_text())
     # after task 1 the second task is the unknown scenario; after the last there is none left
     assert "unknown_auroc" in run["steps"][0] and "unknown_auroc" not in run["steps"][1]
-    # an expert's requests never leak into a task it has not seen: routed to itself or to the base
-    assert "routing_accuracy" in run["steps"][0]["scores"][SECOND]
+    # before its expert exists, a task's requests can only go to the first expert or be called unknown
+    assert set(run["steps"][0]["scores"][SECOND]["routed_to"]) <= {FIRST, "__base__"}
     assert "| " + name + " |" in (out / "report.md").read_text()
 
 

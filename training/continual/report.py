@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from motion_agent.experts import BASE
 from training import metrics
+from training.continual.adapters import adapter_name
 
 POINTS = 100.0  # R-Precision as points
 MATRICES = {  # report key -> per-task score the trainer records
@@ -38,7 +40,7 @@ TABLE = (
     ("AWF", "AWF ↑", "{:.3f}"), ("FR", "FR ↓", "{:.2f}"), ("BWT", "BWT ↑", "{:.2f}"), ("FWT", "FWT ↑", "{:.2f}"),
     ("M2T_BLEU4", "M2T BLEU-4 ↑", "{:.3f}"), ("FR_M2T_BLEU4", "FR BLEU-4 ↓", "{:.2f}"),
     ("FR_T2M_LOSS", "FR T2M loss ↓", "{:.3f}"), ("routing_accuracy", "routing ↑", "{:.3f}"),
-    ("unknown_auroc", "unknown AUROC ↑", "{:.3f}"), ("train_seconds", "train s", "{:.0f}"),
+    ("unknown_auroc", "unknown AUROC ↑", "{:.3f}"), ("unknown_rate", "unknown rate ↑", "{:.3f}"), ("train_seconds", "train s", "{:.0f}"),
 )
 
 
@@ -87,10 +89,24 @@ def run_figures(state: dict) -> dict:
     routed = [step["scores"][t].get("routing_accuracy") for step in state["steps"][-1:] for t in state["tasks"]]
     if routed and all(a is not None for a in routed):
         figures["routing_accuracy"] = float(np.mean(routed))
+        figures |= routing_figures(state)
     aurocs = [step["unknown_auroc"] for step in state["steps"] if "unknown_auroc" in step]
     if aurocs:  # after every task but the last, the tasks still to come are the unknown scenarios
         figures["unknown_auroc"] = float(np.mean(aurocs))
     return {**figures, **{key: value.tolist() for key, value in m.items()}}
+
+
+def routing_figures(state: dict) -> dict:
+    """A routed run's confusion matrix after the last task (row: the requests of a task; column: the
+    expert they went to, "unknown" last) and `unknown_rate`: the share of requests of tasks not trained
+    yet that no expert accepted, over every step before the last (the scenarios held out so far)."""
+    tasks, last = state["tasks"], state["steps"][-1]["scores"]
+    experts = [adapter_name(t) for t in tasks]
+    confusion = [[last[t].get("routed_to", {}).get(name, 0.0) for name in experts + [BASE]] for t in tasks]
+    held_out = [step["scores"][t]["routed_unknown"] for i, step in enumerate(state["steps"])
+                for t in tasks[i + 1:] if "routed_unknown" in step["scores"][t]]
+    return {"routing_confusion": confusion, "routing_confusion_columns": [*tasks, "unknown"],
+            "unknown_rate": float(np.mean(held_out)) if held_out else math.nan}
 
 
 def method_summary(states: list[dict]) -> dict:
@@ -102,7 +118,7 @@ def method_summary(states: list[dict]) -> dict:
     runs = [run_figures(state) for state in states]
     scalar = [k for k, v in runs[0].items() if not isinstance(v, list)]
     summary = {k: float(np.mean([run[k] for run in runs])) for k in scalar}
-    summary |= {k: runs[0][k] for k in MATRICES}
+    summary |= {k: runs[0][k] for k in (*MATRICES, "routing_confusion", "routing_confusion_columns") if k in runs[0]}
     summary["per_order"] = [{"tasks": s["tasks"], **run} for s, run in zip(states, runs)]
     return summary
 
@@ -139,7 +155,11 @@ def plot_heatmaps(name: str, figures: dict, tasks: list[str], path: Path) -> Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(HEATMAPS), figsize=(4.2 * len(HEATMAPS), 0.45 * len(tasks) + 3.2))
+    routed = "routing_confusion" in figures
+    panels = len(HEATMAPS) + routed
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 0.45 * len(tasks) + 3.2))
+    if routed:
+        _plot_confusion(axes[-1], figures, tasks)
     for ax, key in zip(axes, HEATMAPS):
         matrix = np.array(figures[key], dtype=float)
         worse_high = key == "matrix_t2m_fid"  # red = good, as in the papers' figures
@@ -156,6 +176,18 @@ def plot_heatmaps(name: str, figures: dict, tasks: list[str], path: Path) -> Pat
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _plot_confusion(ax, figures: dict, tasks: list[str]) -> None:
+    """Where each task's requests went after the last task (rows sum to 1)."""
+    matrix = np.array(figures["routing_confusion"], dtype=float)
+    image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, f"{value:.2f}" if value else "", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(matrix.shape[1]), figures["routing_confusion_columns"], rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(tasks)), tasks, fontsize=7)
+    ax.set_title(f"routing after the last task (accuracy {figures['routing_accuracy']:.2f})", fontsize=9)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046)
 
 
 def json_ready(value):

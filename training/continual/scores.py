@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from motion_agent.experts import BASE
 from motion_agent.language_model import MotionLanguageModel
 from motion_agent.tokenizer import MotionTokenizer
 from training import metrics
@@ -52,9 +53,10 @@ def heldout_loss(lm: MotionLanguageModel, examples: list[Example], t2m: bool, ad
 
 
 def score_task(lm: MotionLanguageModel, route: Router, tokenizer: MotionTokenizer, evaluator: Evaluator,
-               task: TaskData, settings: ContinualEvalSettings, expert: str | None = None) -> dict[str, float]:
-    """Every figure of one task, flat: `t2m_*` (R-Precision, FID, ...), `m2t_*` (BLEU, ...), `*_loss`,
-    and `routing_accuracy` when the method routes and names the task's expert."""
+               task: TaskData, settings: ContinualEvalSettings, expert: str | None = None) -> dict:
+    """Every figure of one task, flat: `t2m_*` (R-Precision, FID, ...), `m2t_*` (BLEU, ...), `*_loss`;
+    when the method routes and names the task's expert also `routing_accuracy`, `routed_unknown` (the
+    share no expert accepted) and `routed_to` ({adapter: share of the requests}, for the confusion matrix)."""
     captions = [clip.captions[0].text for clip in task.test_clips]
     t2m_names = route("t2m", captions)
     m2t_names = route("m2t", [example.codes for example in task.test])
@@ -68,12 +70,14 @@ def score_task(lm: MotionLanguageModel, route: Router, tokenizer: MotionTokenize
     if expert is not None and t2m_names is not None and m2t_names is not None:
         routed = t2m_names + m2t_names
         figures["routing_accuracy"] = metrics.routing_accuracy([expert] * len(routed), routed)
+        figures["routed_unknown"] = routed.count(BASE) / len(routed)
+        figures["routed_to"] = {name: routed.count(name) / len(routed) for name in sorted(set(routed))}
     return figures
 
 
 def score_tasks(lm: MotionLanguageModel, route: Router, tokenizer: MotionTokenizer, evaluator: Evaluator,
                 tasks: Sequence[TaskData], settings: ContinualEvalSettings,
-                expert_of: Callable[[str], str | None] = lambda task: None) -> dict[str, dict[str, float]]:
+                expert_of: Callable[[str], str | None] = lambda task: None) -> dict[str, dict]:
     """{task: figures} for every task, seen or not."""
     return {task.name: score_task(lm, route, tokenizer, evaluator, task, settings, expert_of(task.name))
             for task in tasks}
