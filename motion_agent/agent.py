@@ -250,8 +250,9 @@ class MotionAgent:
         return CaptionResult(text, len(window), expert, clock.marks, decision.scores)
 
     def _run(self, decision: Decision, call):
-        """Run `call(adapter_names)` with the decision's expert, or the soft blend of all experts."""
+        """Run `call(adapter_names)` with the decision's expert alone, or the soft blend of all experts."""
         if self.config.routing.mode == "soft" and decision.expert is not None:
             with self.experts.blended(softmax_weights(decision.scores, self.config.routing.temperature)):
                 return call(None)
-        return call(self.experts.adapter_names([decision.expert]))
+        with self.experts.serving(decision.expert):
+            return call(None)

@@ -2,8 +2,8 @@
 
 The motion tokenizer's codes become ordinary vocabulary entries (`<motion_id_k>`, bracketed by start- and
 end-of-motion tokens), so text-to-motion (T2M) and motion-to-text (M2T) are both next-token prediction
-under an instruction, as in MotionGPT and ES-MoE. T2M decoding is constrained to motion tokens (a logits
-mask), which makes every generated sequence decodable; M2T decoding is free text.
+under an instruction, as in MotionGPT and ES-MoE. T2M decoding samples among motion tokens only (and
+end-of-motion), which makes every generated sequence decodable; M2T decoding is free text.
 
 The prompt format lives here, not in training, because the robot must build exactly the prompts the
 model was trained on.
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,23 +123,23 @@ def m2t_prompt(vocabulary: MotionVocabulary, codes: np.ndarray) -> str:
     return M2T_INSTRUCTION.format(motion=vocabulary.motion_text(codes)) + ANSWER
 
 
-class MotionOnlyLogits:
-    """Logits mask for T2M: only motion codes, and end-of-motion once `min_tokens` codes are out;
-    after `max_tokens` codes only end-of-motion. With min == max the length is exact."""
-
-    def __init__(self, vocabulary: MotionVocabulary, prompt_length: int, min_tokens: int, max_tokens: int) -> None:
-        self.vocabulary, self.prompt_length = vocabulary, prompt_length
-        self.min_tokens, self.max_tokens = min_tokens, max_tokens
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        produced = input_ids.shape[1] - self.prompt_length
-        allowed = torch.full_like(scores, -math.inf)
-        vocab = self.vocabulary
-        if produced < self.max_tokens:
-            allowed[:, vocab.first_id : vocab.first_id + vocab.codebook_size] = 0.0
-        if produced >= self.min_tokens:
-            allowed[:, vocab.end_id] = 0.0
-        return scores + allowed
+def _choose(candidates: torch.Tensor, step: int, lo: int, hi: int, config: GenerationConfig,
+            generator: torch.Generator) -> torch.Tensor:
+    """One decoding step over [codes..., end]: end is barred before `lo` codes and forced at `hi`;
+    then greedy (temperature 0) or a temperature / top-k sample."""
+    end = candidates.shape[1] - 1
+    if step >= hi:
+        return torch.full((len(candidates),), end, dtype=torch.long, device=candidates.device)
+    if step < lo:
+        candidates = candidates.clone()
+        candidates[:, end] = -math.inf
+    if config.temperature == 0:
+        return candidates.argmax(dim=1)
+    scaled = candidates / config.temperature
+    if config.top_k:
+        cut = torch.topk(scaled, min(config.top_k, scaled.shape[1]), dim=1).values[:, -1:]
+        scaled = scaled.masked_fill(scaled < cut, -math.inf)
+    return torch.multinomial(torch.softmax(scaled, dim=1), 1, generator=generator)[:, 0]
 
 
 class MotionLanguageModel:
@@ -152,11 +154,6 @@ class MotionLanguageModel:
         batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         return {k: v.to(self.model.device) for k, v in batch.items()}
 
-    def _sampling(self, config: GenerationConfig) -> dict:
-        if config.temperature == 0:
-            return {"do_sample": False}
-        return {"do_sample": True, "temperature": config.temperature, "top_k": config.top_k or None}
-
     @torch.inference_mode()
     def generate_motion(
         self, texts: list[str], seed: int = 0, seconds: float | None = None,
@@ -164,8 +161,6 @@ class MotionLanguageModel:
     ) -> list[np.ndarray]:
         """Motion codes for each text. A duration (the argument, else one named in the text) fixes the
         number of tokens; otherwise the model decides between the configured bounds."""
-        from transformers import LogitsProcessorList
-
         config = config or self.config
         durations = [seconds if seconds is not None else requested_seconds(t) for t in texts]
         if len(set(durations)) > 1:  # one length rule per batch: split by requested duration
@@ -177,17 +172,58 @@ class MotionLanguageModel:
         prefix = torch.full((len(texts), 1), self.vocabulary.start_id, device=batch["input_ids"].device)
         batch["input_ids"] = torch.cat([batch["input_ids"], prefix], dim=1)
         batch["attention_mask"] = torch.cat([batch["attention_mask"], torch.ones_like(prefix)], dim=1)
-        mask = MotionOnlyLogits(self.vocabulary, batch["input_ids"].shape[1], lo, hi)
         extra = {"adapter_names": adapter_names} if adapter_names is not None else {}
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            out = self.model.generate(
-                **batch, **extra, **self._sampling(config), max_new_tokens=hi + 1,
-                logits_processor=LogitsProcessorList([mask]), eos_token_id=self.vocabulary.end_id,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
-        new = out[:, batch["input_ids"].shape[1]:].tolist()
-        return [self.vocabulary.codes_from_ids(ids) for ids in new]
+        return self._sample_motion(batch, lo, hi, config, seed, extra)
+
+    def _sample_motion(self, batch: dict[str, torch.Tensor], lo: int, hi: int, config: GenerationConfig,
+                       seed: int, extra: dict) -> list[np.ndarray]:
+        """Decode lo..hi motion codes per row with the KV cache, sampling among the motion codes and
+        end-of-motion only. A loop of our own rather than `generate`: T2M needs the logits of 513 of
+        ~50k tokens (with a small backbone the full vocabulary projection is most of the work) and a
+        fixed-length answer."""
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: each row counts its own tokens
+        generator = torch.Generator(device=ids.device).manual_seed(seed)
+        first, size = self.vocabulary.first_id, self.vocabulary.codebook_size
+        rows: list[list[int]] = [[] for _ in range(len(ids))]
+        finished = torch.zeros(len(ids), dtype=torch.bool, device=ids.device)
+        with self.restricted_head([*self.vocabulary.code_ids, self.vocabulary.end_id]):
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                             logits_to_keep=1, **extra)
+            position = positions[:, -1:]
+            for step in range(hi + 1):
+                choice = _choose(out.logits[:, -1].float(), step, lo, hi, config, generator)  # `size` = end
+                for row, code in enumerate(choice.tolist()):
+                    if not finished[row] and code < size:
+                        rows[row].append(code)
+                finished |= choice == size
+                if bool(finished.all()):
+                    break
+                token = torch.where(choice == size, self.vocabulary.end_id, first + choice)
+                mask = torch.cat([mask, torch.ones_like(token)[:, None]], dim=1)
+                position = position + 1
+                out = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=position,
+                                 past_key_values=out.past_key_values, use_cache=True, **extra)
+        return [np.asarray(codes, dtype=np.int64) for codes in rows]
+
+    @contextmanager
+    def restricted_head(self, token_ids: list[int]) -> Iterator[None]:
+        """Swap the output layer for its rows of `token_ids` (logits then index that list). With a small
+        backbone the ~50k-row vocabulary projection costs more than the layers: motion decoding needs
+        513 rows, routing features none of them."""
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        head = model.get_output_embeddings()
+        rows = torch.tensor(token_ids, device=head.weight.device)
+        restricted = torch.nn.Linear(head.in_features, len(rows), bias=head.bias is not None,
+                                     device=head.weight.device, dtype=head.weight.dtype)
+        restricted.weight = torch.nn.Parameter(head.weight.index_select(0, rows), requires_grad=False)
+        if head.bias is not None:
+            restricted.bias = torch.nn.Parameter(head.bias.index_select(0, rows), requires_grad=False)
+        model.set_output_embeddings(restricted)
+        try:
+            yield
+        finally:
+            model.set_output_embeddings(head)
 
     def _by_duration(self, texts, durations, seed, adapter_names, config) -> list[np.ndarray]:
         results: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * len(texts)

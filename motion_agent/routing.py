@@ -58,7 +58,8 @@ def prompt_features(lm: MotionLanguageModel, prompts: list[str], batch_size: int
         batch = lm.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
         batch = {k: v.to(lm.model.device) for k, v in batch.items()}
         extra = {"adapter_names": [BASE] * len(chunk)} if _has_adapters(lm.model) else {}
-        hidden = lm.model(**batch, **extra, output_hidden_states=True).hidden_states[-1]
+        with lm.restricted_head([lm.tokenizer.eos_token_id]):  # hidden states wanted, not logits
+            hidden = lm.model(**batch, **extra, output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         rows.append(((hidden * mask).sum(1) / mask.sum(1)).float().cpu().numpy())
     return np.concatenate(rows) if rows else np.zeros((0, lm.model.config.hidden_size), np.float32)
@@ -143,10 +144,21 @@ class AutoencoderRouter:
 
     def losses(self, features: np.ndarray) -> np.ndarray:
         """(N, E) reconstruction losses, experts in insertion order."""
-        features = np.atleast_2d(features)
+        features = np.atleast_2d(features).astype(np.float32)
         if not self.experts:
             return np.zeros((len(features), 0), np.float32)
-        return np.stack([ae.loss(features) for ae in self.experts.values()], axis=1)
+        stacked = self._stacked()
+        if stacked is None:  # autoencoders of different sizes: one at a time
+            return np.stack([ae.loss(features) for ae in self.experts.values()], axis=1)
+        return stacked(features)
+
+    def _stacked(self) -> "_StackedAutoencoders | None":
+        """Every expert's autoencoder run as one batched network, so that routing costs the same with 64
+        experts as with one; rebuilt when the experts change."""
+        key = tuple((name, id(ae)) for name, ae in self.experts.items())
+        if getattr(self, "_stack_key", None) != key:
+            self._stack_key, self._stack = key, _StackedAutoencoders.of(list(self.experts.values()))
+        return self._stack
 
     def route(self, features: np.ndarray) -> list[Decision]:
         thresholds = np.array([ae.threshold for ae in self.experts.values()])
@@ -160,6 +172,34 @@ class AutoencoderRouter:
         """How unknown each input looks: the smallest loss-to-threshold ratio over experts (> 1: rejected)."""
         thresholds = np.array([ae.threshold for ae in self.experts.values()])
         return (self.losses(features) / thresholds).min(axis=1)
+
+
+class _StackedAutoencoders:
+    """Autoencoders of one size with their parameters stacked along a leading expert axis
+    (torch.func.stack_module_state) and run together through torch.func.vmap."""
+
+    def __init__(self, autoencoders: list[ExpertAutoencoder]) -> None:
+        from torch.func import functional_call, stack_module_state, vmap
+
+        params, buffers = stack_module_state([ae.net for ae in autoencoders])
+        template = autoencoders[0].net
+
+        def reconstruct(p, b, x):
+            return functional_call(template, (p, b), (x,))
+
+        self.params, self.buffers, self.run = params, buffers, vmap(reconstruct)
+        self.mean = torch.as_tensor(np.stack([ae.mean for ae in autoencoders]))[:, None]
+        self.std = torch.as_tensor(np.stack([ae.std for ae in autoencoders]))[:, None]
+
+    @classmethod
+    def of(cls, autoencoders: list[ExpertAutoencoder]) -> "_StackedAutoencoders | None":
+        shapes = {tuple(p.shape for p in ae.net.parameters()) for ae in autoencoders}
+        return cls(autoencoders) if len(shapes) == 1 else None
+
+    @torch.inference_mode()
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        x = (torch.as_tensor(features)[None] - self.mean) / self.std  # (E, N, D): each expert's standardisation
+        return ((self.run(self.params, self.buffers, x) - x) ** 2).mean(dim=2).T.numpy()
 
 
 def nearest_accepting(names: list[str], scores: np.ndarray, thresholds: np.ndarray) -> Decision:

@@ -159,3 +159,18 @@ def test_train_cli_lists_stages_and_names_a_missing_folder(tmp_path):
          "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO,
     )
     assert bad.returncode == 2 and "nope" in bad.stderr
+
+
+def test_restricted_head_gives_the_same_logits_for_its_rows_and_restores_the_head(tiny_lm):
+    """Motion decoding and routing features swap the output layer for a few of its rows; the logits of
+    those rows must be exactly the full model's, and the full layer must be back afterwards."""
+    vocab = tiny_lm.vocabulary
+    rows = [vocab.code_ids[0], vocab.code_ids[-1], vocab.end_id]
+    batch = tiny_lm.tokenizer(["a person waves"], return_tensors="pt", add_special_tokens=False)
+    head = tiny_lm.model.get_output_embeddings()
+    with torch.inference_mode():
+        full = tiny_lm.model(**batch).logits[..., rows]
+        with tiny_lm.restricted_head(rows):
+            restricted = tiny_lm.model(**batch).logits
+    torch.testing.assert_close(restricted, full, rtol=0, atol=1e-5)
+    assert tiny_lm.model.get_output_embeddings() is head
