@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from motion_agent.experts import BASE, ROUTER_DIR
+from motion_agent.experts import ROUTER_DIR, running_adapters
 from motion_agent.language_model import MotionLanguageModel
 
 ROUTER_FILE = "router.safetensors"
@@ -57,16 +57,12 @@ def prompt_features(lm: MotionLanguageModel, prompts: list[str], batch_size: int
         chunk = prompts[start : start + batch_size]
         batch = lm.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
         batch = {k: v.to(lm.model.device) for k, v in batch.items()}
-        extra = {"adapter_names": [BASE] * len(chunk)} if _has_adapters(lm.model) else {}
-        with lm.restricted_head([lm.tokenizer.eos_token_id]):  # hidden states wanted, not logits
-            hidden = lm.model(**batch, **extra, output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
+        # the frozen base alone, and no vocabulary projection: hidden states are wanted, not logits
+        with running_adapters(lm.model, []), lm.restricted_head([lm.tokenizer.eos_token_id]):
+            hidden = lm.model(**batch, output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         rows.append(((hidden * mask).sum(1) / mask.sum(1)).float().cpu().numpy())
     return np.concatenate(rows) if rows else np.zeros((0, lm.model.config.hidden_size), np.float32)
-
-
-def _has_adapters(model) -> bool:
-    return bool(getattr(model, "peft_config", None))
 
 
 class Autoencoder(nn.Module):

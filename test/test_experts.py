@@ -85,3 +85,29 @@ def test_errors_name_the_bad_expert(experts, expert_dirs, tmp_path):
         experts.adapter_names(["dance"])
     with pytest.raises(ExpertError, match="no expert named 'ghost'"):
         experts.remove("ghost")
+
+
+def test_serving_one_expert_computes_what_peft_set_adapter_computes_and_restores_the_state(experts, expert_dirs):
+    """`ExpertSet.serving` switches adapters without peft's `set_adapter` (whose cost grows with the
+    number of loaded experts); the logits must be exactly peft's, for an expert and for the base."""
+    experts.sync({"sports": expert_dirs["sports"], "dance": expert_dirs["dance"]})
+    model, batch = experts.lm.model, experts.lm._encode(TEXTS)
+    active = list(model.base_model.active_adapters)
+    with torch.inference_mode():
+        with experts.serving("dance"):
+            served = model(**batch).logits
+        with experts.serving(None):
+            served_base = model(**batch).logits
+        model.base_model.set_adapter("dance")
+        reference = model(**batch).logits
+        with model.disable_adapter():
+            reference_base = model(**batch).logits
+    model.base_model.set_adapter(active)
+    assert torch.equal(served, reference) and torch.equal(served_base, reference_base)
+    assert not torch.equal(served, served_base)
+    with experts.serving("sports"):
+        pass
+    assert list(model.base_model.active_adapters) == active  # the set's own state is untouched
+    with pytest.raises(ExpertError, match="no expert named 'swim'"):
+        with experts.serving("swim"):
+            pass
