@@ -59,17 +59,18 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    from motion_agent.agent import load_agent_config
     from motion_agent.nodes.launcher import launch, launch_parameters
-    from motion_agent.nodes.settings import load_node_config
+    from motion_agent.nodes.settings import resolve_settings
 
-    # Check the YAML here, so a typo is one line from the launcher rather than one per node.
-    config = args.config or str(config_dir() / "agent.yaml")
-    agent, _ = load_agent_config(config), load_node_config(config)
-    if not (args.base_model or agent.base_model):
-        raise ConfigError(f"no base model: pass --base-model DIR or set agent.base_model in {config}")
     if args.base_model and not Path(args.base_model).expanduser().is_dir():
         raise FileNotFoundError(f"base model folder {args.base_model} does not exist")
+    # Resolve the settings here as the nodes will, so a typo or a missing model is one line from the
+    # launcher rather than one per node.
+    config = args.config or str(config_dir() / "agent.yaml")
+    agent, _ = resolve_settings(config, args.base_model or "")
+    if not agent.base_model:
+        raise ConfigError(f"no base model: pass --base-model DIR or set agent.base_model in {config} "
+                          "(this installation has no embedded default model)")
     return launch(launch_parameters(args.config, args.base_model, args.frame_id), say=lambda m: print(m, flush=True))
 
 

@@ -382,3 +382,29 @@ def test_launch_forwards_sigint_and_exits_with_its_nodes(agent_process, client):
     log = agent_process.log.read_text()
     assert f"started {NODE_SET[0].name}" in log and "forwarding SIGINT" in log
     assert f"{NODE_SET[0].name} exited with status 0" in log and "Traceback" not in log
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_launch_without_a_model_serves_the_embedded_default_model_and_its_experts(tmp_path):
+    """What `make run` does: `motion-agent launch` with no model anywhere starts the node set on the
+    embedded default model, and `motion-agent say` gets a motion from one of its experts back."""
+    from motion_agent.base_model import DEFAULT_MODEL_DIR, MANIFEST_FILE
+
+    env = {**os.environ, "ROS_DOMAIN_ID": str(101 + os.getpid() % 100)}  # apart from the module's agent
+    log = tmp_path / "launch.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "motion_agent.cli", "launch"], stdout=out,
+                                   stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "motion_agent.cli", "say", "a person dances happily for 2 seconds",
+             "--out", str(tmp_path / "say"), "--timeout", "90"],
+            capture_output=True, text=True, cwd=REPO, env=env, timeout=150,
+        )
+    finally:
+        stop_process(process)
+    assert result.returncode == 0, result.stdout + result.stderr + log.read_text()
+    experts = json.loads((DEFAULT_MODEL_DIR / MANIFEST_FILE).read_text())["experts"]
+    served = json.loads((tmp_path / "say" / "trajectory.json").read_text())["diagnostics"]["expert"]
+    assert served in experts + ["unknown"]
