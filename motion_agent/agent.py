@@ -24,7 +24,7 @@ from motion_agent.config import load_yaml
 from motion_agent.expert_store import ExpertStore, InstallResult
 from motion_agent.experts import ExpertSet
 from motion_agent.features import FeatureConfig, joints_to_features, recover_joints
-from motion_agent.language_model import GenerationConfig, MotionLanguageModel, m2t_prompt, t2m_prompt
+from motion_agent.language_model import GenerationConfig, MotionLanguageModel, m2t_prompt, t2m_prompt, without_duration
 from motion_agent.routing import UNKNOWN, AutoencoderRouter, Decision, ExpertAutoencoder, prompt_features, softmax_weights
 from motion_agent.retarget import Retargeter, Trajectory, load_robot
 from motion_agent.skeleton import NUM_JOINTS
@@ -223,7 +223,7 @@ class MotionAgent:
         if emotion:
             text = check_text(f"{text.rstrip('.')}, looking {emotion}", self.config.max_text_chars)
         with self.experts.lock:
-            decision = self.route(t2m_prompt(text))
+            decision = self.route(t2m_prompt(without_duration(text)))
             expert = self._expert_label(decision)
             clock.lap("route")
             codes = self._run(decision, lambda names: self.lm.generate_motion(

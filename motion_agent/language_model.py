@@ -67,6 +67,14 @@ def requested_seconds(text: str) -> float | None:
     return float(_NUMBER_WORDS.get(value, value))
 
 
+def without_duration(text: str) -> str:
+    """The request without its duration phrase: what the motion is, which is what routing looks at
+    (the training captions an expert's router learnt from never say how long)."""
+    stripped = re.sub(r"\s+", " ", _DURATION.sub(" ", text)).strip()
+    stripped = re.sub(r"\s+([,.;:!?])", r"\1", stripped).lstrip(",;: ")
+    return stripped if stripped.strip(".!? ") else text
+
+
 @dataclass(frozen=True)
 class MotionVocabulary:
     """Where the motion tokens sit in the language model's vocabulary."""

@@ -174,3 +174,16 @@ def test_restricted_head_gives_the_same_logits_for_its_rows_and_restores_the_hea
             restricted = tiny_lm.model(**batch).logits
     torch.testing.assert_close(restricted, full, rtol=0, atol=1e-5)
     assert tiny_lm.model.get_output_embeddings() is head
+
+
+@pytest.mark.parametrize("text, what", [
+    ("a person dances happily for 3 seconds", "a person dances happily"),
+    ("for two secs, a person waves", "a person waves"),
+    ("jump for 2.5 s.", "jump."),
+    ("for 3 seconds", "for 3 seconds"),  # nothing but a duration: kept, never empty
+    ("a person walks forward", "a person walks forward"),
+])
+def test_routing_reads_the_request_without_its_duration(text, what):
+    from motion_agent.language_model import without_duration
+
+    assert without_duration(text) == what
