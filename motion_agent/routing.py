@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -86,8 +87,14 @@ def _instruction_tokens(tokenizer, prompt: str) -> int:
     for instruction in (T2M_INSTRUCTION, M2T_INSTRUCTION):
         head = instruction.split("{")[0].rstrip()
         if prompt.startswith(head):
-            return len(tokenizer(head, add_special_tokens=False)["input_ids"])
+            return _token_count(tokenizer, head)
     return 0
+
+
+@lru_cache(maxsize=16)
+def _token_count(tokenizer, text: str) -> int:
+    """Tokens of a fixed text, once per tokenizer: every routed request asks."""
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 class Autoencoder(nn.Module):
