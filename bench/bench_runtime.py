@@ -261,14 +261,10 @@ def start_child(command: list[str], log=None) -> subprocess.Popen:
 
 
 def stop_child(process: subprocess.Popen) -> None:
-    """As a user stops a node (SIGINT), killing it only if it hangs (test/conftest.stop_process)."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """As a user stops a node (SIGINT), killing it only if it hangs."""
+    from motion_agent.nodes.launcher import stop_node
+
+    stop_node(process, STOP_GRACE_S)
     if process in _CHILDREN:
         _CHILDREN.remove(process)
 

@@ -147,19 +147,17 @@ class ExpertSet:
                 self._require(name)
             layers = [m for m in self.lm.model.modules() if isinstance(m, LoraLayer)]
             saved = [dict(layer.scaling) for layer in layers]
-            previous = list(self.lm.model.base_model.active_adapters)
             try:
                 for layer in layers:
                     for name, weight in weights.items():
                         if name in layer.scaling:
                             layer.scaling[name] = layer.scaling[name] * float(weight)
-                self.lm.model.base_model.set_adapter(list(weights))
-                yield
+                with running_adapters(self.lm.model, list(weights)):
+                    yield
             finally:
                 for layer, scaling in zip(layers, saved):
                     layer.scaling.clear()
                     layer.scaling.update(scaling)
-                self.lm.model.base_model.set_adapter(previous)
 
     @contextmanager
     def serving(self, expert: str | None) -> Iterator[None]:

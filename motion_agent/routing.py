@@ -165,6 +165,8 @@ class AutoencoderRouter:
 
     def __init__(self, experts: Mapping[str, ExpertAutoencoder] | None = None) -> None:
         self.experts: dict[str, ExpertAutoencoder] = dict(experts or {})
+        self._stack_key: tuple = ()  # which experts `_stack` was built from (callers may edit `experts`)
+        self._stack: _StackedAutoencoders | None = None
 
     @classmethod
     def from_folders(cls, folders: Mapping[str, str | Path]) -> "AutoencoderRouter":
@@ -184,7 +186,7 @@ class AutoencoderRouter:
         """Every expert's autoencoder run as one batched network, so that routing costs the same with 64
         experts as with one; rebuilt when the experts change."""
         key = tuple((name, id(ae)) for name, ae in self.experts.items())
-        if getattr(self, "_stack_key", None) != key:
+        if self._stack_key != key:
             self._stack_key, self._stack = key, _StackedAutoencoders.of(list(self.experts.values()))
         return self._stack
 

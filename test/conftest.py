@@ -5,9 +5,12 @@ import os
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
+from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+
+from motion_agent.nodes.launcher import stop_node  # noqa: E402
 
 TINY_CODEBOOK = 32
 
@@ -106,14 +109,13 @@ def expert_bundles(tiny_base_model, tmp_path_factory):
     return root / "keyring", bundles
 
 
-def stop_process(process, grace_s: float = 30.0) -> None:
-    """Stop a node or launcher child as a user would (SIGINT), killing it only if it hangs."""
-    import signal
-    import subprocess
+stop_process = partial(stop_node, grace_s=30.0)  # a node or launcher child, stopped as a user would
 
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
+
+@pytest.fixture(scope="module")
+def ros():
+    """rclpy, initialised for the test module that talks to nodes over real topics."""
+    rclpy = pytest.importorskip("rclpy")
+    rclpy.init()
+    yield rclpy
+    rclpy.try_shutdown()

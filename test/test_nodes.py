@@ -195,14 +195,6 @@ def agent_process(tiny_base_model, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ros():
-    rclpy = pytest.importorskip("rclpy")
-    rclpy.init()
-    yield rclpy
-    rclpy.try_shutdown()
-
-
-@pytest.fixture(scope="module")
 def client(ros, agent_process):
     client = Client(ros, load_node_config())
     try:

@@ -300,14 +300,6 @@ def test_whisper_tiny_en_hears_espeak_speech_in_a_stream(spoken):
 # --- the node -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ros():
-    rclpy = pytest.importorskip("rclpy")
-    rclpy.init()
-    yield rclpy
-    rclpy.try_shutdown()
-
-
 class Listener:
     """A test node: an audio publisher, and the transcripts and diagnostics that come back."""
 

@@ -32,6 +32,18 @@ def _die_with_parent() -> None:
         pass
 
 
+def stop_node(process: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """Stop one node process as a user would (SIGINT, as Ctrl-C), killing it only if it hangs; for
+    tools and tests that start nodes themselves."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def _ros_string(value: str) -> str:
     """A parameter value the ROS 2 argument parser reads as a string (it parses values as YAML)."""
     return "'" + value.replace("'", "''") + "'"
