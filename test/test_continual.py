@@ -24,7 +24,7 @@ from training.base_training import BaseRunConfig
 from training.continual.config import ContinualConfig, ContinualEvalSettings, load_continual_config
 from training.continual.losses import distillation_loss, orthogonality_loss
 from training.continual.report import comparison, markdown_table, method_summary, run_figures, write_report
-from training.continual.tasks import resolve_order, task_orders
+from training.continual.tasks import resolve_order, stream_tasks, task_orders
 
 FIRST, SECOND = "acrobatics", "instrument_play"
 RESULT_KEYS = ("FR", "AR", "AF", "AD", "AMM", "AWF", "BWT", "FWT", "matrix_t2m_r_precision_top1", "matrix_m2t_bleu4",
@@ -96,6 +96,41 @@ def test_task_orders_start_with_the_stream_and_differ():
     assert all(sorted(o) == tasks for o in orders)
     assert task_orders(tasks, 3, seed=0) == orders
     assert len(task_orders(["a", "b"], 3, seed=0)) == 3  # only 2 distinct: a repeat rather than a hang
+
+
+def _stream(folder: Path, tasks: list[str]) -> Path:
+    folder.mkdir()
+    (folder / "tasks.json").write_text(json.dumps({"kind": "unseen", "tasks": tasks}))
+    for task in tasks:
+        (folder / task).mkdir()
+        for split in ("train", "val", "test"):
+            (folder / task / f"{split}.txt").write_text(f"{task}_{split}\n")
+    return folder
+
+
+def test_a_benchmark_trains_the_first_tasks_and_holds_the_rest_out(tmp_path):
+    from training.continual.benchmark import benchmark_orders
+
+    stream = _stream(tmp_path / "stream", ["a", "b", "c", "d", "e"])
+    config = replace(ContinualConfig(), orders=replace(ContinualConfig().orders, count=2, tasks=3))
+    orders, held_out = benchmark_orders(stream, config)
+    assert orders[0] == ["a", "b", "c"] and sorted(orders[1]) == ["a", "b", "c"] and held_out == ["d", "e"]
+    assert benchmark_orders(stream, config, first=["e", "a"]) == ([["e", "a"], ["a", "e"]], ["b", "c", "d"])
+    everything = replace(config, orders=replace(config.orders, tasks=0))
+    assert benchmark_orders(stream, everything, orders=1) == ([["a", "b", "c", "d", "e"]], [])
+    with pytest.raises(ValueError, match="tasks"):
+        replace(config.orders, tasks=1)
+
+
+def test_a_run_made_before_a_setting_existed_continues_while_the_setting_holds_its_default():
+    from training.continual.trainer import same_setting
+
+    default = {"router": {"sigmas": 2.0, "temperature": 0.1}, "lwf": {"weight": 1.0}}
+    old_run = {"router": {"sigmas": 2.0}, "lwf": {"weight": 1.0}}
+    assert same_setting(old_run, default, default)
+    assert not same_setting(old_run, {**default, "router": {"sigmas": 2.0, "temperature": 0.5}}, default)
+    assert not same_setting(old_run, {**default, "lwf": {"weight": 2.0}}, default)
+    assert not same_setting({**old_run, "gone": 1}, default, default)
 
 
 def test_orders_name_tasks_or_positions():
@@ -256,7 +291,7 @@ def test_seq_lora_forgets_the_first_task_and_mtl_keeps_it(benchmark):
 @pytest.mark.slow
 def test_every_method_writes_experts_scores_and_report(benchmark):
     record, out = benchmark
-    assert set(record["methods"]) == {"mtl", "seq-lora", "lwf-lora", "o-lora", "moe-hard", "epi"}
+    assert set(record["methods"]) == {"mtl", "seq-lora", "lwf-lora", "o-lora", "moe-hard", "moe-soft", "epi"}
     assert record["tasks"] == [FIRST, SECOND] and record["orders"] == 1 and record["profile"] == "tiny"
     for name, figures in record["methods"].items():
         assert set(figures) >= set(RESULT_KEYS)  # what bench/results/continual_*.json must hold per method
@@ -268,7 +303,7 @@ def test_every_method_writes_experts_scores_and_report(benchmark):
         for task in (FIRST, SECOND):
             weights = out / name / "order_0" / "experts" / task / "adapter" / "adapter_model.safetensors"
             assert 0 < weights.stat().st_size < 1_000_000  # the LoRA alone, no copy of the 49k-row embedding
-    assert (out / "report.md").read_text().count("\n| ") == 6
+    assert (out / "report.md").read_text().count("\n| ") == 7
     assert all((out / "heatmaps" / f"{name}.png").is_file() for name in record["methods"])
     lwf = json.loads((out / "lwf-lora" / "order_0" / "run.json").read_text())
     assert "kl" not in lwf["steps"][0]["train"]["history"][-1] and lwf["steps"][1]["train"]["history"][-1]["kl"] >= 0
@@ -320,7 +355,7 @@ def test_an_interrupted_run_resumes_without_retraining_to_the_same_figures(input
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["moe-hard", "epi"])
-def test_routed_methods_report_routing_and_unknown_detection(benchmark, name):
+def test_routed_methods_report_routing_and_unknown_detection(inputs, benchmark, name):
     record, out = benchmark
     figures = record["methods"][name]
     assert 0.0 <= figures["routing_accuracy"] <= 1.0 and 0.0 <= figures["unknown_auroc"] <= 1.0
@@ -330,8 +365,12 @@ def test_routed_methods_report_routing_and_unknown_detection(benchmark, name):
     assert confusion.shape == (2, 3) and np.allclose(confusion.sum(axis=1), 1.0)
     assert np.mean(np.diag(confusion)) == pytest.approx(figures["routing_accuracy"])
     run = json.loads((out / name / "order_0" / "run.json").read_text())
-    # after task 1 the second task is the unknown scenario; after the last there is none left
-    assert "unknown_auroc" in run["steps"][0] and "unknown_auroc" not in run["steps"][1]
+    # the stream's other scenarios are held out of training: after every task, their requests are unknown
+    held_out = [task for task in stream_tasks(inputs["stream"]) if task not in (FIRST, SECOND)]
+    assert run["held_out"] == held_out and len(held_out) >= 1
+    for step in run["steps"]:
+        assert "unknown_auroc" in step and set(step["held_out_unknown"]) == set(held_out)
+        assert all(0.0 <= share <= 1.0 for share in step["held_out_unknown"].values())
     # before its expert exists, a task's requests can only go to the first expert or be called unknown
     assert set(run["steps"][0]["scores"][SECOND]["routed_to"]) <= {FIRST, "__base__"}
     assert "| " + name + " |" in (out / "report.md").read_text()
@@ -359,6 +398,44 @@ def test_moe_hard_experts_are_what_the_robot_runtime_loads_and_routes_alike(inpu
     router = AutoencoderRouter.from_folders({FIRST: experts / FIRST, SECOND: experts / SECOND})
     served = [d.expert or BASE for d in router.route(prompt_features(lm, method.prompts("t2m", texts)))]
     assert served == trained
+
+
+@pytest.mark.slow
+def test_moe_soft_serves_moe_hards_experts_blended_as_the_runtime_blends_them(inputs, benchmark):
+    """In a benchmark with both, moe-soft adopts moe-hard's experts instead of training them again, and a
+    blended request runs exactly the runtime's soft blend (`ExpertSet.blended`) of those experts."""
+    from motion_agent.base_model import load_base_model
+    from motion_agent.experts import ExpertSet
+    from motion_agent.routing import Decision, softmax_weights
+    from training.continual.methods import make_method
+
+    _, out = benchmark
+    soft_run = json.loads((out / "moe-soft" / "order_0" / "run.json").read_text())
+    assert [step["train"]["adopted_from"] for step in soft_run["steps"]] == ["moe-hard", "moe-hard"]
+    hard, soft = (out / name / "order_0" / "experts" for name in ("moe-hard", "moe-soft"))
+    for task in (FIRST, SECOND):
+        file = Path(task) / "adapter" / "adapter_model.safetensors"
+        assert (soft / file).read_bytes() == (hard / file).read_bytes()
+
+    method = make_method("moe-soft", load_base_model(inputs["base"]), TEST_CONFIG)
+    method.restore([FIRST, SECOND], soft)
+    method.prepare_inference()
+    decision = Decision(FIRST, {FIRST: 0.30, SECOND: 0.38})
+    blend = method.serving_adapter(decision)
+    assert blend not in (FIRST, SECOND)
+    method.model.eval()
+    prompt = method.lm.tokenizer(["Describe this motion: a person waves"], return_tensors="pt")
+    with torch.no_grad():
+        trained = method.model(**prompt, adapter_names=[blend]).logits
+        lm = load_base_model(inputs["base"])
+        runtime = ExpertSet(lm)
+        runtime.sync({FIRST: soft / FIRST, SECOND: soft / SECOND})
+        weights = {n: round(w, 2) for n, w in softmax_weights(decision.scores, TEST_CONFIG.router.temperature).items()}
+        with runtime.blended(weights):
+            served = lm.model(**prompt).logits
+        alone = method.model(**prompt, adapter_names=[FIRST]).logits
+    assert torch.allclose(trained, served, atol=1e-5)
+    assert not torch.allclose(trained, alone, atol=1e-3)  # the blend is not just its top expert
 
 
 @pytest.mark.slow

@@ -3,6 +3,10 @@ comparison report.
 
     OUT/<method>/order_<k>/    one continual run per method and order (resumable, see trainer.py)
     OUT/baseline.json          the base model's scores, shared by every run
+
+A method that only serves another's experts differently (moe-soft: moe-hard's) adopts them from that
+method's run of the same order when the benchmark runs both. With `orders.tasks` set, the stream's other tasks are never trained: they are the scenarios held out
+of training on which each router's unknown detection is scored.
     OUT/report.json, report.md, heatmaps/<method>.png
 
 Running the same command again skips every finished task of every run, so an interrupted benchmark
@@ -20,11 +24,15 @@ from training.continual.trainer import BASELINE_FILE, run_continual
 
 
 def benchmark_orders(stream: str | Path, config: ContinualConfig, orders: int | None = None,
-                     first: list[str] | None = None) -> list[list[str]]:
-    """`orders` task orders (default: the config's count): `first` (default: the stream's), then seeded
-    permutations of it."""
-    tasks = resolve_order(stream_tasks(stream), first)
-    return task_orders(tasks, orders or config.orders.count, config.orders.seed)
+                     first: list[str] | None = None) -> tuple[list[list[str]], list[str]]:
+    """`orders` task orders (default: the config's count): `first` (default: the stream's, cut to the
+    config's `orders.tasks`), then seeded permutations of it; and the stream's tasks held out of them."""
+    everything = stream_tasks(stream)
+    tasks = resolve_order(everything, first)
+    if not first and config.orders.tasks:
+        tasks = tasks[: config.orders.tasks]
+    held_out = [task for task in everything if task not in tasks]
+    return task_orders(tasks, orders or config.orders.count, config.orders.seed), held_out
 
 
 def run_benchmark(stream: str | Path, corpus: str | Path, base: str | Path, evaluator: str | Path, out: str | Path,
@@ -37,10 +45,14 @@ def run_benchmark(stream: str | Path, corpus: str | Path, base: str | Path, eval
     for name in methods:
         method_class(name)  # an unknown name fails before hours of work
     runs: dict[str, list[dict]] = {name: [] for name in methods}
-    for k, order in enumerate(benchmark_orders(stream, config, orders, first)):
+    task_lists, held_out = benchmark_orders(stream, config, orders, first)
+    for k, order in enumerate(task_lists):
         for name in methods:
+            donor = method_class(name).serves_experts_of
+            experts_from = out / donor / f"order_{k}" if donor in methods else None
             runs[name].append(run_continual(stream, corpus, base, evaluator, name, out / name / f"order_{k}", config,
-                                            order, progress, baseline_file=out / BASELINE_FILE))
+                                            order, progress, baseline_file=out / BASELINE_FILE, held_out=held_out,
+                                            experts_from=experts_from))
     record = comparison(runs, profile)
     write_report(record, out)
     return record

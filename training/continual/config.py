@@ -48,10 +48,13 @@ class RouterSettings:
     autoencoder: AutoencoderSettings = field(default_factory=AutoencoderSettings)  # moe-hard
     shrinkage: float = 0.1  # epi: shrinkage of the shared covariance towards its mean variance
     sigmas: float = 2.0  # epi: an expert rejects inputs beyond mean + sigmas * std of its own distances
+    temperature: float = 0.1  # moe-soft: blend weights softmax(-loss / T) over the autoencoders' losses
 
     def __post_init__(self) -> None:
         if not 0 < self.calibration_fraction < 1:
             raise ValueError(f"calibration_fraction must be in (0, 1), got {self.calibration_fraction}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
         if not 0 <= self.shrinkage <= 1 or self.sigmas <= 0:
             raise ValueError(f"shrinkage must be in [0, 1] and sigmas > 0, got {self.shrinkage}, {self.sigmas}")
 
@@ -80,14 +83,19 @@ class ContinualEvalSettings:
 
 @dataclass(frozen=True)
 class OrderSettings:
-    """Task orders a benchmark averages over: the stream's own order, then seeded permutations."""
+    """Task orders a benchmark averages over: the stream's own order, then seeded permutations. With
+    `tasks` > 0 only the first `tasks` of the stream are trained; the rest are scenarios held out of
+    training, on which the routers' "unknown" detection is scored after every task."""
 
     count: int = 3
     seed: int = 0
+    tasks: int = 5  # 0: every task of the stream
 
     def __post_init__(self) -> None:
         if self.count < 1:
             raise ValueError(f"count must be at least 1, got {self.count}")
+        if self.tasks < 0 or self.tasks == 1:
+            raise ValueError(f"tasks must be 0 (all) or at least 2, got {self.tasks}")
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,7 @@ class ContinualConfig:
     router: RouterSettings = field(default_factory=RouterSettings)
     evaluation: ContinualEvalSettings = field(default_factory=ContinualEvalSettings)
     orders: OrderSettings = field(default_factory=OrderSettings)
-    methods: tuple[str, ...] = ("mtl", "seq-lora", "lwf-lora", "o-lora", "moe-hard", "epi")  # what `benchmark` runs by default
+    methods: tuple[str, ...] = ("mtl", "seq-lora", "lwf-lora", "o-lora", "moe-hard", "moe-soft", "epi")  # what `benchmark` runs by default
 
 
 def default_config_path() -> Path:

@@ -91,7 +91,7 @@ def run_figures(state: dict) -> dict:
         figures["routing_accuracy"] = float(np.mean(routed))
         figures |= routing_figures(state)
     aurocs = [step["unknown_auroc"] for step in state["steps"] if "unknown_auroc" in step]
-    if aurocs:  # after every task but the last, the tasks still to come are the unknown scenarios
+    if aurocs:  # the tasks still to come and the held-out scenarios are the unknown ones
         figures["unknown_auroc"] = float(np.mean(aurocs))
     return {**figures, **{key: value.tolist() for key, value in m.items()}}
 
@@ -99,12 +99,14 @@ def run_figures(state: dict) -> dict:
 def routing_figures(state: dict) -> dict:
     """A routed run's confusion matrix after the last task (row: the requests of a task; column: the
     expert they went to, "unknown" last) and `unknown_rate`: the share of requests of tasks not trained
-    yet that no expert accepted, over every step before the last (the scenarios held out so far)."""
+    yet that no expert accepted, over every step before the last (the scenarios held out so far), and of
+    the scenarios held out of the whole run after every step."""
     tasks, last = state["tasks"], state["steps"][-1]["scores"]
     experts = [adapter_name(t) for t in tasks]
     confusion = [[last[t].get("routed_to", {}).get(name, 0.0) for name in experts + [BASE]] for t in tasks]
     held_out = [step["scores"][t]["routed_unknown"] for i, step in enumerate(state["steps"])
                 for t in tasks[i + 1:] if "routed_unknown" in step["scores"][t]]
+    held_out += [share for step in state["steps"] for share in step.get("held_out_unknown", {}).values()]
     return {"routing_confusion": confusion, "routing_confusion_columns": [*tasks, "unknown"],
             "unknown_rate": float(np.mean(held_out)) if held_out else math.nan}
 
@@ -126,8 +128,8 @@ def method_summary(states: list[dict]) -> dict:
 def comparison(runs: dict[str, list[dict]], profile: str = "") -> dict:
     """{method: [run state per order]} -> the benchmark record (BENCHMARKS.md keys under methods.<name>)."""
     first = next(iter(runs.values()))
-    return {"profile": profile, "tasks": first[0]["tasks"], "orders": len(first),
-            "methods": {name: method_summary(states) for name, states in runs.items()}}
+    return {"profile": profile, "tasks": first[0]["tasks"], "held_out": first[0].get("held_out", []),
+            "orders": len(first), "methods": {name: method_summary(states) for name, states in runs.items()}}
 
 
 def _cell(value: float, fmt: str) -> str:
@@ -145,6 +147,9 @@ def markdown_table(record: dict) -> str:
     tasks = " → ".join(record["tasks"])
     note = (f"\n{len(record['tasks'])} tasks ({tasks}), mean of {record['orders']} task order(s). AR, FR, BWT, FWT "
             "in R-Precision points (x100); FR BLEU-4 in BLEU points; FR T2M loss in nats.")
+    if record.get("held_out"):
+        note += (f" Held out of training: {', '.join(record['held_out'])} (unknown AUROC and rate count their "
+                 "requests after every task, with those of the tasks not trained yet).")
     return "\n".join(lines) + "\n" + note + "\n"
 
 

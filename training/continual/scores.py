@@ -83,14 +83,29 @@ def score_tasks(lm: MotionLanguageModel, route: Router, tokenizer: MotionTokeniz
             for task in tasks}
 
 
+def test_requests(task: TaskData) -> tuple[tuple[str, list], ...]:
+    """A task's test requests per direction: first captions for T2M, motion codes for M2T."""
+    return (("t2m", [c.captions[0].text for c in task.test_clips]), ("m2t", [e.codes for e in task.test]))
+
+
+def unknown_shares(route: Router, tasks: Sequence[TaskData]) -> dict[str, float]:
+    """{task: share of its test requests (both directions) routed to no expert}; empty without a router."""
+    shares = {}
+    for task in tasks:
+        routed = [name for direction, inputs in test_requests(task) for name in (route(direction, inputs) or [])]
+        if not routed:
+            return {}
+        shares[task.name] = routed.count(BASE) / len(routed)
+    return shares
+
+
 def unknown_auroc(novelty: Callable[[str, Sequence], "np.ndarray | None"], tasks: Sequence[TaskData],
                   seen: set[str]) -> float | None:
     """AUROC of telling the test requests (both directions) of tasks not trained yet from those of
     trained tasks by the method's novelty score; None without a router, or without both kinds of task."""
     known, unknown = [], []
     for task in tasks:
-        for direction, inputs in (("t2m", [c.captions[0].text for c in task.test_clips]),
-                                  ("m2t", [e.codes for e in task.test])):
+        for direction, inputs in test_requests(task):
             scores = novelty(direction, inputs)
             if scores is None:
                 return None

@@ -7,6 +7,9 @@
                                  it, so the folder packs into a bundle (motion-agent-bundle pack) as it is
     OUT/baseline.json            every task scored by the base model before any training (FWT's reference)
 
+Scenarios held out of training (`held_out`) are never trained or scored for quality; after each task a
+routed method records how many of their requests it flags "unknown", the robot's view of a new scenario.
+
 Every method gets the same data, per-task step budget, batches, schedule and evaluation; a method only
 supplies the hooks of `training.continual.methods.base.ContinualMethod`. A finished task (its expert
 saved and its row of scores written) is never retrained: running the same command again continues after
@@ -33,7 +36,7 @@ from training.base_training import Example, learning_rate, sample_batch
 from training.continual.config import ContinualConfig
 from training.continual.methods import ContinualMethod, make_method
 from training.continual.report import json_ready
-from training.continual.scores import no_routing, score_tasks, unknown_auroc
+from training.continual.scores import no_routing, score_tasks, unknown_auroc, unknown_shares
 from training.continual.tasks import TaskData, load_tasks, resolve_order, stream_tasks
 from training.evaluator import Evaluator
 from training.humanml3d import HumanML3D
@@ -60,15 +63,31 @@ def run_settings(config: ContinualConfig) -> dict:
     return {k: v for k, v in asdict(config).items() if k not in ("methods", "orders")}
 
 
-def open_run(out: Path, method: str, tasks: list[str], config: ContinualConfig, fingerprint: str) -> dict:
+def same_setting(stored, current, default) -> bool:
+    """Whether a stored run's setting is `current`. A key the stored run lacks is a setting added to the
+    project after that run was made: it matches when `current` holds the setting's default."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        default = default if isinstance(default, dict) else {}
+        if set(stored) - set(current):
+            return False
+        return all(same_setting(stored[key], value, default.get(key)) if key in stored else value == default.get(key)
+                   for key, value in current.items())
+    return stored == current
+
+
+def open_run(out: Path, method: str, tasks: list[str], config: ContinualConfig, fingerprint: str,
+             held_out: list[str] | None = None) -> dict:
     """The run state in OUT: a new one, or the one there when it is the same run (else an error)."""
     identity = {"method": method, "tasks": tasks, "base_fingerprint": fingerprint, "config": run_settings(config)}
+    if held_out:
+        identity["held_out"] = held_out
     path = out / RUN_FILE
     if not path.is_file():
         return {**json.loads(json.dumps(identity)), "steps": []}
     state = json.loads(path.read_text())
+    defaults = json.loads(json.dumps(run_settings(ContinualConfig())))
     for key, value in json.loads(json.dumps(identity)).items():  # tuples as lists, like the file
-        if state.get(key) != value:
+        if not same_setting(state.get(key), value, defaults if key == "config" else None):
             raise RunMismatchError(f"{path} is a run with another {key} ({state.get(key)!r:.120}); "
                                    f"use another --out or delete it")
     return state
@@ -91,6 +110,19 @@ def baseline_scores(lm, tokenizer, evaluator, tasks: list[TaskData], config: Con
 def _cache_key(fingerprint: str, evaluator_dir: Path, stream: Path, config: ContinualConfig) -> str:
     parts = [fingerprint, str(evaluator_dir.resolve()), str(stream.resolve()), json.dumps(asdict(config.evaluation))]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def donor_steps(folder: Path, agent: ContinualMethod, state: dict) -> dict[str, dict]:
+    """{task: its step} of the finished tasks of the run in `folder` whose experts `agent` may adopt: a
+    run of the method it `serves_experts_of`, on the same tasks, base model and settings; else {}."""
+    path = folder / RUN_FILE
+    if agent.serves_experts_of is None or not path.is_file():
+        return {}
+    donor = json.loads(path.read_text())
+    same = all(donor.get(key) == state.get(key) for key in ("tasks", "base_fingerprint", "config", "held_out"))
+    if donor.get("method") != agent.serves_experts_of or not same:
+        return {}
+    return {step["task"]: step for step in donor["steps"]}
 
 
 def train_task(method: ContinualMethod, examples: list[Example], config: ContinualConfig, index: int,
@@ -130,10 +162,14 @@ def train_task(method: ContinualMethod, examples: list[Example], config: Continu
 def run_continual(stream: str | Path, corpus: str | Path, base: str | Path, evaluator: str | Path, method: str,
                   out: str | Path, config: ContinualConfig = ContinualConfig(), order: list[str] | None = None,
                   progress: bool = True, baseline_file: str | Path | None = None,
-                  max_tasks: int | None = None) -> dict:
+                  max_tasks: int | None = None, held_out: list[str] | None = None,
+                  experts_from: str | Path | None = None) -> dict:
     """Train `method` on the stream's tasks in `order` (default: the stream's; a subset runs only those)
     and score every task after each; returns the run state (what OUT/run.json holds). `max_tasks` stops
-    after that many tasks have been trained in this call (the next call resumes)."""
+    after that many tasks have been trained in this call (the next call resumes). `held_out` names
+    stream tasks never trained: after each task a routed method's share of their requests flagged
+    "unknown" is recorded, and they count as unknown in the AUROC. `experts_from` is a run folder of the
+    method this one `serves_experts_of`: its finished tasks' experts are adopted, not trained again."""
     from accelerate import Accelerator
 
     stream, out = Path(stream), Path(out)
@@ -143,9 +179,12 @@ def run_continual(stream: str | Path, corpus: str | Path, base: str | Path, eval
     tokenizer = MotionTokenizer.load(tokenizer_folder(base)).eval()
     scorer = Evaluator.load(evaluator)
     names = resolve_order(stream_tasks(stream), order)
-    tasks = load_tasks(stream, HumanML3D(corpus), tokenizer, names, config.evaluation.clips_per_task)
-    state = open_run(out, method, names, config, lm.fingerprint)
+    data = HumanML3D(corpus)
+    tasks = load_tasks(stream, data, tokenizer, names, config.evaluation.clips_per_task)
+    unseen = load_tasks(stream, data, tokenizer, held_out, config.evaluation.clips_per_task) if held_out else []
+    state = open_run(out, method, names, config, lm.fingerprint, held_out)
     agent = make_method(method, lm, config)  # refuses an unknown name before any work
+    donor = donor_steps(Path(experts_from), agent, state) if experts_from else {}
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         key = _cache_key(lm.fingerprint, Path(evaluator), stream, config)
@@ -160,10 +199,15 @@ def run_continual(stream: str | Path, corpus: str | Path, base: str | Path, eval
         if max_tasks is not None and trained >= max_tasks:
             break
         torch.manual_seed(config.training.seed + TASK_SEED_STRIDE * (index + 1))
-        agent.begin_task(index, task.name)
-        desc = f"{method} {index + 1}/{len(tasks)} {task.name}"
-        figures = train_task(agent, agent.training_examples(index, tasks), config, index, accelerator, desc, progress)
-        agent.end_task(index, task)
+        if task.name in donor:
+            agent.restore([task.name], Path(experts_from) / EXPERTS_DIR)
+            figures = {**donor[task.name]["train"], "adopted_from": agent.serves_experts_of}
+        else:
+            agent.begin_task(index, task.name)
+            desc = f"{method} {index + 1}/{len(tasks)} {task.name}"
+            figures = train_task(agent, agent.training_examples(index, tasks), config, index, accelerator, desc,
+                                 progress)
+            agent.end_task(index, task)
         trained += 1
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
@@ -173,9 +217,12 @@ def run_continual(stream: str | Path, corpus: str | Path, base: str | Path, eval
             step = {"task": task.name, "train": figures, "scores": scores}
             _write_json(out / EXPERTS_DIR / task.name / EVAL_FILE, json_ready({
                 "method": method, "task": task.name, "base_fingerprint": lm.fingerprint, **scores[task.name]}))
-            auroc = unknown_auroc(agent.novelty, tasks, {t.name for t in tasks[: index + 1]})
+            auroc = unknown_auroc(agent.novelty, [*tasks, *unseen], {t.name for t in tasks[: index + 1]})
             if auroc is not None:
                 step["unknown_auroc"] = auroc
+            rejected = unknown_shares(agent.route, unseen)
+            if rejected:
+                step["held_out_unknown"] = rejected
             state["steps"].append(step)
             _write_json(out / RUN_FILE, state)
     if accelerator.is_main_process and not (out / RUN_FILE).is_file():

@@ -12,6 +12,7 @@ METHODS: dict[str, str] = {  # name -> "module:Class", imported only when used
     "lwf-lora": "training.continual.methods.lwf_lora:LwFLoRA",
     "o-lora": "training.continual.methods.o_lora:OLoRA",
     "moe-hard": "training.continual.methods.moe_hard:MoEHard",
+    "moe-soft": "training.continual.methods.moe_soft:MoESoft",
     "epi": "training.continual.methods.epi:EPI",
 }
 

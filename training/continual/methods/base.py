@@ -40,6 +40,9 @@ class ContinualMethod:
 
     name: ClassVar[str] = ""
     EXPERT: ClassVar[str] = "expert"
+    # A method that differs from another only in serving names it here: given that method's finished
+    # run of the same tasks, the trainer adopts its experts (`restore`) instead of training them again.
+    serves_experts_of: ClassVar[str | None] = None
 
     def __init__(self, lm: MotionLanguageModel, config: ContinualConfig) -> None:
         self.lm, self.config = lm, config
