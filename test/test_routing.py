@@ -107,3 +107,27 @@ def test_a_router_on_prompt_features_tells_clearly_different_tasks_apart(tiny_ba
         assert routed.count(family) >= 26, routed  # mu + 2 sigma rejects a few by design
     unknown = [d.expert for d in router.route(features("swimming", 30, 2))]
     assert unknown.count(None) >= 24, unknown
+
+
+def test_features_with_the_instruction_cached_equal_those_of_whole_prompts(tiny_base_model):
+    """Routing runs only a request's own tokens, attending to the instruction's cached keys and values;
+    the features must be those of the whole prompt (routers trained on either path stay valid)."""
+    from motion_agent import routing
+    from motion_agent.language_model import m2t_prompt
+
+    lm = load_base_model(tiny_base_model)
+    texts = ["wave", "a person dances happily for a long while, turning and jumping", "someone sits down"]
+    motions = [m2t_prompt(lm.vocabulary, np.arange(4 + 9 * i) % 32) for i in range(3)]
+
+    def whole(prompts: list[str]) -> np.ndarray:
+        with routing.running_adapters(lm.model, []), torch.no_grad():
+            hidden, mask = routing._prompt_states(lm, prompts)
+        mask = mask.unsqueeze(-1).float()
+        return ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+
+    for prompts in ([t2m_prompt(t) for t in texts], motions):
+        cached = prompt_features(lm, prompts)
+        assert np.allclose(cached, whole(prompts), atol=1e-5)
+        assert np.allclose(prompt_features(lm, prompts[:1]), cached[:1], atol=1e-5)  # alone or in a batch
+    mixed = [t2m_prompt(texts[0]), motions[0]]  # no shared instruction: the whole prompts
+    assert np.allclose(prompt_features(lm, mixed), whole(mixed), atol=1e-5)
