@@ -45,7 +45,7 @@ class RoutingConfig:
     experts: str = ""  # expert-store folder (motion-agent-bundle install --store); empty: base model only
     unknown: str = "base"  # when no expert accepts a request: "base" serves it with the base model, "refuse" drops it
     mode: str = "hard"  # "hard": the winning expert alone; "soft": every expert blended by softmax(-loss / T)
-    temperature: float = 1.0  # of the soft blend
+    temperature: float = 0.1  # of the soft blend (as the continual trainer's moe-soft)
 
     def __post_init__(self) -> None:
         if self.unknown not in FALLBACKS:
