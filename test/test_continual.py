@@ -186,10 +186,25 @@ def test_orders_are_averaged_and_the_table_has_one_row_per_method(tmp_path):
     assert [line.split("|")[1].strip() for line in table[2:4]] == ["seq-lora", "mtl"]
     paths = write_report(record, tmp_path)
     assert json.loads(paths["json"].read_text())["methods"]["mtl"]["FR"] == 0.0
+    said = paths["markdown"].read_text()
+    assert "- Forgetting: seq-lora FR 30.00 R-Precision points, mtl FR 0.00" in said
     assert paths["heatmap seq-lora"].read_bytes()[:4] == b"\x89PNG"
     unfinished = {**forgets, "steps": forgets["steps"][:1]}
     with pytest.raises(ValueError, match="unfinished"):
         method_summary([unfinished])
+
+
+def test_the_report_says_whether_hard_routing_beats_soft_blending():
+    from training.continual.report import findings
+
+    tasks = ["a", "b"]
+    hard = _state("moe-hard", tasks, np.array([[0.6, 0.1], [0.6, 0.7]]), np.ones((2, 2)), [0.1, 0.1])
+    soft = _state("moe-soft", tasks, np.array([[0.6, 0.1], [0.5, 0.6]]), np.ones((2, 2)), [0.1, 0.1])
+    said = findings(comparison({"moe-hard": [hard], "moe-soft": [soft]}))
+    assert said == ["Hard routing beats soft blending here: AR 65.00 vs 55.00, FR 0.00 vs 10.00, AF 2.000 vs "
+                    "2.000 (the same experts and routers)."]
+    said = findings(comparison({"moe-hard": [soft], "moe-soft": [hard]}))
+    assert said[0].startswith("Hard routing does not beat soft blending here: AR 55.00 vs 65.00")
 
 
 def test_single_task_figures_are_undefined_not_invented():

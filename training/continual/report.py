@@ -153,6 +153,37 @@ def markdown_table(record: dict) -> str:
     return "\n".join(lines) + "\n" + note + "\n"
 
 
+def findings(record: dict) -> list[str]:
+    """The comparisons the papers make, in words, from the figures of this record (only those whose
+    methods ran): does seq-lora forget where mtl does not, does moe-hard keep what it learnt and reach
+    mtl, does hard routing beat soft blending, how es-moe compares on emotion and forgetting."""
+    m, lines = record["methods"], []
+
+    def has(*names: str) -> bool:
+        return all(n in m and math.isfinite(m[n].get("AR", math.nan)) for n in names)
+
+    if has("seq-lora", "mtl"):
+        lines.append(f"Forgetting: seq-lora FR {m['seq-lora']['FR']:.2f} R-Precision points, mtl FR "
+                     f"{m['mtl']['FR']:.2f}; the T2M held-out loss of earlier tasks rises by "
+                     f"{m['seq-lora']['FR_T2M_LOSS']:.3f} nats for seq-lora, {m['mtl']['FR_T2M_LOSS']:.3f} for mtl.")
+    if has("moe-hard", "mtl"):
+        ratio = m["moe-hard"]["AR"] / m["mtl"]["AR"] if m["mtl"]["AR"] else math.nan
+        lines.append(f"moe-hard: FR {m['moe-hard']['FR']:.2f} points, AR {m['moe-hard']['AR']:.2f} = "
+                     f"{ratio:.0%} of mtl's {m['mtl']['AR']:.2f}; routing accuracy "
+                     f"{m['moe-hard'].get('routing_accuracy', math.nan):.3f}, unknown-scenario AUROC "
+                     f"{m['moe-hard'].get('unknown_auroc', math.nan):.3f}.")
+    if has("moe-hard", "moe-soft"):
+        hard, soft = m["moe-hard"], m["moe-soft"]
+        verdict = "beats" if hard["AR"] > soft["AR"] else "does not beat"
+        lines.append(f"Hard routing {verdict} soft blending here: AR {hard['AR']:.2f} vs {soft['AR']:.2f}, FR "
+                     f"{hard['FR']:.2f} vs {soft['FR']:.2f}, AF {hard['AF']:.3f} vs {soft['AF']:.3f} "
+                     "(the same experts and routers).")
+    if has("es-moe", "moe-hard"):
+        lines.append(f"es-moe vs moe-hard: AWF {m['es-moe']['AWF']:.3f} vs {m['moe-hard']['AWF']:.3f}, FR "
+                     f"{m['es-moe']['FR']:.2f} vs {m['moe-hard']['FR']:.2f}.")
+    return lines
+
+
 def plot_heatmaps(name: str, figures: dict, tasks: list[str], path: Path) -> Path:
     """r[i][j] heatmaps of one method (first order): T2M R@1, FID, M2T BLEU-4, M2T R@3."""
     import matplotlib
@@ -211,7 +242,9 @@ def write_report(record: dict, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json", "markdown": out / "report.md"}
     paths["json"].write_text(json.dumps(json_ready(record), indent=1) + "\n")
-    paths["markdown"].write_text(markdown_table(record))
+    said = findings(record)
+    paths["markdown"].write_text(markdown_table(record) + ("\n" + "\n".join(f"- {line}" for line in said) + "\n"
+                                                           if said else ""))
     for name, figures in record["methods"].items():
         paths[f"heatmap {name}"] = plot_heatmaps(name, figures, record["tasks"], out / "heatmaps" / f"{name}.png")
     return paths
@@ -225,4 +258,4 @@ def summary_lines(record: dict) -> list[str]:
                      f"BWT {_cell(f['BWT'], '{:.2f}')}  AF {_cell(f['AF'], '{:.3f}')}  "
                      f"M2T BLEU-4 {_cell(f['M2T_BLEU4'], '{:.3f}')}  FR T2M loss {_cell(f['FR_T2M_LOSS'], '{:.3f}')}  "
                      f"train {f['train_seconds']:.0f} s")
-    return lines
+    return lines + findings(record)
