@@ -19,6 +19,7 @@ standardisation and the loss statistics, with its sizes in the safetensors metad
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,6 +33,7 @@ from motion_agent.experts import ROUTER_DIR, running_adapters
 from motion_agent.language_model import M2T_INSTRUCTION, T2M_INSTRUCTION, MotionLanguageModel
 
 ROUTER_FILE = "router.safetensors"
+GATE_FILE = "gate.safetensors"
 UNKNOWN = "unknown"
 FEATURE_KIND = "prompt-content-mean-last-hidden"  # what prompt_features computes; a router trained on another kind is refused
 
@@ -366,10 +368,44 @@ class KeyGate(nn.Module):
         self.keys = torch.cat([self.keys, (key / key.norm())[None]])
         self.names.append(name)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, E) probabilities over experts."""
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, E) probabilities over experts: softmax of the query-key similarities over the `top_k`
+        best of the experts `allowed` ((N, E) bool; default all), zero elsewhere."""
         query = self.up(self.down(x))
-        return torch.softmax(query @ self.keys.T / self.keys.shape[1] ** 0.5, dim=-1)
+        logits = query @ self.keys.T / self.keys.shape[1] ** 0.5
+        if allowed is not None:
+            logits = logits.masked_fill(~allowed, float("-inf"))
+        k = min(self.top_k, logits.shape[-1])
+        cut = logits.topk(k, dim=-1).values[..., -1:]
+        return torch.softmax(logits.masked_fill(logits < cut, float("-inf")), dim=-1)
+
+    def save(self, folder: str | Path) -> Path:
+        """The gate's projection, keys and expert names in one safetensors file (no pickle)."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.contiguous() for k, v in self.state_dict().items()}
+        metadata = {"kind": "key-gate", "names": json.dumps(self.names), "top_k": str(self.top_k),
+                    "rank": str(self.down.out_features), "features": str(self.down.in_features)}
+        save_file(tensors, folder / GATE_FILE, metadata=metadata)
+        return folder / GATE_FILE
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "KeyGate":
+        from safetensors import safe_open
+
+        path = Path(folder) / GATE_FILE
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("kind") != "key-gate":
+                raise RouterError(f"{path} is not a key gate: {meta}")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        gate = cls(int(meta["features"]), int(meta["rank"]), tensors["keys"].shape[1], int(meta["top_k"]))
+        gate.keys = tensors["keys"]
+        gate.load_state_dict(tensors)
+        gate.names = json.loads(meta["names"])
+        return gate.eval()
 
     @torch.inference_mode()
     def route(self, features: np.ndarray) -> list[Decision]:

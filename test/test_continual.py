@@ -306,7 +306,8 @@ def test_seq_lora_forgets_the_first_task_and_mtl_keeps_it(benchmark):
 @pytest.mark.slow
 def test_every_method_writes_experts_scores_and_report(benchmark):
     record, out = benchmark
-    assert set(record["methods"]) == {"mtl", "seq-lora", "lwf-lora", "o-lora", "moe-hard", "moe-soft", "epi"}
+    assert set(record["methods"]) == {"mtl", "seq-lora", "lwf-lora", "o-lora", "moe-hard", "moe-soft", "epi",
+                                      "es-moe"}
     assert record["tasks"] == [FIRST, SECOND] and record["orders"] == 1 and record["profile"] == "tiny"
     for name, figures in record["methods"].items():
         assert set(figures) >= set(RESULT_KEYS)  # what bench/results/continual_*.json must hold per method
@@ -318,7 +319,7 @@ def test_every_method_writes_experts_scores_and_report(benchmark):
         for task in (FIRST, SECOND):
             weights = out / name / "order_0" / "experts" / task / "adapter" / "adapter_model.safetensors"
             assert 0 < weights.stat().st_size < 1_000_000  # the LoRA alone, no copy of the 49k-row embedding
-    assert (out / "report.md").read_text().count("\n| ") == 7
+    assert (out / "report.md").read_text().count("\n| ") == 8
     assert all((out / "heatmaps" / f"{name}.png").is_file() for name in record["methods"])
     lwf = json.loads((out / "lwf-lora" / "order_0" / "run.json").read_text())
     assert "kl" not in lwf["steps"][0]["train"]["history"][-1] and lwf["steps"][1]["train"]["history"][-1]["kl"] >= 0
@@ -451,6 +452,37 @@ def test_moe_soft_serves_moe_hards_experts_blended_as_the_runtime_blends_them(in
         alone = method.model(**prompt, adapter_names=[FIRST]).logits
     assert torch.allclose(trained, served, atol=1e-5)
     assert not torch.allclose(trained, alone, atol=1e-3)  # the blend is not just its top expert
+
+
+@pytest.mark.slow
+def test_es_moe_learns_with_an_emotion_loss_and_serves_the_gates_blend(inputs, benchmark):
+    """es-moe trains with the emotion loss on the corpus's labels, saves its gate and decoupling block
+    with each expert, and a served request runs exactly the gate-weighted sum its training forward used."""
+    from motion_agent.base_model import load_base_model
+    from training.continual.methods import make_method
+    from training.continual.methods.es_moe import weighted_experts
+
+    _, out = benchmark
+    run = json.loads((out / "es-moe" / "order_0" / "run.json").read_text())
+    assert all(step["train"]["history"][-1]["emotion"] > 0 for step in run["steps"])
+    experts = out / "es-moe" / "order_0" / "experts"
+    assert (experts / SECOND / "gate" / "gate.safetensors").is_file()
+    assert (experts / SECOND / "emotion" / "emotion_decoupling.safetensors").is_file()
+
+    method = make_method("es-moe", load_base_model(inputs["base"]), TEST_CONFIG)
+    method.restore([FIRST, SECOND], experts)
+    method.prepare_inference()
+    texts = ["a person does a backflip happily", "someone plays the piano sadly"]
+    weights = method.weights("t2m", texts)
+    assert torch.allclose(weights.sum(1), torch.ones(2)) and ((weights > 0).sum(1) <= 2).all()
+    served = method.route("t2m", texts)
+    prompt = method.lm.tokenizer([texts[0]], return_tensors="pt")
+    rounded = torch.tensor([[round(w, 2) for w in weights[0].tolist()]])
+    with torch.no_grad():
+        as_served = method.model(**prompt, adapter_names=served[:1]).logits
+        with weighted_experts(method.model, method.names, rounded):
+            as_trained = method.model(**prompt).logits
+    assert torch.allclose(as_served, as_trained, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -85,6 +85,24 @@ def test_key_gate_keys_are_orthonormal_and_scores_are_probabilities():
     assert all(d.expert in ("a", "b", "c") for d in decisions)
 
 
+def test_key_gate_keeps_the_top_k_of_the_allowed_experts_and_saves_without_pickle(tmp_path):
+    torch.manual_seed(0)
+    gate = KeyGate(DIM, rank=4, key_dim=8, top_k=2)
+    for name in ("a", "b", "c", "d"):
+        gate.add_expert(name)
+    x = torch.as_tensor(cluster(1.0, 6, 1))
+    probs = gate(x)
+    assert torch.allclose(probs.sum(1), torch.ones(6)) and ((probs > 0).sum(1) == 2).all()
+    allowed = torch.tensor([[False, True, True, False]] * 6)  # e.g. earlier experts masked in training
+    masked = gate(x, allowed)
+    assert (masked[:, [0, 3]] == 0).all() and torch.allclose(masked.sum(1), torch.ones(6))
+    gate.save(tmp_path)
+    again = KeyGate.load(tmp_path)
+    assert again.names == gate.names and again.top_k == 2
+    with torch.no_grad():
+        assert torch.equal(again(x), probs.detach())
+
+
 def test_oracle_router_follows_the_label():
     oracle = OracleRouter({"task_a": "sports"})
     assert oracle.route_labels(["task_a", "task_z"]) == [Decision("sports", {}), Decision(None, {})]

@@ -81,15 +81,18 @@ def load_base_config(path: str | Path | None = None) -> BaseTrainingConfig:
 
 @dataclass
 class Example:
-    """One clip as the language model sees it: its motion codes and every caption."""
+    """One clip as the language model sees it: its motion codes, every caption and, in emotional
+    corpora, its emotion label."""
 
     codes: np.ndarray
     captions: list[str]
+    emotion: str | None = None
 
 
 def encode(tokenizer: MotionTokenizer, clips: list[MotionClip]) -> list[Example]:
     """Motion codes (trimmed to whole tokens) and captions of each clip, in order."""
-    return [Example(tokenizer.motion_codes(clip.features), [c.text for c in clip.captions]) for clip in clips]
+    return [Example(tokenizer.motion_codes(clip.features), [c.text for c in clip.captions], clip.emotion)
+            for clip in clips]
 
 
 def encode_clips(tokenizer: MotionTokenizer, corpus: HumanML3D, split: str) -> list[Example]:
@@ -122,11 +125,18 @@ def collate(tokenizer, pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
     }
 
 
-def sample_batch(examples, size, t2m_fraction, vocabulary, tokenizer, rng) -> dict[str, torch.Tensor]:
+def sample_batch(examples, size, t2m_fraction, vocabulary, tokenizer, rng,
+                 emotions: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+    """A random batch of both directions. With `emotions` (class names) it also holds `emotion_labels`,
+    each example's class index or IGNORE, for methods with an emotion loss (not a model input)."""
     picks = rng.integers(len(examples), size=size)
     directions = rng.random(size) < t2m_fraction
     pairs = [pair(examples[i], bool(d), vocabulary, tokenizer.eos_token, rng) for i, d in zip(picks, directions)]
-    return collate(tokenizer, pairs)
+    batch = collate(tokenizer, pairs)
+    if emotions is not None:
+        index = {name: k for k, name in enumerate(emotions)}
+        batch["emotion_labels"] = torch.tensor([index.get(examples[i].emotion, IGNORE) for i in picks])
+    return batch
 
 
 def learning_rate(step: int, run: BaseRunConfig) -> float:

@@ -60,6 +60,28 @@ class RouterSettings:
 
 
 @dataclass(frozen=True)
+class EsMoeSettings:
+    """es-moe (ES-MoE): the emotion decoupling block and the key gate over the experts."""
+
+    dictionary: int = 32  # global dictionary entries, K-means centroids of the first task's prompt tokens
+    hidden: int = 64  # width inside the decoupling block
+    gate_rank: int = 16  # the gate's down projection
+    key_dim: int = 64  # expert keys (at most this many experts)
+    top_k: int = 2  # experts blended per request
+    mask_probability: float = 0.5  # in training, each earlier expert is hidden from the gate this often
+    emotion_weight: float = 0.1  # lambda of the emotion classification loss
+    kmeans_tokens: int = 4096  # prompt tokens sampled for the K-means dictionary
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.dictionary, self.hidden, self.gate_rank, self.key_dim, self.top_k, self.kmeans_tokens) < 1:
+            raise ValueError(f"sizes must be at least 1: {self}")
+        if not 0 <= self.mask_probability < 1 or self.emotion_weight < 0:
+            raise ValueError(f"mask_probability must be in [0, 1) and emotion_weight >= 0, got "
+                             f"{self.mask_probability}, {self.emotion_weight}")
+
+
+@dataclass(frozen=True)
 class ContinualEvalSettings:
     """How every task is scored after every training step (T2M, M2T and held-out loss)."""
 
@@ -108,9 +130,10 @@ class ContinualConfig:
     lwf: LwfSettings = field(default_factory=LwfSettings)
     o_lora: OLoraSettings = field(default_factory=OLoraSettings)
     router: RouterSettings = field(default_factory=RouterSettings)
+    es_moe: EsMoeSettings = field(default_factory=EsMoeSettings)
     evaluation: ContinualEvalSettings = field(default_factory=ContinualEvalSettings)
     orders: OrderSettings = field(default_factory=OrderSettings)
-    methods: tuple[str, ...] = ("mtl", "seq-lora", "lwf-lora", "o-lora", "moe-hard", "moe-soft", "epi")  # what `benchmark` runs by default
+    methods: tuple[str, ...] = ("mtl", "seq-lora", "lwf-lora", "o-lora", "moe-hard", "moe-soft", "epi", "es-moe")  # what `benchmark` runs by default
 
 
 def default_config_path() -> Path:

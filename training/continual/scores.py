@@ -43,7 +43,7 @@ def heldout_loss(lm: MotionLanguageModel, examples: list[Example], t2m: bool, ad
     total, count = 0.0, 0
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
-        pairs = [pair(Example(e.codes, e.captions[:1]), t2m, lm.vocabulary, lm.tokenizer.eos_token, rng) for e in chunk]
+        pairs = [pair(Example(e.codes, e.captions[:1], e.emotion), t2m, lm.vocabulary, lm.tokenizer.eos_token, rng) for e in chunk]
         batch = {k: v.to(model.device) for k, v in collate(lm.tokenizer, pairs).items()}
         extra = {"adapter_names": adapter_names[start : start + len(chunk)]} if adapter_names is not None else {}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **extra).logits

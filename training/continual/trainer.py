@@ -138,7 +138,8 @@ def train_task(method: ContinualMethod, examples: list[Example], config: Continu
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, run)
-        batch = sample_batch(examples, run.batch_size, run.t2m_fraction, lm.vocabulary, lm.tokenizer, rng)
+        batch = sample_batch(examples, run.batch_size, run.t2m_fraction, lm.vocabulary, lm.tokenizer, rng,
+                             method.emotion_classes)
         loss, parts = method.loss(model, {k: v.to(accelerator.device) for k, v in batch.items()})
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)

@@ -14,6 +14,7 @@ METHODS: dict[str, str] = {  # name -> "module:Class", imported only when used
     "moe-hard": "training.continual.methods.moe_hard:MoEHard",
     "moe-soft": "training.continual.methods.moe_soft:MoESoft",
     "epi": "training.continual.methods.epi:EPI",
+    "es-moe": "training.continual.methods.es_moe:ESMoE",
 }
 
 

@@ -43,6 +43,8 @@ class ContinualMethod:
     # A method that differs from another only in serving names it here: given that method's finished
     # run of the same tasks, the trainer adopts its experts (`restore`) instead of training them again.
     serves_experts_of: ClassVar[str | None] = None
+    # Emotion class names when `loss` reads the batch's `emotion_labels` (an emotion loss); None: not given.
+    emotion_classes: tuple[str, ...] | None = None
 
     def __init__(self, lm: MotionLanguageModel, config: ContinualConfig) -> None:
         self.lm, self.config = lm, config
