@@ -63,6 +63,11 @@ def run_settings(config: ContinualConfig) -> dict:
     return {k: v for k, v in asdict(config).items() if k not in ("methods", "orders")}
 
 
+def default_settings() -> dict:
+    """run_settings of the default config, as a run file holds them."""
+    return json.loads(json.dumps(run_settings(ContinualConfig())))
+
+
 def same_setting(stored, current, default) -> bool:
     """Whether a stored run's setting is `current`. A key the stored run lacks is a setting added to the
     project after that run was made: it matches when `current` holds the setting's default."""
@@ -85,9 +90,8 @@ def open_run(out: Path, method: str, tasks: list[str], config: ContinualConfig, 
     if not path.is_file():
         return {**json.loads(json.dumps(identity)), "steps": []}
     state = json.loads(path.read_text())
-    defaults = json.loads(json.dumps(run_settings(ContinualConfig())))
     for key, value in json.loads(json.dumps(identity)).items():  # tuples as lists, like the file
-        if not same_setting(state.get(key), value, defaults if key == "config" else None):
+        if not same_setting(state.get(key), value, default_settings() if key == "config" else None):
             raise RunMismatchError(f"{path} is a run with another {key} ({state.get(key)!r:.120}); "
                                    f"use another --out or delete it")
     return state
@@ -119,7 +123,8 @@ def donor_steps(folder: Path, agent: ContinualMethod, state: dict) -> dict[str, 
     if agent.serves_experts_of is None or not path.is_file():
         return {}
     donor = json.loads(path.read_text())
-    same = all(donor.get(key) == state.get(key) for key in ("tasks", "base_fingerprint", "config", "held_out"))
+    same = all(donor.get(key) == state.get(key) for key in ("tasks", "base_fingerprint", "held_out"))
+    same = same and same_setting(donor.get("config"), state["config"], default_settings())
     if donor.get("method") != agent.serves_experts_of or not same:
         return {}
     return {step["task"]: step for step in donor["steps"]}
