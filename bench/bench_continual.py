@@ -1,6 +1,7 @@
 """Benchmark: the continual methods on a task stream of the procedural corpus, in several task orders.
 
-Writes bench/results/continual_<kind>.json (the `tiny` profile) or continual_<kind>_<profile>.json, with
+Writes bench/results/continual_<kind>.json (the `tiny` profile) or continual_<kind>_<profile>.json (and
+the Table-2 style summary beside it as .md), with
 `profile`, `tasks`, `orders` and, under `methods.<name>`, FR AR AF AD AMM AWF BWT FWT (R-Precision-based
 figures in points), the score matrices r[i][j] and `train_seconds` (the project's results contract),
 plus commit, machine and creation time. The Table-2 style Markdown and the heatmaps land beside the runs
@@ -213,7 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(summary_lines(record)))
     print(f"table: {out / 'report.md'}  heatmaps: {out / 'heatmaps'}  wall time {record['wall_seconds']:.0f} s")
     if not args.no_result:
-        print(f"wrote {write_result(result_name(args.kind, args.profile), record)}")
+        path = write_result(result_name(args.kind, args.profile), record)
+        summary = path.with_suffix(".md")
+        summary.write_text(f"# Continual benchmark: {args.kind} stream, {args.profile}\n\n"
+                           f"`python bench/bench_continual.py` at commit {json.loads(path.read_text())['commit'][:10]}"
+                           f", {record['orders']} task order(s)\n\n"
+                           + (out / "report.md").read_text())
+        print(f"wrote {path} and {summary}")
     return 0
 
 
