@@ -84,6 +84,28 @@ def running_adapters(model, names: list[str]) -> Iterator[None]:
             layer._active_adapter = previous
 
 
+@contextmanager
+def weighted_experts(model, names: list[str], weights) -> Iterator[None]:
+    """Run `model` with the LoRA updates of `names` summed with weights (N, E) per request, or (1, E)
+    for every request: each layer's scaling of expert k becomes a (N, 1, 1) tensor, so the sum is
+    exact and, in training, gradients reach the weights. Scalings are restored on exit."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = [layer for layer in tuner_layers(model) if isinstance(layer, LoraLayer)]
+    saved = [dict(layer.scaling) for layer in layers]
+    try:
+        for layer, scaling in zip(layers, saved):
+            for k, name in enumerate(names):
+                if name in scaling:
+                    layer.scaling[name] = scaling[name] * weights[:, k].reshape(-1, 1, 1)
+        with running_adapters(model, names):
+            yield
+    finally:
+        for layer, scaling in zip(layers, saved):
+            layer.scaling.clear()
+            layer.scaling.update(scaling)
+
+
 class ExpertSet:
     """The experts a MotionLanguageModel can run, each selectable per sample."""
 
@@ -153,26 +175,14 @@ class ExpertSet:
 
     @contextmanager
     def blended(self, weights: Mapping[str, float]) -> Iterator[None]:
-        """Run the weighted sum of several experts' LoRA updates (soft routing). Every listed expert is
-        activated with its LoRA scaling multiplied by its weight; the scalings are restored on exit."""
-        from peft.tuners.lora import LoraLayer
+        """Run the weighted sum of several experts' LoRA updates (soft routing)."""
+        import torch
 
         with self.lock:
             for name in weights:
                 self._require(name)
-            layers = [m for m in tuner_layers(self.lm.model) if isinstance(m, LoraLayer)]
-            saved = [dict(layer.scaling) for layer in layers]
-            try:
-                for layer in layers:
-                    for name, weight in weights.items():
-                        if name in layer.scaling:
-                            layer.scaling[name] = layer.scaling[name] * float(weight)
-                with running_adapters(self.lm.model, list(weights)):
-                    yield
-            finally:
-                for layer, scaling in zip(layers, saved):
-                    layer.scaling.clear()
-                    layer.scaling.update(scaling)
+            with weighted_experts(self.lm.model, list(weights), torch.tensor([list(weights.values())])):
+                yield
 
     @contextmanager
     def serving(self, expert: str | None) -> Iterator[None]:

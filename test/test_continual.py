@@ -460,7 +460,7 @@ def test_es_moe_learns_with_an_emotion_loss_and_serves_the_gates_blend(inputs, b
     with each expert, and a served request runs exactly the gate-weighted sum its training forward used."""
     from motion_agent.base_model import load_base_model
     from training.continual.methods import make_method
-    from training.continual.methods.es_moe import weighted_experts
+    from motion_agent.experts import weighted_experts
 
     _, out = benchmark
     run = json.loads((out / "es-moe" / "order_0" / "run.json").read_text())

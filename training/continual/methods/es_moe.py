@@ -15,8 +15,7 @@ weighted sum the training forward computes.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ import torch
 from scipy.cluster.vq import kmeans2
 
 from motion_agent.emotion_decoupling import DecouplingConfig, EmotionDecoupling
-from motion_agent.experts import running_adapters, tuner_layers
+from motion_agent.experts import running_adapters, weighted_experts
 from motion_agent.language_model import m2t_prompt, t2m_prompt
 from motion_agent.routing import KeyGate
 from training.base_training import IGNORE, Example
@@ -35,27 +34,6 @@ from training.continual.tasks import TaskData
 from training.synth.emotions import EMOTIONS
 
 GATE_DIR, EMOTION_DIR = "gate", "emotion"  # beside adapter/ in an expert folder
-
-
-@contextmanager
-def weighted_experts(model, names: list[str], weights: torch.Tensor) -> Iterator[None]:
-    """Run `model` with the LoRA updates of `names` summed with per-request `weights` (N, E): each
-    layer's scaling of expert k becomes a (N, 1, 1) tensor, so gradients reach the weights."""
-    from peft.tuners.lora import LoraLayer
-
-    layers = [layer for layer in tuner_layers(model) if isinstance(layer, LoraLayer)]
-    saved = [dict(layer.scaling) for layer in layers]
-    try:
-        for layer, scaling in zip(layers, saved):
-            for k, name in enumerate(names):
-                if name in scaling:
-                    layer.scaling[name] = scaling[name] * weights[:, k].view(-1, 1, 1)
-        with running_adapters(model, names):
-            yield
-    finally:
-        for layer, scaling in zip(layers, saved):
-            layer.scaling.clear()
-            layer.scaling.update(scaling)
 
 
 class ESMoE(OLoRA):
