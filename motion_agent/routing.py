@@ -35,6 +35,8 @@ from motion_agent.language_model import M2T_INSTRUCTION, T2M_INSTRUCTION, Motion
 ROUTER_FILE = "router.safetensors"
 GATE_FILE = "gate.safetensors"
 UNKNOWN = "unknown"
+# what every T2M / M2T prompt starts with (the instruction up to its colon): shared, so never pooled
+INSTRUCTION_HEADS = tuple(i.split("{")[0].rstrip() for i in (T2M_INSTRUCTION, M2T_INSTRUCTION))
 FEATURE_KIND = "prompt-content-mean-last-hidden"  # what prompt_features computes; a router trained on another kind is refused
 
 
@@ -109,8 +111,7 @@ def _instruction_cache(lm: MotionLanguageModel, head: str):
 
 def _shared_instruction(prompts: list[str]) -> str | None:
     """The instruction head (up to its colon) every prompt starts with, or None."""
-    for instruction in (T2M_INSTRUCTION, M2T_INSTRUCTION):
-        head = instruction.split("{")[0].rstrip()
+    for head in INSTRUCTION_HEADS:
         if prompts and all(p.startswith(head) and len(p) > len(head) for p in prompts):
             return head
     return None
@@ -130,8 +131,7 @@ def _content_mask(lm: MotionLanguageModel, prompts: list[str], attention_mask: t
 
 def _instruction_tokens(tokenizer, prompt: str) -> int:
     """How many leading tokens of `prompt` are the T2M or M2T instruction (up to its colon)."""
-    for instruction in (T2M_INSTRUCTION, M2T_INSTRUCTION):
-        head = instruction.split("{")[0].rstrip()
+    for head in INSTRUCTION_HEADS:
         if prompt.startswith(head):
             return _token_count(tokenizer, head)
     return 0

@@ -57,9 +57,8 @@ def score_task(lm: MotionLanguageModel, route: Router, tokenizer: MotionTokenize
     """Every figure of one task, flat: `t2m_*` (R-Precision, FID, ...), `m2t_*` (BLEU, ...), `*_loss`;
     when the method routes and names the task's expert also `routing_accuracy`, `routed_unknown` (the
     share no expert accepted) and `routed_to` ({adapter: share of the requests}, for the confusion matrix)."""
-    captions = [clip.captions[0].text for clip in task.test_clips]
-    t2m_names = route("t2m", captions)
-    m2t_names = route("m2t", [example.codes for example in task.test])
+    (_, captions), (_, codes) = test_requests(task)
+    t2m_names, m2t_names = route("t2m", captions), route("m2t", codes)
     lm_settings = settings.lm_eval()
     t2m = evaluate_t2m(lm, tokenizer, evaluator, task.test_clips, lm_settings, adapter_names=t2m_names)
     m2t = evaluate_m2t(lm, tokenizer, evaluator, task.test_clips, lm_settings, adapter_names=m2t_names)

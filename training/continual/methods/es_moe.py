@@ -24,13 +24,13 @@ from scipy.cluster.vq import kmeans2
 
 from motion_agent.emotion_decoupling import DecouplingConfig, EmotionDecoupling
 from motion_agent.experts import running_adapters, weighted_experts
-from motion_agent.language_model import m2t_prompt, t2m_prompt
 from motion_agent.routing import KeyGate
 from training.base_training import IGNORE, Example
 from training.continual.blends import Blends
-from training.continual.methods.base import Direction
+from training.continual.methods.base import Direction, request_prompts
 from training.continual.methods.o_lora import OLoRA
 from training.continual.tasks import TaskData
+from training.router_training import router_prompts
 from training.synth.emotions import EMOTIONS
 
 GATE_DIR, EMOTION_DIR = "gate", "emotion"  # beside adapter/ in an expert folder
@@ -104,8 +104,7 @@ class ESMoE(OLoRA):
     def _dictionary(self, examples: list[Example]) -> torch.Tensor:
         """K-means centroids of prompt tokens (both directions) of `examples`."""
         s = self.config.es_moe
-        prompts = [t2m_prompt(e.captions[0]) for e in examples] + [m2t_prompt(self.lm.vocabulary, e.codes)
-                                                                   for e in examples]
+        prompts = router_prompts(self.lm, examples)
         tokens = []
         for start in range(0, len(prompts), 32):
             states, mask = self._prompt_states(prompts[start : start + 32])
@@ -142,8 +141,7 @@ class ESMoE(OLoRA):
 
     def weights(self, direction: Direction, inputs: Sequence) -> torch.Tensor:
         """(N, E) the gate's weights over the experts for each request."""
-        prompts = [t2m_prompt(x) for x in inputs] if direction == "t2m" else [
-            m2t_prompt(self.lm.vocabulary, codes) for codes in inputs]
+        prompts = request_prompts(self.lm, direction, inputs)
         rows = []
         with torch.no_grad():
             for start in range(0, len(prompts), 32):

@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from motion_agent.experts import BASE
-from motion_agent.language_model import m2t_prompt, t2m_prompt
 from motion_agent.routing import AutoencoderRouter, Decision, ExpertAutoencoder, prompt_features
 from training.base_training import Example
 from training.continual import adapters
-from training.continual.methods.base import Direction
+from training.continual.methods.base import Direction, request_prompts
 from training.continual.methods.o_lora import OLoRA
 from training.continual.tasks import TaskData
 from training.router_training import train_router
@@ -68,9 +67,7 @@ class MoEHard(OLoRA):
         self.model.eval()  # per-sample adapter_names run in eval mode only
 
     def prompts(self, direction: Direction, inputs: Sequence) -> list[str]:
-        if direction == "t2m":
-            return [t2m_prompt(text) for text in inputs]
-        return [m2t_prompt(self.lm.vocabulary, codes) for codes in inputs]
+        return request_prompts(self.lm, direction, inputs)
 
     def decisions(self, features: np.ndarray) -> list[Decision]:
         return self.router.route(features)
