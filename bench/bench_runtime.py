@@ -158,7 +158,7 @@ FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 FAMILY_NAMES = tuple(FAMILIES)
 MOODS = ("happily", "sadly", "angrily", "calmly", "nervously", "proudly")
-ROUTER_TRAIN_PROMPTS, ROUTER_CALIBRATION_PROMPTS = 120, 40  # per family, as test/conftest.write_expert
+ROUTER_PROMPTS = 160  # per family and direction, as test/conftest.write_expert
 
 
 def family_request(family: str, rng: np.random.Generator, seconds: int | None = None) -> str:
@@ -312,8 +312,8 @@ def expert_family(index: int) -> str:
 
 class ExpertFactory:
     """Signed expert bundles for one base model, made as training makes a moe-hard expert: a LoRA adapter
-    of the continual config's shape (random, non-zero weights), an autoencoder router fitted on the
-    T2M prompts of one request family with its own calibration prompts, and eval.json."""
+    of the continual config's shape (random, non-zero weights), an autoencoder router (both directions:
+    T2M prompts of one request family, M2T prompts of random motion codes), and eval.json."""
 
     def __init__(self, base_dir: Path, work: Path, signer: Signer, router_steps: int | None) -> None:
         from motion_agent.base_model import BaseModelSpec, load_base_model
@@ -327,7 +327,7 @@ class ExpertFactory:
         self.router = config.router.autoencoder
         if router_steps is not None:
             self.router = replace(self.router, steps=router_steps)
-        self._features: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._features: dict[str, dict[str, np.ndarray]] = {}
 
     def bundle(self, index: int, version: str = FIRST_VERSION) -> Path:
         """The bundle of expert `index` (family FAMILY_NAMES[index % 8]) at `version`, made once."""
@@ -349,38 +349,40 @@ class ExpertFactory:
         import torch
         from peft import get_peft_model
 
+        from motion_agent.routing import ExpertRouter
         from training.router_training import fit_autoencoder
 
         folder = self.work / "experts" / expert_name(index)
         if (folder / "eval.json").is_file():  # written last: the folder is complete
             return folder
         family = expert_family(index)
-        train, calibration = self._family_features(family)  # before the LoRA goes in: features of the frozen base
+        features = self._family_features(family)  # before the LoRA goes in: features of the frozen base
         torch.manual_seed(SEED + index)
         model = get_peft_model(self.lm.model, self.lora.peft_config(init_lora_weights=False))
         try:
             model.save_pretrained(folder / "adapter", save_embedding_layers=False)
         finally:
             model.unload()  # the LoRA layers leave the shared base model again
-        fit_autoencoder(train, replace(self.router, seed=SEED + index), calibration=calibration).save(folder)
+        settings = replace(self.router, seed=SEED + index)
+        ExpertRouter({direction: fit_autoencoder(rows, settings) for direction, rows in features.items()}).save(folder)
         (folder / "eval.json").write_text(json.dumps({"family": family, "note": "benchmark expert: random LoRA"}))
         return folder
 
-    def _family_features(self, family: str) -> tuple[np.ndarray, np.ndarray]:
-        """Router training and calibration features of a family's requests, with and without durations."""
-        from motion_agent.language_model import t2m_prompt
+    def _family_features(self, family: str) -> dict[str, np.ndarray]:
+        """Router training features per direction: a family's requests (with and without durations) and
+        M2T prompts of random motion codes (routing cost, not quality, is measured)."""
+        from motion_agent.language_model import m2t_prompt, t2m_prompt
         from motion_agent.routing import prompt_features
 
         if family not in self._features:
             rng = np.random.default_rng(SEED + FAMILY_NAMES.index(family))
             durations = [None, *range(1, 10)]
-
-            def prompts(count: int) -> list[str]:
-                return [t2m_prompt(family_request(family, rng, durations[rng.integers(len(durations))]))
-                        for _ in range(count)]
-
-            self._features[family] = (prompt_features(self.lm, prompts(ROUTER_TRAIN_PROMPTS)),
-                                      prompt_features(self.lm, prompts(ROUTER_CALIBRATION_PROMPTS)))
+            texts = [t2m_prompt(family_request(family, rng, durations[rng.integers(len(durations))]))
+                     for _ in range(ROUTER_PROMPTS)]
+            vocabulary = self.lm.vocabulary
+            motions = [m2t_prompt(vocabulary, rng.integers(vocabulary.codebook_size, size=rng.integers(10, 50)))
+                       for _ in range(ROUTER_PROMPTS)]
+            self._features[family] = {"t2m": prompt_features(self.lm, texts), "m2t": prompt_features(self.lm, motions)}
         return self._features[family]
 
 

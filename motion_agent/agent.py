@@ -24,8 +24,15 @@ from motion_agent.config import load_yaml
 from motion_agent.expert_store import ExpertStore, InstallResult
 from motion_agent.experts import ExpertSet
 from motion_agent.features import FeatureConfig, joints_to_features, recover_joints
-from motion_agent.language_model import GenerationConfig, MotionLanguageModel, m2t_prompt, t2m_prompt, without_duration
-from motion_agent.routing import UNKNOWN, AutoencoderRouter, Decision, ExpertAutoencoder, prompt_features, softmax_weights
+from motion_agent.language_model import (
+    Direction,
+    GenerationConfig,
+    MotionLanguageModel,
+    m2t_prompt,
+    t2m_prompt,
+    without_duration,
+)
+from motion_agent.routing import UNKNOWN, AutoencoderRouter, Decision, ExpertRouter, prompt_features, softmax_weights
 from motion_agent.retarget import Retargeter, Trajectory, load_robot
 from motion_agent.skeleton import NUM_JOINTS
 from motion_agent.tokenizer import MotionTokenizer, load_decoder
@@ -180,7 +187,7 @@ class MotionAgent:
             return {"added": [], "replaced": [], "removed": []}
         wanted = self.store.active_experts()
         unchanged = {n: ae for n, ae in self.router.experts.items() if self.experts.folders.get(n) == wanted.get(n)}
-        router = AutoencoderRouter({n: unchanged.get(n) or ExpertAutoencoder.load(f) for n, f in wanted.items()})
+        router = AutoencoderRouter({n: unchanged.get(n) or ExpertRouter.load(f) for n, f in wanted.items()})
         with self.experts.lock:
             changes = self.experts.sync(wanted)
             self.router = router
@@ -194,11 +201,11 @@ class MotionAgent:
                                     tokenizer_fingerprint=self.tokenizer_fingerprint)
         return result, self.reload_experts()
 
-    def route(self, prompt: str) -> Decision:
+    def route(self, prompt: str, direction: Direction) -> Decision:
         """The expert for one prompt, or None when no expert accepts it (or none is installed)."""
         if not self.router.experts:
             return Decision(None, {})
-        return self.router.route(prompt_features(self.lm, [prompt]))[0]
+        return self.router.route(prompt_features(self.lm, [prompt]), direction)[0]
 
     def _expert_label(self, decision: Decision) -> str:
         if not self.router.experts:
@@ -223,7 +230,7 @@ class MotionAgent:
         if emotion:
             text = check_text(f"{text.rstrip('.')}, looking {emotion}", self.config.max_text_chars)
         with self.experts.lock:
-            decision = self.route(t2m_prompt(without_duration(text)))
+            decision = self.route(t2m_prompt(without_duration(text)), "t2m")
             expert = self._expert_label(decision)
             clock.lap("route")
             codes = self._run(decision, lambda names: self.lm.generate_motion(
@@ -242,7 +249,7 @@ class MotionAgent:
         codes = self.encoder.motion_codes(features)
         clock.lap("encode")
         with self.experts.lock:
-            decision = self.route(m2t_prompt(self.lm.vocabulary, codes))
+            decision = self.route(m2t_prompt(self.lm.vocabulary, codes), "m2t")
             expert = self._expert_label(decision)
             clock.lap("route")
             text = self._run(decision, lambda names: self.lm.caption([codes], adapter_names=names))[0]

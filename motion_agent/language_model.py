@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -25,6 +26,8 @@ END_OF_MOTION = "<end_of_motion>"
 T2M_INSTRUCTION = "Generate a motion sequence that aligns with the following emotional text description: {text}"
 M2T_INSTRUCTION = "Describe this motion: {motion}"
 ANSWER = "\nAnswer: "
+Direction = Literal["t2m", "m2t"]  # what a request asks: a motion for a text, or a caption for a motion
+DIRECTIONS: tuple[Direction, ...] = ("t2m", "m2t")
 
 _NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
                  "nine": 9, "ten": 10, "a": 1, "half a": 0.5}

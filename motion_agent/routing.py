@@ -5,16 +5,19 @@ hidden states, mean-pooled over the prompt's own tokens after the shared instruc
 prompts and M2T motion-token prompts alike), so that adding an expert never changes the features the
 others were trained on.
 
-- AutoencoderRouter (O-LoRA-MoE): one small MLP autoencoder per expert, trained on that expert's
-  inputs; winner-takes-all on reconstruction loss; expert k accepts an input only while its loss is
-  below tau_k = mu_k + 2 sigma_k of its own calibration losses, and an input every expert rejects is
-  "unknown". `soft_weights` gives the softmax(-loss / T) blend the paper compares against.
+- AutoencoderRouter (O-LoRA-MoE): small MLP autoencoders per expert, trained on that expert's inputs;
+  winner-takes-all on reconstruction loss; expert k accepts an input only while its loss is below
+  tau_k = mu_k + k sigma_k of its own held-out losses, and an input every expert rejects is "unknown".
+  `soft_weights` gives the softmax(-loss / T) blend the paper compares against. Unlike the paper, an
+  expert has one autoencoder per request direction (`ExpertRouter`): T2M texts and M2T motion prompts
+  lie far apart in feature space and reconstruct with different losses, so one threshold over both is
+  too loose for texts (unknown scenarios pass) and too tight for motions (known ones are refused).
 - MahalanobisRouter (EPI): per-expert feature means with one shared covariance.
 - KeyGate (ES-MoE): orthogonal expert keys and a learnable low-rank query projection; softmax, top-k.
 - OracleRouter: the task label, for upper bounds.
 
-An expert's autoencoder lives in `<expert>/router/router.safetensors`: the weights, the feature
-standardisation and the loss statistics, with its sizes in the safetensors metadata.
+An expert's autoencoders live in `<expert>/router/router.safetensors`: per direction the weights, the
+feature standardisation and the loss statistics, with the sizes in the safetensors metadata.
 """
 from __future__ import annotations
 
@@ -30,7 +33,13 @@ import torch
 from torch import nn
 
 from motion_agent.experts import ROUTER_DIR, running_adapters
-from motion_agent.language_model import M2T_INSTRUCTION, T2M_INSTRUCTION, MotionLanguageModel
+from motion_agent.language_model import (
+    DIRECTIONS,
+    M2T_INSTRUCTION,
+    T2M_INSTRUCTION,
+    Direction,
+    MotionLanguageModel,
+)
 
 ROUTER_FILE = "router.safetensors"
 GATE_FILE = "gate.safetensors"
@@ -156,7 +165,7 @@ class Autoencoder(nn.Module):
 
 
 class ExpertAutoencoder:
-    """One expert's autoencoder with its standardisation and acceptance threshold."""
+    """One autoencoder with its standardisation and acceptance threshold."""
 
     def __init__(self, net: Autoencoder, mean: np.ndarray, std: np.ndarray, loss_mean: float, loss_std: float,
                  sigmas: float = 2.0) -> None:
@@ -174,22 +183,52 @@ class ExpertAutoencoder:
         x = torch.as_tensor((np.asarray(features, np.float32) - self.mean) / self.std)
         return ((self.net(x) - x) ** 2).mean(dim=1).numpy()
 
+    def tensors(self, prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """(tensors, metadata) to save, every name under `prefix`."""
+        tensors = {f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()}
+        tensors.update(mean=torch.as_tensor(self.mean), std=torch.as_tensor(self.std),
+                       loss_stats=torch.tensor([self.loss_mean, self.loss_std, self.sigmas], dtype=torch.float64))
+        first, last = self.net.encoder[0], self.net.encoder[2]
+        sizes = {"input": first.in_features, "hidden": first.out_features, "bottleneck": last.out_features}
+        return ({f"{prefix}.{k}": v for k, v in tensors.items()}, {f"{prefix}.{k}": str(v) for k, v in sizes.items()})
+
+    @classmethod
+    def from_tensors(cls, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str],
+                     prefix: str) -> "ExpertAutoencoder":
+        """The inverse of `tensors`; prefix "" reads a file of the earlier one-autoencoder format."""
+        name = (lambda key: f"{prefix}.{key}") if prefix else (lambda key: key)
+        net = Autoencoder(*(int(metadata[name(k)]) for k in ("input", "hidden", "bottleneck")))
+        head = name("net.")
+        net.load_state_dict({k[len(head):]: v for k, v in tensors.items() if k.startswith(head)})
+        loss_mean, loss_std, sigmas = tensors[name("loss_stats")].tolist()
+        return cls(net, tensors[name("mean")].numpy(), tensors[name("std")].numpy(), loss_mean, loss_std, sigmas)
+
+
+class ExpertRouter:
+    """One expert's router: an autoencoder per request direction it serves (usually both)."""
+
+    def __init__(self, autoencoders: Mapping[Direction, ExpertAutoencoder]) -> None:
+        unknown = set(autoencoders) - set(DIRECTIONS)
+        if unknown or not autoencoders:
+            raise RouterError(f"an expert router needs autoencoders for some of {DIRECTIONS}, got {sorted(autoencoders)}")
+        self.autoencoders = dict(autoencoders)
+
     def save(self, expert_dir: str | Path) -> Path:
         from safetensors.torch import save_file
 
         folder = Path(expert_dir) / ROUTER_DIR
         folder.mkdir(parents=True, exist_ok=True)
-        tensors = {f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()}
-        tensors.update(mean=torch.as_tensor(self.mean), std=torch.as_tensor(self.std),
-                       loss_stats=torch.tensor([self.loss_mean, self.loss_std, self.sigmas], dtype=torch.float64))
-        first, last = self.net.encoder[0], self.net.encoder[2]
-        metadata = {"kind": "autoencoder", "features": FEATURE_KIND, "input": str(first.in_features),
-                    "hidden": str(first.out_features), "bottleneck": str(last.out_features)}
+        tensors, metadata = {}, {"kind": "autoencoder", "features": FEATURE_KIND,
+                                 "directions": ",".join(self.autoencoders)}
+        for direction, autoencoder in self.autoencoders.items():
+            more, sizes = autoencoder.tensors(direction)
+            tensors.update(more)
+            metadata.update(sizes)
         save_file(tensors, folder / ROUTER_FILE, metadata=metadata)
         return folder / ROUTER_FILE
 
     @classmethod
-    def load(cls, expert_dir: str | Path) -> "ExpertAutoencoder":
+    def load(cls, expert_dir: str | Path) -> "ExpertRouter":
         from safetensors import safe_open
 
         path = Path(expert_dir) / ROUTER_DIR / ROUTER_FILE
@@ -200,54 +239,66 @@ class ExpertAutoencoder:
             if meta.get("kind") != "autoencoder" or meta.get("features") != FEATURE_KIND:
                 raise RouterError(f"{path} is not an autoencoder router over {FEATURE_KIND} features: {meta}")
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-        net = Autoencoder(int(meta["input"]), int(meta["hidden"]), int(meta["bottleneck"]))
-        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        loss_mean, loss_std, sigmas = tensors["loss_stats"].tolist()
-        return cls(net, tensors["mean"].numpy(), tensors["std"].numpy(), loss_mean, loss_std, sigmas)
+        try:
+            if "directions" not in meta:  # the earlier format: one autoencoder serves both directions
+                shared = ExpertAutoencoder.from_tensors(tensors, meta, "")
+                return cls({d: shared for d in DIRECTIONS})
+            return cls({d: ExpertAutoencoder.from_tensors(tensors, meta, d) for d in meta["directions"].split(",")})
+        except (KeyError, ValueError, RuntimeError) as error:
+            raise RouterError(f"{path} is incomplete or inconsistent: {error}") from error
 
 
 class AutoencoderRouter:
-    """Hard winner-takes-all over per-expert reconstruction losses, with per-expert rejection."""
+    """Hard winner-takes-all over per-expert reconstruction losses, with per-expert rejection, among the
+    experts that serve the request's direction."""
 
-    def __init__(self, experts: Mapping[str, ExpertAutoencoder] | None = None) -> None:
-        self.experts: dict[str, ExpertAutoencoder] = dict(experts or {})
-        self._stack_key: tuple = ()  # which experts `_stack` was built from (callers may edit `experts`)
-        self._stack: _StackedAutoencoders | None = None
+    def __init__(self, experts: Mapping[str, ExpertRouter] | None = None) -> None:
+        self.experts: dict[str, ExpertRouter] = dict(experts or {})
+        self._stacks: dict[Direction, tuple[tuple, _StackedAutoencoders | None]] = {}  # rebuilt when experts change
 
     @classmethod
     def from_folders(cls, folders: Mapping[str, str | Path]) -> "AutoencoderRouter":
-        return cls({name: ExpertAutoencoder.load(folder) for name, folder in folders.items()})
+        return cls({name: ExpertRouter.load(folder) for name, folder in folders.items()})
 
-    def losses(self, features: np.ndarray) -> np.ndarray:
-        """(N, E) reconstruction losses, experts in insertion order."""
+    def serving(self, direction: Direction) -> dict[str, ExpertAutoencoder]:
+        """{expert: its autoencoder} of the experts that serve `direction`, in insertion order."""
+        return {n: r.autoencoders[direction] for n, r in self.experts.items() if direction in r.autoencoders}
+
+    def losses(self, features: np.ndarray, direction: Direction) -> tuple[list[str], np.ndarray]:
+        """(experts, (N, E) reconstruction losses) over the experts that serve `direction`."""
         features = np.atleast_2d(features).astype(np.float32)
-        if not self.experts:
-            return np.zeros((len(features), 0), np.float32)
-        stacked = self._stacked()
+        serving = self.serving(direction)
+        if not serving:
+            return [], np.zeros((len(features), 0), np.float32)
+        stacked = self._stacked(direction, serving)
         if stacked is None:  # autoencoders of different sizes: one at a time
-            return np.stack([ae.loss(features) for ae in self.experts.values()], axis=1)
-        return stacked(features)
+            return list(serving), np.stack([ae.loss(features) for ae in serving.values()], axis=1)
+        return list(serving), stacked(features)
 
-    def _stacked(self) -> "_StackedAutoencoders | None":
+    def _stacked(self, direction: Direction, serving: dict[str, ExpertAutoencoder]) -> "_StackedAutoencoders | None":
         """Every expert's autoencoder run as one batched network, so that routing costs the same with 64
-        experts as with one; rebuilt when the experts change."""
-        key = tuple((name, id(ae)) for name, ae in self.experts.items())
-        if self._stack_key != key:
-            self._stack_key, self._stack = key, _StackedAutoencoders.of(list(self.experts.values()))
-        return self._stack
+        experts as with one."""
+        key = tuple((name, id(ae)) for name, ae in serving.items())
+        if self._stacks.get(direction, ((), None))[0] != key:
+            self._stacks[direction] = (key, _StackedAutoencoders.of(list(serving.values())))
+        return self._stacks[direction][1]
 
-    def route(self, features: np.ndarray) -> list[Decision]:
-        thresholds = np.array([ae.threshold for ae in self.experts.values()])
-        return [nearest_accepting(list(self.experts), row, thresholds) for row in self.losses(features)]
+    def route(self, features: np.ndarray, direction: Direction) -> list[Decision]:
+        names, losses = self.losses(features, direction)
+        thresholds = np.array([ae.threshold for ae in self.serving(direction).values()])
+        return [nearest_accepting(names, row, thresholds) for row in losses]
 
-    def soft_weights(self, features: np.ndarray, temperature: float = 1.0) -> list[dict[str, float]]:
-        """softmax(-loss / T) over every expert (no rejection): the soft blend."""
-        return [softmax_weights(d.scores, temperature) for d in self.route(features)]
+    def soft_weights(self, features: np.ndarray, direction: Direction, temperature: float = 1.0) -> list[dict[str, float]]:
+        """softmax(-loss / T) over every expert of the direction (no rejection): the soft blend."""
+        return [softmax_weights(d.scores, temperature) for d in self.route(features, direction)]
 
-    def novelty(self, features: np.ndarray) -> np.ndarray:
+    def novelty(self, features: np.ndarray, direction: Direction) -> np.ndarray:
         """How unknown each input looks: the smallest loss-to-threshold ratio over experts (> 1: rejected)."""
-        thresholds = np.array([ae.threshold for ae in self.experts.values()])
-        return (self.losses(features) / thresholds).min(axis=1)
+        _, losses = self.losses(features, direction)
+        if not losses.shape[1]:
+            return np.full(len(losses), np.inf)
+        thresholds = np.array([ae.threshold for ae in self.serving(direction).values()])
+        return (losses / thresholds).min(axis=1)
 
 
 class _StackedAutoencoders:

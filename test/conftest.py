@@ -63,14 +63,14 @@ def family_requests(family: str, count: int, seed: int) -> list[str]:
 
 def write_expert(lm, folder: Path, seed: int, family: str | None = None) -> Path:
     """An expert folder as training writes it: a random (non-zero) LoRA adapter, eval.json and, given a
-    request family, an autoencoder router fitted on that family's T2M prompts."""
+    request family, an autoencoder router fitted on that family's T2M prompts (it serves no M2T request)."""
     import json
 
     import torch
     from peft import LoraConfig, get_peft_model
 
     from motion_agent.language_model import t2m_prompt
-    from motion_agent.routing import prompt_features
+    from motion_agent.routing import ExpertRouter, prompt_features
     from training.router_training import AutoencoderSettings, fit_autoencoder
 
     torch.manual_seed(seed)
@@ -80,8 +80,8 @@ def write_expert(lm, folder: Path, seed: int, family: str | None = None) -> Path
     model.unload()  # takes the LoRA layers out of the shared base model again
     (folder / "eval.json").write_text(json.dumps({"family": family}))
     if family:
-        features = [prompt_features(lm, [t2m_prompt(t) for t in family_requests(family, n, s)]) for n, s in ((120, seed), (40, seed + 1))]
-        fit_autoencoder(features[0], AutoencoderSettings(steps=400), calibration=features[1]).save(folder)
+        features = prompt_features(lm, [t2m_prompt(t) for t in family_requests(family, 160, seed)])
+        ExpertRouter({"t2m": fit_autoencoder(features, AutoencoderSettings(steps=400, folds=3))}).save(folder)
     return folder
 
 

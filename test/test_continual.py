@@ -11,7 +11,7 @@ import json
 import math
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +130,23 @@ def test_a_run_made_before_a_setting_existed_continues_while_the_setting_holds_i
     assert same_setting(old_run, default, default)
     assert not same_setting(old_run, {**default, "router": {"sigmas": 2.0, "temperature": 0.5}}, default)
     assert not same_setting(old_run, {**default, "lwf": {"weight": 2.0}}, default)
-    assert not same_setting({**old_run, "gone": 1}, default, default)
+    assert same_setting({**old_run, "gone": 1}, default, default)  # a setting the method no longer reads
+
+
+def test_a_run_is_identified_by_the_settings_its_method_reads():
+    """Changing moe-hard's router settings must not void finished mtl runs, but does void moe-hard's."""
+    from training.continual.methods import method_class
+    from training.continual.trainer import run_settings, same_setting
+
+    config = ContinualConfig()
+    changed = replace(config, router=replace(config.router, autoencoder=replace(config.router.autoencoder, sigmas=3.0)))
+    for name, voided in (("mtl", False), ("lwf-lora", False), ("moe-hard", True), ("moe-soft", True)):
+        reads = method_class(name).reads
+        stored = run_settings(config, reads)
+        assert same_setting(stored, run_settings(changed, reads), run_settings(config, reads)) is not voided, name
+    assert set(run_settings(config)) == {"lora", "training", "evaluation"}
+    assert run_settings(config, method_class("moe-soft").reads)["router"] == {
+        "autoencoder": asdict(config.router.autoencoder), "temperature": config.router.temperature}
 
 
 def test_orders_name_tasks_or_positions():
@@ -366,7 +382,9 @@ def test_an_interrupted_run_resumes_without_retraining_to_the_same_figures(input
     with pytest.raises(RunMismatchError, match="method"):
         run_continual(**{**args, "method": "o-lora"})
     with pytest.raises(RunMismatchError, match="config"):
-        run_continual(**{**args, "config": replace(TEST_CONFIG, lwf=replace(TEST_CONFIG.lwf, weight=2.0))})
+        run_continual(**{**args, "config": replace(TEST_CONFIG, training=replace(TEST_CONFIG.training, lr=1e-4))})
+    other_method = replace(TEST_CONFIG, lwf=replace(TEST_CONFIG.lwf, weight=2.0))  # seq-lora never reads lwf
+    assert run_continual(**{**args, "config": other_method})["steps"] == resumed["steps"]
 
 
 @pytest.mark.slow
@@ -412,7 +430,7 @@ def test_moe_hard_experts_are_what_the_robot_runtime_loads_and_routes_alike(inpu
     runtime = ExpertSet(lm)
     runtime.sync({FIRST: experts / FIRST, SECOND: experts / SECOND})
     router = AutoencoderRouter.from_folders({FIRST: experts / FIRST, SECOND: experts / SECOND})
-    served = [d.expert or BASE for d in router.route(prompt_features(lm, method.prompts("t2m", texts)))]
+    served = [d.expert or BASE for d in router.route(prompt_features(lm, method.prompts("t2m", texts)), "t2m")]
     assert served == trained
 
 

@@ -1,4 +1,6 @@
 """Routers: autoencoder (hard and soft), Mahalanobis, key gate, oracle; router files."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ from motion_agent.language_model import t2m_prompt
 from motion_agent.routing import (
     AutoencoderRouter,
     Decision,
-    ExpertAutoencoder,
+    ExpertRouter,
     KeyGate,
     MahalanobisRouter,
     OracleRouter,
@@ -29,25 +31,51 @@ def cluster(centre: float, count: int, seed: int) -> np.ndarray:
     return (centre + rng.normal(size=(count, 3)) @ basis + 0.05 * rng.normal(size=(count, DIM))).astype(np.float32)
 
 
+SETTINGS = AutoencoderSettings(steps=400, bottleneck=3, folds=3)
+
+
 @pytest.fixture(scope="module")
 def router() -> AutoencoderRouter:
-    settings = AutoencoderSettings(steps=400, bottleneck=3)
+    """Texts of walk and dance lie in two clusters, their motions in two others; dance serves texts only."""
     return AutoencoderRouter({
-        "walk": fit_autoencoder(cluster(0.0, 200, 0), settings, calibration=cluster(0.0, 50, 1)),
-        "dance": fit_autoencoder(cluster(4.0, 200, 2), settings, calibration=cluster(4.0, 50, 3)),
+        "walk": ExpertRouter({"t2m": fit_autoencoder(cluster(0.0, 250, 0), SETTINGS),
+                              "m2t": fit_autoencoder(cluster(8.0, 250, 1), SETTINGS)}),
+        "dance": ExpertRouter({"t2m": fit_autoencoder(cluster(4.0, 250, 2), SETTINGS)}),
     })
 
 
 def test_held_out_inputs_go_to_their_expert_and_a_third_task_is_unknown(router):
-    assert [d.expert for d in router.route(cluster(0.0, 40, 10))].count("walk") >= 38
-    assert [d.expert for d in router.route(cluster(4.0, 40, 11))].count("dance") >= 38
-    third = router.route(cluster(-6.0, 40, 12))
+    assert [d.expert for d in router.route(cluster(0.0, 40, 10), "t2m")].count("walk") >= 38
+    assert [d.expert for d in router.route(cluster(4.0, 40, 11), "t2m")].count("dance") >= 38
+    third = router.route(cluster(-6.0, 40, 12), "t2m")
     assert sum(d.expert is None for d in third) >= 38
     assert third[0].label == "unknown" and set(third[0].scores) == {"walk", "dance"}
 
 
+def test_each_direction_has_its_own_autoencoders_and_thresholds(router):
+    """walk's motions are accepted as motions only; dance, which serves no motion, never sees one."""
+    motions = router.route(cluster(8.0, 40, 13), "m2t")
+    assert [d.expert for d in motions].count("walk") >= 38 and set(motions[0].scores) == {"walk"}
+    assert sum(d.expert is None for d in router.route(cluster(8.0, 40, 13), "t2m")) >= 38
+    assert sum(d.expert is None for d in router.route(cluster(0.0, 40, 10), "m2t")) >= 38
+    assert np.median(router.novelty(cluster(8.0, 9, 14), "m2t")) < 1 < router.novelty(cluster(8.0, 9, 14), "t2m").min()
+
+
+def test_thresholds_come_from_held_out_losses_not_training_losses():
+    """An autoencoder reconstructs the inputs it was fitted on better than new ones of the same task;
+    cross-fitting sets the threshold on losses of inputs each fold's autoencoder never saw."""
+    inputs = cluster(0.0, 60, 20)
+    memorised = fit_autoencoder(inputs, replace(SETTINGS, steps=600, bottleneck=8, noise=0.0, folds=1))
+    crossfit = fit_autoencoder(inputs, replace(SETTINGS, steps=600, bottleneck=8, noise=0.0, folds=3))
+    fresh = crossfit.loss(cluster(0.0, 200, 21))
+    assert crossfit.loss_mean > memorised.loss_mean
+    assert (fresh <= crossfit.threshold).mean() > (fresh <= memorised.threshold).mean()
+    with pytest.raises(ValueError, match="groups has 3 entries"):
+        fit_autoencoder(inputs, SETTINGS, groups=np.arange(3))
+
+
 def test_soft_weights_favour_the_owner_and_sum_to_one(router):
-    weights = router.soft_weights(cluster(4.0, 5, 13), temperature=1.0)
+    weights = router.soft_weights(cluster(4.0, 5, 13), "t2m", temperature=1.0)
     for row in weights:
         assert sum(row.values()) == pytest.approx(1.0)
         assert row["dance"] > row["walk"]
@@ -55,18 +83,44 @@ def test_soft_weights_favour_the_owner_and_sum_to_one(router):
 
 def test_router_file_round_trips_exactly_and_refuses_other_files(router, tmp_path):
     router.experts["walk"].save(tmp_path / "walk")
-    loaded = ExpertAutoencoder.load(tmp_path / "walk")
-    inputs = cluster(0.0, 8, 14)
-    np.testing.assert_array_equal(loaded.loss(inputs), router.experts["walk"].loss(inputs))
-    assert loaded.threshold == router.experts["walk"].threshold
+    loaded = ExpertRouter.load(tmp_path / "walk")
+    assert list(loaded.autoencoders) == ["t2m", "m2t"]
+    for direction, original in router.experts["walk"].autoencoders.items():
+        inputs = cluster(0.0, 8, 14)
+        np.testing.assert_array_equal(loaded.autoencoders[direction].loss(inputs), original.loss(inputs))
+        assert loaded.autoencoders[direction].threshold == original.threshold
     with pytest.raises(RouterError, match="has no router"):
-        ExpertAutoencoder.load(tmp_path / "missing")
+        ExpertRouter.load(tmp_path / "missing")
     from safetensors.torch import save_file
 
     (tmp_path / "odd" / "router").mkdir(parents=True)
     save_file({"x": torch.zeros(1)}, tmp_path / "odd" / "router" / "router.safetensors", metadata={"kind": "gate"})
     with pytest.raises(RouterError, match="not an autoencoder router"):
-        ExpertAutoencoder.load(tmp_path / "odd")
+        ExpertRouter.load(tmp_path / "odd")
+    from motion_agent.routing import FEATURE_KIND
+
+    save_file({"x": torch.zeros(1)}, tmp_path / "odd" / "router" / "router.safetensors",
+              metadata={"kind": "autoencoder", "features": FEATURE_KIND, "directions": "t2m"})
+    with pytest.raises(RouterError, match="incomplete"):
+        ExpertRouter.load(tmp_path / "odd")
+
+
+def test_a_router_of_the_earlier_one_autoencoder_format_serves_both_directions(router, tmp_path):
+    """Experts installed before routers had one autoencoder per direction keep working."""
+    from safetensors.torch import save_file
+
+    from motion_agent.routing import FEATURE_KIND
+
+    walk = router.experts["walk"].autoencoders["t2m"]
+    tensors, sizes = walk.tensors("t2m")
+    (tmp_path / "old" / "router").mkdir(parents=True)
+    save_file({k[4:]: v for k, v in tensors.items()}, tmp_path / "old" / "router" / "router.safetensors",
+              metadata={"kind": "autoencoder", "features": FEATURE_KIND, **{k[4:]: v for k, v in sizes.items()}})
+    loaded = ExpertRouter.load(tmp_path / "old")
+    inputs = cluster(0.0, 8, 14)
+    for direction in ("t2m", "m2t"):
+        np.testing.assert_array_equal(loaded.autoencoders[direction].loss(inputs), walk.loss(inputs))
+        assert loaded.autoencoders[direction].threshold == walk.threshold
 
 
 def test_mahalanobis_router_routes_and_rejects():
@@ -115,15 +169,15 @@ def test_a_router_on_prompt_features_tells_clearly_different_tasks_apart(tiny_ba
     def features(family: str, count: int, seed: int) -> np.ndarray:
         return prompt_features(lm, [t2m_prompt(text) for text in family_requests(family, count, seed)])
 
-    settings = AutoencoderSettings(steps=400)
+    settings = AutoencoderSettings(steps=400, folds=3)
     router = AutoencoderRouter({
-        family: fit_autoencoder(features(family, 120, 0), settings, calibration=features(family, 40, 1))
+        family: ExpertRouter({"t2m": fit_autoencoder(features(family, 160, 0), settings)})
         for family in ("juggling", "piano")
     })
     for family in ("juggling", "piano"):
-        routed = [d.expert for d in router.route(features(family, 30, 2))]
-        assert routed.count(family) >= 26, routed  # mu + 2 sigma rejects a few by design
-    unknown = [d.expert for d in router.route(features("swimming", 30, 2))]
+        routed = [d.expert for d in router.route(features(family, 30, 2), "t2m")]
+        assert routed.count(family) >= 26, routed  # mu + k sigma rejects a few by design
+    unknown = [d.expert for d in router.route(features("swimming", 30, 2), "t2m")]
     assert unknown.count(None) >= 24, unknown
 
 

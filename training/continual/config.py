@@ -44,15 +44,12 @@ class OLoraSettings:
 class RouterSettings:
     """Routed methods (moe-hard, epi): how each task's router is fitted when the task ends."""
 
-    calibration_fraction: float = 0.1  # share of a task's training clips held out to set its rejection threshold
     autoencoder: AutoencoderSettings = field(default_factory=AutoencoderSettings)  # moe-hard
     shrinkage: float = 0.1  # epi: shrinkage of the shared covariance towards its mean variance
     sigmas: float = 2.0  # epi: an expert rejects inputs beyond mean + sigmas * std of its own distances
     temperature: float = 0.1  # moe-soft: blend weights softmax(-loss / T) over the autoencoders' losses
 
     def __post_init__(self) -> None:
-        if not 0 < self.calibration_fraction < 1:
-            raise ValueError(f"calibration_fraction must be in (0, 1), got {self.calibration_fraction}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if not 0 <= self.shrinkage <= 1 or self.sigmas <= 0:

@@ -34,7 +34,7 @@ from motion_agent.experts import EVAL_FILE
 from motion_agent.tokenizer import MotionTokenizer
 from training.base_training import Example, learning_rate, sample_batch
 from training.continual.config import ContinualConfig
-from training.continual.methods import ContinualMethod, make_method
+from training.continual.methods import ContinualMethod, make_method, method_class
 from training.continual.report import json_ready
 from training.continual.scores import no_routing, score_tasks, unknown_auroc, unknown_shares
 from training.continual.tasks import TaskData, load_tasks, resolve_order, stream_tasks
@@ -58,32 +58,40 @@ def _write_json(path: Path, data: dict) -> None:
     scratch.replace(path)
 
 
-def run_settings(config: ContinualConfig) -> dict:
-    """The settings that shape one run's figures (not which methods or how many orders a benchmark runs)."""
-    return {k: v for k, v in asdict(config).items() if k not in ("methods", "orders")}
+COMMON_SETTINGS = ("lora", "training", "evaluation")  # what every method's figures depend on
 
 
-def default_settings() -> dict:
-    """run_settings of the default config, as a run file holds them."""
-    return json.loads(json.dumps(run_settings(ContinualConfig())))
+def run_settings(config: ContinualConfig, reads: tuple[str, ...] = ()) -> dict:
+    """The settings that shape one run's figures: the common sections and those its method `reads`
+    (sections or "section.key"), as a run file holds them. Not which methods or orders a benchmark
+    runs, and not another method's settings: changing those never voids this run."""
+    full = json.loads(json.dumps(asdict(config)))
+    chosen: dict = {}
+    for path in (*COMMON_SETTINGS, *reads):
+        section, _, key = path.partition(".")
+        if key:
+            chosen.setdefault(section, {})[key] = full[section][key]
+        else:
+            chosen[section] = full[section]
+    return chosen
 
 
 def same_setting(stored, current, default) -> bool:
     """Whether a stored run's setting is `current`. A key the stored run lacks is a setting added to the
-    project after that run was made: it matches when `current` holds the setting's default."""
+    project after that run was made: it matches when `current` holds the setting's default. A key only
+    the stored run has is one the method no longer reads."""
     if isinstance(stored, dict) and isinstance(current, dict):
         default = default if isinstance(default, dict) else {}
-        if set(stored) - set(current):
-            return False
         return all(same_setting(stored[key], value, default.get(key)) if key in stored else value == default.get(key)
                    for key, value in current.items())
     return stored == current
 
 
 def open_run(out: Path, method: str, tasks: list[str], config: ContinualConfig, fingerprint: str,
-             held_out: list[str] | None = None) -> dict:
+             held_out: list[str] | None = None, reads: tuple[str, ...] = ()) -> dict:
     """The run state in OUT: a new one, or the one there when it is the same run (else an error)."""
-    identity = {"method": method, "tasks": tasks, "base_fingerprint": fingerprint, "config": run_settings(config)}
+    identity = {"method": method, "tasks": tasks, "base_fingerprint": fingerprint,
+                "config": run_settings(config, reads)}
     if held_out:
         identity["held_out"] = held_out
     path = out / RUN_FILE
@@ -91,7 +99,7 @@ def open_run(out: Path, method: str, tasks: list[str], config: ContinualConfig, 
         return {**json.loads(json.dumps(identity)), "steps": []}
     state = json.loads(path.read_text())
     for key, value in json.loads(json.dumps(identity)).items():  # tuples as lists, like the file
-        if not same_setting(state.get(key), value, default_settings() if key == "config" else None):
+        if not same_setting(state.get(key), value, run_settings(ContinualConfig(), reads) if key == "config" else None):
             raise RunMismatchError(f"{path} is a run with another {key} ({state.get(key)!r:.120}); "
                                    f"use another --out or delete it")
     return state
@@ -116,15 +124,16 @@ def _cache_key(fingerprint: str, evaluator_dir: Path, stream: Path, config: Cont
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def donor_steps(folder: Path, agent: ContinualMethod, state: dict) -> dict[str, dict]:
+def donor_steps(folder: Path, agent: ContinualMethod, state: dict, config: ContinualConfig) -> dict[str, dict]:
     """{task: its step} of the finished tasks of the run in `folder` whose experts `agent` may adopt: a
     run of the method it `serves_experts_of`, on the same tasks, base model and settings; else {}."""
     path = folder / RUN_FILE
     if agent.serves_experts_of is None or not path.is_file():
         return {}
     donor = json.loads(path.read_text())
+    reads = method_class(agent.serves_experts_of).reads
     same = all(donor.get(key) == state.get(key) for key in ("tasks", "base_fingerprint", "held_out"))
-    same = same and same_setting(donor.get("config"), state["config"], default_settings())
+    same = same and same_setting(donor.get("config"), run_settings(config, reads), run_settings(ContinualConfig(), reads))
     if donor.get("method") != agent.serves_experts_of or not same:
         return {}
     return {step["task"]: step for step in donor["steps"]}
@@ -188,9 +197,9 @@ def run_continual(stream: str | Path, corpus: str | Path, base: str | Path, eval
     data = HumanML3D(corpus)
     tasks = load_tasks(stream, data, tokenizer, names, config.evaluation.clips_per_task)
     unseen = load_tasks(stream, data, tokenizer, held_out, config.evaluation.clips_per_task) if held_out else []
-    state = open_run(out, method, names, config, lm.fingerprint, held_out)
     agent = make_method(method, lm, config)  # refuses an unknown name before any work
-    donor = donor_steps(Path(experts_from), agent, state) if experts_from else {}
+    state = open_run(out, method, names, config, lm.fingerprint, held_out, agent.reads)
+    donor = donor_steps(Path(experts_from), agent, state, config) if experts_from else {}
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         key = _cache_key(lm.fingerprint, Path(evaluator), stream, config)

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 
-from motion_agent.language_model import MotionLanguageModel, m2t_prompt, t2m_prompt
+from motion_agent.language_model import Direction, MotionLanguageModel, m2t_prompt, t2m_prompt
 from training.base_training import Example
 from training.continual import adapters
 
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from training.continual.config import ContinualConfig
     from training.continual.tasks import TaskData
 
-Direction = Literal["t2m", "m2t"]  # t2m inputs are request texts; m2t inputs are motion-code arrays
 ADAPTER_DIR = "adapter"  # <experts>/<task>/adapter/: the task's expert as peft saves it
 
 
@@ -50,6 +49,9 @@ class ContinualMethod:
     # A method that differs from another only in serving names it here: given that method's finished
     # run of the same tasks, the trainer adopts its experts (`restore`) instead of training them again.
     serves_experts_of: ClassVar[str | None] = None
+    # Settings the method reads beyond lora, training and evaluation (config sections or "section.key"):
+    # a run's identity holds only these, so that changing one method's settings never voids another's runs.
+    reads: ClassVar[tuple[str, ...]] = ()
     # Emotion class names when `loss` reads the batch's `emotion_labels` (an emotion loss); None: not given.
     emotion_classes: tuple[str, ...] | None = None
 

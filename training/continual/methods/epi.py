@@ -15,6 +15,7 @@ from safetensors.numpy import load_file, save_file
 
 from motion_agent.routing import Decision, FeatureStatistics, MahalanobisRouter, prompt_features
 from training.continual import adapters
+from training.continual.methods.base import Direction
 from training.continual.methods.moe_hard import MoEHard
 from training.continual.methods.o_lora import OLoRA
 from training.continual.tasks import TaskData
@@ -25,6 +26,7 @@ STATISTICS_FILE = "router/epi_statistics.safetensors"
 
 class EPI(MoEHard):
     name = "epi"
+    reads = ("o_lora", "router.shrinkage", "router.sigmas")
 
     def __init__(self, lm, config) -> None:
         super().__init__(lm, config)
@@ -56,8 +58,8 @@ class EPI(MoEHard):
         if self.statistics:
             self._refit()
 
-    def decisions(self, features: np.ndarray) -> list[Decision]:
-        return self.mahalanobis.route(features)
+    def decisions(self, direction: Direction, features: np.ndarray) -> list[Decision]:
+        return self.mahalanobis.route(features)  # one mixture of both directions, as EPI keeps per task
 
-    def novelty_of(self, features: np.ndarray) -> np.ndarray:
+    def novelty_of(self, direction: Direction, features: np.ndarray) -> np.ndarray:
         return (self.mahalanobis.distances(features) / self.mahalanobis.thresholds).min(axis=1)

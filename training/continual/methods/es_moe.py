@@ -38,6 +38,7 @@ GATE_DIR, EMOTION_DIR = "gate", "emotion"  # beside adapter/ in an expert folder
 
 class ESMoE(OLoRA):
     name = "es-moe"
+    reads = ("o_lora", "es_moe")
     emotion_classes = tuple(EMOTIONS)
 
     def __init__(self, lm, config) -> None:

@@ -17,6 +17,7 @@ TEACHER = "teacher"
 
 class LwFLoRA(ContinualMethod):
     name = "lwf-lora"
+    reads = ("lwf",)
 
     def begin_task(self, index: int, task: str) -> None:
         super().begin_task(index, task)

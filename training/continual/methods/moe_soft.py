@@ -19,6 +19,7 @@ from training.continual.methods.moe_hard import MoEHard
 
 class MoESoft(MoEHard):
     name = "moe-soft"
+    reads = ("o_lora", "router.autoencoder", "router.temperature")
     serves_experts_of = "moe-hard"
 
     def __init__(self, lm, config) -> None:
@@ -34,7 +35,7 @@ class MoESoft(MoEHard):
             return None
         self.blends.new_batch(self.model)
         features = prompt_features(self.lm, self.prompts(direction, inputs))
-        return [self.serving_adapter(decision) for decision in self.decisions(features)]
+        return [self.serving_adapter(decision) for decision in self.decisions(direction, features)]
 
     def expert_of(self, task: str) -> str | None:
         return None  # a blend is no single expert: routing accuracy is moe-hard's (the same routers)

@@ -18,6 +18,7 @@ from training.continual.methods.base import ADAPTER_DIR, ContinualMethod
 
 class OLoRA(ContinualMethod):
     name = "o-lora"
+    reads = ("o_lora",)
 
     def __init__(self, lm, config) -> None:
         super().__init__(lm, config)
