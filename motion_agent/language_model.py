@@ -217,12 +217,17 @@ class MotionLanguageModel:
                                  past_key_values=out.past_key_values, use_cache=True, **extra)
         return [np.asarray(codes, dtype=np.int64) for codes in rows]
 
+    @property
+    def network(self):
+        """The Hugging Face causal LM inside any peft wrapper (expert LoRA layers stay injected in it)."""
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
     @contextmanager
     def restricted_head(self, token_ids: list[int]) -> Iterator[None]:
         """Swap the output layer for its rows of `token_ids` (logits then index that list). With a small
         backbone the ~50k-row vocabulary projection costs more than the layers: motion decoding needs
         513 rows, routing features none of them."""
-        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        model = self.network
         head = model.get_output_embeddings()
         rows = torch.tensor(token_ids, device=head.weight.device)
         restricted = torch.nn.Linear(head.in_features, len(rows), bias=head.bias is not None,

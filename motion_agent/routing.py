@@ -21,7 +21,6 @@ feature standardisation and the loss statistics, with the sizes in the safetenso
 """
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,8 +76,7 @@ def prompt_features(lm: MotionLanguageModel, prompts: list[str], batch_size: int
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
         head = _shared_instruction(chunk)
-        # the frozen base alone, and no vocabulary projection: hidden states are wanted, not logits
-        with running_adapters(lm.model, []), lm.restricted_head([lm.tokenizer.eos_token_id]), torch.no_grad():
+        with running_adapters(lm.model, []), torch.no_grad():  # the frozen base alone
             hidden, mask = _content_states(lm, chunk, head) if head else _prompt_states(lm, chunk)
         mask = mask.unsqueeze(-1).to(hidden.dtype)
         rows.append(((hidden * mask).sum(1) / mask.sum(1)).float().cpu().numpy())
@@ -89,32 +87,40 @@ def _prompt_states(lm: MotionLanguageModel, prompts: list[str]) -> tuple[torch.T
     """Whole prompts through the backbone; the mask keeps each prompt's own tokens."""
     batch = lm.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     batch = {k: v.to(lm.model.device) for k, v in batch.items()}
-    hidden = lm.model(**batch, output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
+    hidden = _decoder(lm)(**batch).last_hidden_state
     return hidden, _content_mask(lm, prompts, batch["attention_mask"])
+
+
+def _decoder(lm: MotionLanguageModel):
+    """The backbone without its vocabulary projection: hidden states are wanted, not logits."""
+    return lm.network.get_decoder()
 
 
 def _content_states(lm: MotionLanguageModel, prompts: list[str], head: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Only what follows the shared instruction `head` through the backbone, attending to the
     instruction's cached keys and values (right padding: each row's positions follow the instruction)."""
+    from transformers import DynamicCache
+
     prefix = _instruction_cache(lm, head)
     batch = lm.tokenizer([p[len(head):] for p in prompts], return_tensors="pt", padding=True, padding_side="right",
                          add_special_tokens=False)
     ids, mask = batch["input_ids"].to(lm.model.device), batch["attention_mask"].to(lm.model.device)
-    cache = copy.deepcopy(prefix)
-    cache.batch_repeat_interleave(len(prompts))
-    attention = torch.cat([mask.new_ones(len(prompts), cache.get_seq_length()), mask], dim=1)
-    out = lm.model(input_ids=ids, attention_mask=attention, past_key_values=cache, use_cache=True,
-                   output_hidden_states=True, logits_to_keep=1)
-    return out.hidden_states[-1], mask
+    n = len(prompts)
+    # the cache appends by concatenation, so views of the stored keys and values are never written to
+    cache = DynamicCache([(k.expand(n, *k.shape[1:]), v.expand(n, *v.shape[1:])) for k, v in prefix])
+    attention = torch.cat([mask.new_ones(n, cache.get_seq_length()), mask], dim=1)
+    out = _decoder(lm)(input_ids=ids, attention_mask=attention, past_key_values=cache, use_cache=True)
+    return out.last_hidden_state, mask
 
 
-def _instruction_cache(lm: MotionLanguageModel, head: str):
-    """The base model's keys and values of one instruction, made once per loaded model: the backbone
-    is frozen, so they never change (callers hold `running_adapters(lm.model, [])`)."""
+def _instruction_cache(lm: MotionLanguageModel, head: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer the base model's keys and values of one instruction, made once per loaded model: the
+    backbone is frozen, so they never change (callers hold `running_adapters(lm.model, [])`)."""
     caches = lm.__dict__.setdefault("_instruction_caches", {})
     if head not in caches:
         ids = lm.tokenizer(head, return_tensors="pt", add_special_tokens=False)["input_ids"].to(lm.model.device)
-        caches[head] = lm.model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
+        cache = _decoder(lm)(input_ids=ids, use_cache=True).past_key_values
+        caches[head] = [(layer.keys, layer.values) for layer in cache.layers]
     return caches[head]
 
 
@@ -302,19 +308,17 @@ class AutoencoderRouter:
 
 
 class _StackedAutoencoders:
-    """Autoencoders of one size with their parameters stacked along a leading expert axis
-    (torch.func.stack_module_state) and run together through torch.func.vmap."""
+    """Autoencoders of one size with their weights stacked along a leading expert axis and run as
+    batched matrix products: one call per layer whatever the number of experts (torch.func.vmap does
+    the same but its dispatch costs more than these small layers)."""
 
     def __init__(self, autoencoders: list[ExpertAutoencoder]) -> None:
-        from torch.func import functional_call, stack_module_state, vmap
-
-        params, buffers = stack_module_state([ae.net for ae in autoencoders])
-        template = autoencoders[0].net
-
-        def reconstruct(p, b, x):
-            return functional_call(template, (p, b), (x,))
-
-        self.params, self.buffers, self.run = params, buffers, vmap(reconstruct)
+        modules = [[*ae.net.encoder, *ae.net.decoder] for ae in autoencoders]
+        # per module of the first: ReLU as it is, Linear as (E, in, out) weights and (E, 1, out) biases
+        self.steps = [torch.relu if isinstance(m, nn.ReLU) else
+                      (torch.stack([ms[i].weight.detach().T for ms in modules]),
+                       torch.stack([ms[i].bias.detach()[None] for ms in modules]))
+                      for i, m in enumerate(modules[0])]
         self.mean = torch.as_tensor(np.stack([ae.mean for ae in autoencoders]))[:, None]
         self.std = torch.as_tensor(np.stack([ae.std for ae in autoencoders]))[:, None]
 
@@ -326,7 +330,10 @@ class _StackedAutoencoders:
     @torch.inference_mode()
     def __call__(self, features: np.ndarray) -> np.ndarray:
         x = (torch.as_tensor(features)[None] - self.mean) / self.std  # (E, N, D): each expert's standardisation
-        return ((self.run(self.params, self.buffers, x) - x) ** 2).mean(dim=2).T.numpy()
+        y = x
+        for step in self.steps:
+            y = step(y) if callable(step) else torch.baddbmm(step[1], y, step[0])
+        return ((y - x) ** 2).mean(dim=2).T.numpy()
 
 
 def nearest_accepting(names: list[str], scores: np.ndarray, thresholds: np.ndarray) -> Decision:

@@ -74,6 +74,15 @@ def test_thresholds_come_from_held_out_losses_not_training_losses():
         fit_autoencoder(inputs, SETTINGS, groups=np.arange(3))
 
 
+def test_experts_routed_together_score_as_each_alone(router):
+    """Routing runs every expert's autoencoder in one batched pass; the losses are each one's own."""
+    inputs = cluster(2.0, 6, 30)
+    names, losses = router.losses(inputs, "t2m")
+    assert names == ["walk", "dance"]
+    for column, name in enumerate(names):
+        np.testing.assert_allclose(losses[:, column], router.experts[name].autoencoders["t2m"].loss(inputs), rtol=1e-5)
+
+
 def test_soft_weights_favour_the_owner_and_sum_to_one(router):
     weights = router.soft_weights(cluster(4.0, 5, 13), "t2m", temperature=1.0)
     for row in weights:
