@@ -324,7 +324,9 @@ class ExpertFactory:
         self.lm = load_base_model(base_dir)
         config = load_continual_config()
         self.lora = config.lora
-        self.router = config.router.autoencoder
+        # thresholds from training losses (folds=1): these routers measure cost, and 64 experts'
+        # cross-fitting would take longer than the benchmark itself
+        self.router = replace(config.router.autoencoder, folds=1)
         if router_steps is not None:
             self.router = replace(self.router, steps=router_steps)
         self._features: dict[str, dict[str, np.ndarray]] = {}
