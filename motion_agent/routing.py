@@ -272,14 +272,17 @@ class AutoencoderRouter:
 
     def losses(self, features: np.ndarray, direction: Direction) -> tuple[list[str], np.ndarray]:
         """(experts, (N, E) reconstruction losses) over the experts that serve `direction`."""
-        features = np.atleast_2d(features).astype(np.float32)
         serving = self.serving(direction)
+        return list(serving), self._losses(features, direction, serving)
+
+    def _losses(self, features: np.ndarray, direction: Direction, serving: dict[str, ExpertAutoencoder]) -> np.ndarray:
+        features = np.atleast_2d(features).astype(np.float32)
         if not serving:
-            return [], np.zeros((len(features), 0), np.float32)
+            return np.zeros((len(features), 0), np.float32)
         stacked = self._stacked(direction, serving)
         if stacked is None:  # autoencoders of different sizes: one at a time
-            return list(serving), np.stack([ae.loss(features) for ae in serving.values()], axis=1)
-        return list(serving), stacked(features)
+            return np.stack([ae.loss(features) for ae in serving.values()], axis=1)
+        return stacked(features)
 
     def _stacked(self, direction: Direction, serving: dict[str, ExpertAutoencoder]) -> "_StackedAutoencoders | None":
         """Every expert's autoencoder run as one batched network, so that routing costs the same with 64
@@ -290,9 +293,9 @@ class AutoencoderRouter:
         return self._stacks[direction][1]
 
     def route(self, features: np.ndarray, direction: Direction) -> list[Decision]:
-        names, losses = self.losses(features, direction)
-        thresholds = np.array([ae.threshold for ae in self.serving(direction).values()])
-        return [nearest_accepting(names, row, thresholds) for row in losses]
+        serving = self.serving(direction)
+        thresholds = np.array([ae.threshold for ae in serving.values()])
+        return [nearest_accepting(list(serving), row, thresholds) for row in self._losses(features, direction, serving)]
 
     def soft_weights(self, features: np.ndarray, direction: Direction, temperature: float = 1.0) -> list[dict[str, float]]:
         """softmax(-loss / T) over every expert of the direction (no rejection): the soft blend."""
@@ -300,11 +303,11 @@ class AutoencoderRouter:
 
     def novelty(self, features: np.ndarray, direction: Direction) -> np.ndarray:
         """How unknown each input looks: the smallest loss-to-threshold ratio over experts (> 1: rejected)."""
-        _, losses = self.losses(features, direction)
-        if not losses.shape[1]:
+        serving = self.serving(direction)
+        losses = self._losses(features, direction, serving)
+        if not serving:
             return np.full(len(losses), np.inf)
-        thresholds = np.array([ae.threshold for ae in self.serving(direction).values()])
-        return (losses / thresholds).min(axis=1)
+        return (losses / np.array([ae.threshold for ae in serving.values()])).min(axis=1)
 
 
 class _StackedAutoencoders:
