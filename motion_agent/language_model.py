@@ -134,6 +134,13 @@ def m2t_prompt(vocabulary: MotionVocabulary, codes: np.ndarray) -> str:
     return M2T_INSTRUCTION.format(motion=vocabulary.motion_text(codes)) + ANSWER
 
 
+def request_prompts(vocabulary: MotionVocabulary, direction: Direction, inputs) -> list[str]:
+    """The prompts of requests as the model serves them: T2M texts or M2T motion-code arrays."""
+    if direction == "t2m":
+        return [t2m_prompt(text) for text in inputs]
+    return [m2t_prompt(vocabulary, codes) for codes in inputs]
+
+
 def _choose(candidates: torch.Tensor, step: int, lo: int, hi: int, config: GenerationConfig,
             generator: torch.Generator) -> torch.Tensor:
     """One decoding step over [codes..., end]: end is barred before `lo` codes and forced at `hi`;

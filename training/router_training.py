@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from motion_agent.language_model import DIRECTIONS, Direction, MotionLanguageModel, m2t_prompt, t2m_prompt
+from motion_agent.language_model import DIRECTIONS, Direction, MotionLanguageModel, request_prompts
 from motion_agent.routing import Autoencoder, ExpertAutoencoder, ExpertRouter, prompt_features
 from training.base_training import Example
 
@@ -45,10 +45,11 @@ def direction_prompts(lm: MotionLanguageModel, examples: list[Example], directio
     """(prompts, the index of each prompt's example) an expert for these examples serves in `direction`:
     every caption as a T2M prompt, every motion as an M2T prompt."""
     if direction == "t2m":
-        pairs = [(t2m_prompt(caption), i) for i, example in enumerate(examples) for caption in example.captions]
+        pairs = [(caption, i) for i, example in enumerate(examples) for caption in example.captions]
     else:
-        pairs = [(m2t_prompt(lm.vocabulary, example.codes), i) for i, example in enumerate(examples)]
-    return [p for p, _ in pairs], np.array([i for _, i in pairs], dtype=np.int64)
+        pairs = [(example.codes, i) for i, example in enumerate(examples)]
+    return (request_prompts(lm.vocabulary, direction, [x for x, _ in pairs]),
+            np.array([i for _, i in pairs], dtype=np.int64))
 
 
 def router_prompts(lm: MotionLanguageModel, examples: list[Example]) -> list[str]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import torch
 
-from motion_agent.language_model import Direction, MotionLanguageModel, m2t_prompt, t2m_prompt
+from motion_agent.language_model import Direction, MotionLanguageModel
 from training.base_training import Example
 from training.continual import adapters
 
@@ -31,13 +31,6 @@ if TYPE_CHECKING:
     from training.continual.tasks import TaskData
 
 ADAPTER_DIR = "adapter"  # <experts>/<task>/adapter/: the task's expert as peft saves it
-
-
-def request_prompts(lm: MotionLanguageModel, direction: Direction, inputs: Sequence) -> list[str]:
-    """The prompts of requests as the model serves them: T2M texts or M2T motion codes."""
-    if direction == "t2m":
-        return [t2m_prompt(text) for text in inputs]
-    return [m2t_prompt(lm.vocabulary, codes) for codes in inputs]
 
 
 class ContinualMethod:

@@ -24,10 +24,11 @@ from scipy.cluster.vq import kmeans2
 
 from motion_agent.emotion_decoupling import DecouplingConfig, EmotionDecoupling
 from motion_agent.experts import running_adapters, weighted_experts
+from motion_agent.language_model import request_prompts
 from motion_agent.routing import KeyGate
 from training.base_training import IGNORE, Example
 from training.continual.blends import Blends
-from training.continual.methods.base import Direction, request_prompts
+from training.continual.methods.base import Direction
 from training.continual.methods.o_lora import OLoRA
 from training.continual.tasks import TaskData
 from training.router_training import router_prompts
@@ -142,7 +143,7 @@ class ESMoE(OLoRA):
 
     def weights(self, direction: Direction, inputs: Sequence) -> torch.Tensor:
         """(N, E) the gate's weights over the experts for each request."""
-        prompts = request_prompts(self.lm, direction, inputs)
+        prompts = request_prompts(self.lm.vocabulary, direction, inputs)
         rows = []
         with torch.no_grad():
             for start in range(0, len(prompts), 32):
