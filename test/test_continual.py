@@ -435,6 +435,30 @@ def test_moe_hard_experts_are_what_the_robot_runtime_loads_and_routes_alike(inpu
 
 
 @pytest.mark.slow
+def test_epi_keeps_its_statistics_per_direction(inputs, benchmark):
+    """Texts and motion prompts get a Gaussian each, saved with the expert; restoring them is
+    deterministic, so a resumed run routes as a fresh restore does."""
+    from safetensors.numpy import load_file
+
+    from motion_agent.base_model import load_base_model
+    from motion_agent.routing import prompt_features
+    from training.continual.methods import make_method
+    from training.continual.methods.epi import STATISTICS_FILE
+
+    _, out = benchmark
+    experts = out / "epi" / "order_0" / "experts"
+    assert {key.split(".")[0] for key in load_file(experts / FIRST / STATISTICS_FILE)} == {"t2m", "m2t"}
+    first, again = (make_method("epi", load_base_model(inputs["base"]), TEST_CONFIG) for _ in range(2))
+    first.restore([FIRST, SECOND], experts)
+    again.restore([FIRST, SECOND], experts)
+    texts = ["a person does a backflip happily", "someone plays the piano sadly"]
+    features = prompt_features(first.lm, first.prompts("t2m", texts))
+    assert first.mahalanobis["t2m"].thresholds.tolist() != first.mahalanobis["m2t"].thresholds.tolist()
+    assert [d.expert for d in first.decisions("t2m", features)] == [d.expert for d in again.decisions("t2m", features)]
+    assert np.array_equal(first.novelty_of("t2m", features), again.novelty_of("t2m", features))
+
+
+@pytest.mark.slow
 def test_moe_soft_serves_moe_hards_experts_blended_as_the_runtime_blends_them(inputs, benchmark):
     """In a benchmark with both, moe-soft adopts moe-hard's experts instead of training them again, and a
     blended request runs exactly the runtime's soft blend (`ExpertSet.blended`) of those experts."""

@@ -1,9 +1,11 @@
 """epi: the same orthogonal experts as moe-hard, routed without training (Wang et al. 2023, "Rehearsal-free
 Continual Language Learning via Efficient Parameter Isolation").
 
-Each task keeps only statistics of the frozen base's features of its prompts (mean, scatter, count);
-a request goes to the nearest task mean under one covariance pooled from every task's scatter, or to
-the plain base when it is farther from every mean than that task's own inputs are expected to be.
+Each task keeps only statistics of the frozen base's features of its prompts (mean, scatter, count),
+one set per request direction (texts and motion prompts lie far apart in feature space; one Gaussian
+over both would fit neither, as moe-hard's routers found); a request goes to the nearest task mean of
+its direction under one covariance pooled from every task's scatter, or to the plain base when it is
+farther from every mean than that task's own inputs are expected to be.
 """
 from __future__ import annotations
 
@@ -13,13 +15,14 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from motion_agent.language_model import DIRECTIONS
 from motion_agent.routing import Decision, FeatureStatistics, MahalanobisRouter, prompt_features
 from training.continual import adapters
 from training.continual.methods.base import Direction
 from training.continual.methods.moe_hard import MoEHard
 from training.continual.methods.o_lora import OLoRA
 from training.continual.tasks import TaskData
-from training.router_training import router_prompts
+from training.router_training import direction_prompts
 
 STATISTICS_FILE = "router/epi_statistics.safetensors"
 
@@ -30,36 +33,46 @@ class EPI(MoEHard):
 
     def __init__(self, lm, config) -> None:
         super().__init__(lm, config)
-        self.statistics: dict[str, FeatureStatistics] = {}
-        self.mahalanobis: MahalanobisRouter | None = None
+        self.statistics: dict[Direction, dict[str, FeatureStatistics]] = {d: {} for d in DIRECTIONS}
+        self.mahalanobis: dict[Direction, MahalanobisRouter] = {}
 
     def end_task(self, index: int, task: TaskData) -> None:
         self.model.eval()
-        features = prompt_features(self.lm, router_prompts(self.lm, task.train))
-        self.statistics[self.names[-1]] = FeatureStatistics.of(features)
+        for direction in DIRECTIONS:
+            prompts = direction_prompts(self.lm, task.train, direction)[0]
+            self.statistics[direction][self.names[-1]] = FeatureStatistics.of(prompt_features(self.lm, prompts))
         self._refit()
 
     def _refit(self) -> None:
         settings = self.config.router
-        self.mahalanobis = MahalanobisRouter.from_statistics(self.statistics, settings.shrinkage, settings.sigmas)
+        self.mahalanobis = {d: MahalanobisRouter.from_statistics(stats, settings.shrinkage, settings.sigmas)
+                            for d, stats in self.statistics.items()}
 
     def save_expert(self, task: str, folder: Path) -> None:
         OLoRA.save_expert(self, task, folder)  # the adapter; the statistics replace the autoencoder
-        s = self.statistics[adapters.adapter_name(task)]
+        name = adapters.adapter_name(task)
+        tensors = {}
+        for direction, stats in self.statistics.items():
+            s = stats[name]
+            tensors |= {f"{direction}.mean": s.mean, f"{direction}.scatter": s.scatter,
+                        f"{direction}.count": np.array([s.count])}
         (folder / STATISTICS_FILE).parent.mkdir(parents=True, exist_ok=True)
-        save_file({"mean": s.mean, "scatter": s.scatter, "count": np.array([s.count])}, folder / STATISTICS_FILE)
+        save_file(tensors, folder / STATISTICS_FILE)
 
     def restore(self, finished: Sequence[str], experts: Path) -> None:
         OLoRA.restore(self, finished, experts)
         for task in finished:
             saved = load_file(experts / task / STATISTICS_FILE)
-            stats = FeatureStatistics(saved["mean"], saved["scatter"], int(saved["count"][0]))
-            self.statistics[adapters.adapter_name(task)] = stats
-        if self.statistics:
+            for direction in DIRECTIONS:
+                stats = FeatureStatistics(saved[f"{direction}.mean"], saved[f"{direction}.scatter"],
+                                          int(saved[f"{direction}.count"][0]))
+                self.statistics[direction][adapters.adapter_name(task)] = stats
+        if self.names:
             self._refit()
 
     def decisions(self, direction: Direction, features: np.ndarray) -> list[Decision]:
-        return self.mahalanobis.route(features)  # one mixture of both directions, as EPI keeps per task
+        return self.mahalanobis[direction].route(features)
 
     def novelty_of(self, direction: Direction, features: np.ndarray) -> np.ndarray:
-        return (self.mahalanobis.distances(features) / self.mahalanobis.thresholds).min(axis=1)
+        router = self.mahalanobis[direction]
+        return (router.distances(features) / router.thresholds).min(axis=1)
