@@ -408,6 +408,10 @@ class MahalanobisRouter:
     def route(self, features: np.ndarray) -> list[Decision]:
         return [nearest_accepting(self.names, row, self.thresholds) for row in self.distances(features)]
 
+    def novelty(self, features: np.ndarray) -> np.ndarray:
+        """How unknown each input looks: the smallest distance-to-threshold ratio over experts (> 1: rejected)."""
+        return (self.distances(features) / self.thresholds).min(axis=1)
+
 
 class KeyGate(nn.Module):
     """ES-MoE gate: a low-rank query projection of the input scored against orthogonal expert keys.

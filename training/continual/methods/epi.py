@@ -74,5 +74,4 @@ class EPI(MoEHard):
         return self.mahalanobis[direction].route(features)
 
     def novelty_of(self, direction: Direction, features: np.ndarray) -> np.ndarray:
-        router = self.mahalanobis[direction]
-        return (router.distances(features) / router.thresholds).min(axis=1)
+        return self.mahalanobis[direction].novelty(features)
