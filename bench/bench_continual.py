@@ -7,7 +7,9 @@ figures in points), the score matrices r[i][j] and `train_seconds` (the project'
 plus commit, machine and creation time. The Table-2 style Markdown and the heatmaps land beside the runs
 in the work folder (OUT/benchmark_<kind>_<profile>/report.md, heatmaps/).
 
-Everything it needs is made when not given: the corpus (CORPUS_MOTIONS motions, fixed seed), its stream,
+Everything it needs is made when not given: the corpus (CORPUS_MOTIONS motions, fixed seed, and
+EXTRA_TEST_MOTIONS more that go to its test split only, so that each task is scored on about 65 clips
+rather than 22 while the train split, and so the embedded base model, stay valid), its stream,
 the motion tokenizer, the evaluator and the base model, each with the shipped config/training/*.yaml.
 The `tiny` profile uses the embedded default base model instead when it was built from the same corpus
 (`--train-base` trains one here anyway). All
@@ -18,7 +20,7 @@ its output is there, so running the command again after an interruption continue
 held out of training for the routers' unknown detection; config/training/continual.yaml), hours on 2 CPU
 cores; `--profile smollm2-135m` runs mtl, seq-lora (and moe-hard where it exists) in one order, on a GPU
 when one is visible. For a quick check of the plumbing, shrink it:
-  python bench/bench_continual.py --motions 240 --tokenizer-steps 50 --base-steps 20 --evaluator-epochs 2 \\
+  python bench/bench_continual.py --motions 480 --extra-test-motions 0 --tokenizer-steps 50 --base-steps 20 --evaluator-epochs 2 \\
       --steps 5 --eval-clips 3 --orders 1 --work-dir /tmp/continual-check --no-result
 """
 from __future__ import annotations
@@ -41,6 +43,7 @@ from training.continual.report import json_ready, summary_lines  # noqa: E402
 from training.streams import KINDS  # noqa: E402
 
 CORPUS_MOTIONS = 1200  # as the tokenizer benchmark: about 150 motions per scenario
+EXTRA_TEST_MOTIONS = 360  # test-only: about 45 more test clips per scenario, for steadier R-Precision
 CORPUS_SEED = 0
 TINY = "tiny"
 SMOLLM2 = "smollm2-135m"
@@ -60,12 +63,16 @@ def timed(stage: str, seconds: dict[str, float]):
     seconds[stage] = round(time.perf_counter() - began, 1)
 
 
-def make_corpus(work: Path, motions: int) -> Path:
+def make_corpus(work: Path, motions: int, extra_test: int) -> Path:
+    """The procedural corpus; one made with other extra test motions is extended or cut in place (its
+    first `motions` and their split are the same either way, so models trained on it stay valid)."""
     from training.synth.corpus import CorpusConfig, write_corpus
 
     folder = work / "corpus"
-    if not (folder / "corpus.json").is_file():
-        write_corpus(folder, CorpusConfig(motions=motions, seed=CORPUS_SEED))
+    config = CorpusConfig(motions=motions, seed=CORPUS_SEED, extra_test_motions=extra_test)
+    made = json.loads((folder / "corpus.json").read_text())["config"] if (folder / "corpus.json").is_file() else None
+    if made is None or made.get("motions") != motions or made.get("extra_test_motions", 0) != extra_test:
+        write_corpus(folder, config)
     return folder
 
 
@@ -73,8 +80,9 @@ def make_stream(work: Path, corpus: Path, kind: str) -> Path:
     from training.streams import StreamConfig, write_stream
 
     folder = work / f"stream_{kind}"
-    if not (folder / "tasks.json").is_file():
-        write_stream(corpus, folder, StreamConfig(kind=kind))
+    made, synth = folder / "tasks.json", corpus / "corpus.json"
+    if not made.is_file() or (synth.is_file() and made.stat().st_mtime < synth.stat().st_mtime):
+        write_stream(corpus, folder, StreamConfig(kind=kind))  # new, or the corpus was made again since
     return folder
 
 
@@ -157,7 +165,7 @@ def run(args: argparse.Namespace) -> tuple[dict, Path]:
     work.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     with timed("corpus", seconds):
-        corpus = args.corpus or make_corpus(work, args.motions)
+        corpus = args.corpus or make_corpus(work, args.motions, args.extra_test_motions)
         stream = args.stream or make_stream(work, corpus, args.kind)
     with timed("evaluator", seconds):
         evaluator = args.evaluator or make_evaluator(work, corpus, args.evaluator_epochs)
@@ -174,7 +182,8 @@ def run(args: argparse.Namespace) -> tuple[dict, Path]:
     record = json_ready(record)
     record.update(
         stream_kind=args.kind, stage_seconds=seconds, settings=asdict(config),
-        data=str(args.corpus) if args.corpus else f"procedural corpus ({args.motions} motions, seed {CORPUS_SEED})",
+        data=str(args.corpus) if args.corpus else (f"procedural corpus ({args.motions} motions, seed {CORPUS_SEED}, "
+                                                    f"{args.extra_test_motions} more in the test split)"),
         report=str(out / "report.md"),
     )
     return record, out
@@ -197,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "for a real backbone)")
     parser.add_argument("--orders", type=int, help="task orders (default: the config's; 1 for a real backbone)")
     parser.add_argument("--motions", type=int, default=CORPUS_MOTIONS, help="procedural corpus size")
+    parser.add_argument("--extra-test-motions", type=int, default=EXTRA_TEST_MOTIONS,
+                        help="procedural motions added to the test split only (default: %(default)s)")
     parser.add_argument("--steps", type=int, help="training steps per task (default: the config's)")
     parser.add_argument("--eval-clips", type=int, help="test clips scored per task (default: the config's)")
     parser.add_argument("--tokenizer-steps", type=int, help="tokenizer training steps (default: its config's)")

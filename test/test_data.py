@@ -161,6 +161,16 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
     assert not filecmp.cmp(a / "new_joints" / "000000.npy", c / "new_joints" / "000000.npy", shallow=False)
 
 
+def test_extra_test_motions_add_test_clips_and_change_nothing_a_model_trained_on(tmp_path):
+    plain = write_corpus(tmp_path / "a", CorpusConfig(motions=12, seed=3), progress=False)
+    more = write_corpus(tmp_path / "b", CorpusConfig(motions=12, seed=3, extra_test_motions=5), progress=False)
+    for name in ("train.txt", "val.txt", "Mean.npy", "Std.npy", "new_joint_vecs/000011.npy", "texts/000011.txt"):
+        assert filecmp.cmp(plain / name, more / name, shallow=False), name
+    test, extra = (plain / "test.txt").read_text().split(), (more / "test.txt").read_text().split()
+    assert extra == test + [f"{i:06d}" for i in range(12, 17)]
+    assert len(json.loads((more / "metadata.json").read_text())) == 17
+
+
 @pytest.mark.parametrize("kind", ["unseen", "mixed"])
 def test_scenario_streams(corpus, tmp_path, kind):
     write_stream(corpus, tmp_path, StreamConfig(kind=kind, seed=1))
@@ -173,7 +183,10 @@ def test_scenario_streams(corpus, tmp_path, kind):
         members = [i for split in task.values() for i in split]
         share = np.mean([f"mostly_{meta[i]['scenario']}" == name or meta[i]["scenario"] == name for i in members])
         assert share == 1.0 if kind == "unseen" else 0.5 < share < 1.0
-        assert len(task["train"]) > len(task["test"]) > len(task["val"]) >= 1
+        assert len(task["train"]) > len(task["test"]) >= 1
+    for split in ("train", "val", "test"):  # no stream test clip was trained on by the base or evaluator
+        ids = set((corpus / f"{split}.txt").read_text().split())
+        assert all(set(task[split]) <= ids for task in stream.values()), split
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ from motion_agent.language_model import (
 )
 from motion_agent.tokenizer import TokenizerConfig
 from training.base_training import BaseRunConfig, BaseTrainingConfig, train_base
+from training.humanml3d import HumanML3D
 from training.synth.corpus import CorpusConfig, write_corpus
 from training.tokenizer_cli import load_humanml3d
 from training.tokenizer_training import TrainingOptions, train_tokenizer
@@ -187,3 +188,15 @@ def test_routing_reads_the_request_without_its_duration(text, what):
     from motion_agent.language_model import without_duration
 
     assert without_duration(text) == what
+
+
+def test_base_stage_keeps_excluded_motions_out(base_dir, tmp_path):
+    """A continual benchmark's tasks must be new to its base model: excluded ids never reach training."""
+    train_ids = (base_dir / "corpus" / "train.txt").read_text().split()
+    config = BaseTrainingConfig(training=BaseRunConfig(steps=1, batch_size=2, log_every=1, val_batches=1))
+    tokenizer = base_dir / "tok" / "tokenizer"
+    kept = train_base(base_dir / "corpus", tokenizer, tmp_path / "half", config, progress=False, exclude=train_ids[::2])
+    every = len(HumanML3D(base_dir / "corpus").clips("train"))
+    assert 0 < kept["train_clips"] < every and kept["excluded_motions"] == len(train_ids[::2])
+    with pytest.raises(ValueError, match="outside the excluded ids"):
+        train_base(base_dir / "corpus", tokenizer, tmp_path / "none", config, progress=False, exclude=train_ids)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -95,11 +96,6 @@ def encode(tokenizer: MotionTokenizer, clips: list[MotionClip]) -> list[Example]
             for clip in clips]
 
 
-def encode_clips(tokenizer: MotionTokenizer, corpus: HumanML3D, split: str) -> list[Example]:
-    """Motion codes of every clip of a split (trimmed to whole tokens)."""
-    return encode(tokenizer, corpus.clips(split))
-
-
 def pair(example: Example, t2m: bool, vocabulary: MotionVocabulary, eos: str, rng: np.random.Generator) -> tuple[str, str]:
     """(prompt, target) for one direction; the caption is drawn at random each time."""
     caption = example.captions[rng.integers(len(example.captions))]
@@ -169,16 +165,20 @@ def peft_model(model, vocabulary: MotionVocabulary, lora: LoraSettings):
 
 
 def train_base(corpus_root: str | Path, tokenizer_dir: str | Path, out: str | Path,
-               config: BaseTrainingConfig = BaseTrainingConfig(), progress: bool = True) -> dict:
-    """Train and save a base model into `out`; returns the run's figures."""
+               config: BaseTrainingConfig = BaseTrainingConfig(), progress: bool = True,
+               exclude: Collection[str] = ()) -> dict:
+    """Train and save a base model into `out`; returns the run's figures. Motion ids in `exclude` stay
+    out of its data: a continual benchmark keeps its tasks' motions from the base, so that they are new."""
     from accelerate import Accelerator
 
     out, run = Path(out), config.training
     motion_tokenizer = MotionTokenizer.load(tokenizer_dir).eval()
     corpus = HumanML3D(corpus_root)
-    train, val = encode_clips(motion_tokenizer, corpus, "train"), encode_clips(motion_tokenizer, corpus, "val")
+    exclude = frozenset(exclude)
+    train, val = (encode(motion_tokenizer, corpus.clips(ids=[i for i in corpus.ids(split) if i not in exclude]))
+                  for split in ("train", "val"))
     if not train:
-        raise ValueError(f"{corpus_root} has no usable training clip")
+        raise ValueError(f"{corpus_root} has no usable training clip" + (" outside the excluded ids" if exclude else ""))
     torch.manual_seed(run.seed)
     model, tokenizer = load_backbone(config.backbone)
     backbone_hash = weights_fingerprint(model)
@@ -218,6 +218,7 @@ def train_base(corpus_root: str | Path, tokenizer_dir: str | Path, out: str | Pa
                   motion_tokenizer.config.codebook_size)
         (out / HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n")
     return {"train_seconds": round(seconds, 1), "train_clips": len(train), "val_clips": len(val),
+            "excluded_motions": len(exclude),
             **{k: v for k, v in history[-1].items() if k.startswith("val_")}, "config": asdict(config)}
 
 

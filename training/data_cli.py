@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "streams", help="split a corpus into a continual task stream",
         description="clusters: k-means over caption embeddings (all-MiniLM-L6-v2), with a report of sizes, top "
         "words and centroid similarities; unseen: one scenario per task; mixed: each task mostly one scenario. "
-        "Writes tasks.json and <task>/{train,val,test}.txt (split 0.8/0.05/0.15).")
+        "Writes tasks.json and <task>/{train,val,test}.txt (each task keeps the corpus's own train/val/test split of its motions).")
     streams.add_argument("--corpus", required=True, help="a HumanML3D-layout folder")
     streams.add_argument("--kind", required=True, choices=KINDS)
     streams.add_argument("--out", required=True, help="output folder for the stream")

@@ -5,7 +5,8 @@
 
 Kinds: `clusters` (the LoRA-MoE paper: k-means over caption sentence embeddings, K tasks, with a
 report of cluster sizes, top words and centroid similarities), `unseen` (ES-MoE: one scenario per
-task) and `mixed` (ES-MoE: each task mostly one scenario, the rest drawn from the others).
+task) and `mixed` (ES-MoE: each task mostly one scenario, the rest drawn from the others). Each task
+keeps the corpus's own train / val / test split of its motions.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy.cluster.vq import kmeans2
 
-from training.humanml3d import HumanML3D, split_ids
+from training.humanml3d import SPLITS, HumanML3D
 
 KINDS = ("clusters", "unseen", "mixed")
 STOPWORDS = frozenset(
@@ -32,7 +33,6 @@ class StreamConfig:
     kind: str = "unseen"
     clusters: int = 5
     seed: int = 0
-    split: tuple[float, float, float] = (0.8, 0.05, 0.15)
     mixed_purity: float = 0.7  # share of a mixed task drawn from its main scenario
     top_words: int = 8
 
@@ -43,8 +43,6 @@ class StreamConfig:
             raise ValueError(f"clusters must be at least 1, got {self.clusters}")
         if not 0.0 < self.mixed_purity <= 1.0:
             raise ValueError(f"mixed_purity must be in (0, 1], got {self.mixed_purity}")
-        if abs(sum(self.split) - 1.0) > 1e-6:
-            raise ValueError(f"split fractions must add up to 1, got {self.split}")
 
 
 def _motion_ids(corpus: HumanML3D) -> list[str]:
@@ -113,6 +111,14 @@ def _top_words(cluster_texts: list[str], all_texts: list[str], count: int) -> li
     return [w for w, _ in sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))[:count]]
 
 
+def corpus_splits(corpus: HumanML3D, members: list[str]) -> dict[str, list[str]]:
+    """A task's motions cut along the corpus's own split files. The tokenizer, the base model and the
+    evaluator train on the corpus train split, so a stream drawing its test clips anywhere else would
+    score them on motions they have already seen."""
+    split_of = {i: split for split in SPLITS for i in corpus.ids(split)}
+    return {split: sorted(i for i in members if split_of[i] == split) for split in SPLITS}
+
+
 def write_stream(corpus_root: str | Path, out: str | Path, config: StreamConfig) -> dict:
     """Build the stream and write its split files (and the cluster report, PNG included)."""
     corpus = HumanML3D(corpus_root)
@@ -124,9 +130,9 @@ def write_stream(corpus_root: str | Path, out: str | Path, config: StreamConfig)
     out = Path(out)
     summary = {"kind": config.kind, "corpus": str(Path(corpus_root).resolve()), "seed": config.seed,
                "tasks": list(tasks), "sizes": {}}
-    for index, (name, members) in enumerate(tasks.items()):
+    for name, members in tasks.items():
         (out / name).mkdir(parents=True, exist_ok=True)
-        splits = split_ids(members, config.split, [config.seed, 3, index])
+        splits = corpus_splits(corpus, members)
         for split, ids in splits.items():
             (out / name / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
         summary["sizes"][name] = {split: len(ids) for split, ids in splits.items()}

@@ -82,7 +82,7 @@ class EsMoeSettings:
 class ContinualEvalSettings:
     """How every task is scored after every training step (T2M, M2T and held-out loss)."""
 
-    clips_per_task: int = 32  # test clips scored per task (the first ones of its test split); 0 = all
+    clips_per_task: int = 64  # test clips scored per task (the first ones of its test split); 0 = all
     batch_size: int = 16  # M2T captioning and held-out loss batches
     mm_captions: int = 4  # captions generated several times for MultiModality
     mm_repeats: int = 2

@@ -45,10 +45,15 @@ class CorpusConfig:
     captions_per_motion: int = 3
     emotion_caption_rate: float = 0.85
     split: tuple[float, float, float] = (0.8, 0.05, 0.15)
+    # Motions made after the first `motions` that go to the test split only: more clips to score, while
+    # the first `motions` (byte for byte), their split and every model trained on it stay the same.
+    extra_test_motions: int = 0
 
     def __post_init__(self) -> None:
         if self.motions < 1:
             raise ValueError(f"motions must be at least 1, got {self.motions}")
+        if self.extra_test_motions < 0:
+            raise ValueError(f"extra_test_motions must be at least 0, got {self.extra_test_motions}")
         if not 2.05 <= self.min_seconds <= self.max_seconds <= 9.85:
             raise ValueError("min_seconds..max_seconds must lie within 2.05..9.85 s (40..196 frames at 20 fps)")
         if abs(sum(self.split) - 1.0) > 1e-6:
@@ -135,9 +140,10 @@ def motion_plan(config: CorpusConfig) -> list[tuple[str, str]]:
     pairs = [(a, e) for a in ACTIONS for e in EMOTIONS]
     rng = np.random.default_rng(config.seed)
     plan: list[tuple[str, str]] = []
-    while len(plan) < config.motions:
+    total = config.motions + config.extra_test_motions
+    while len(plan) < total:
         plan += [pairs[i] for i in rng.permutation(len(pairs))]
-    return plan[: config.motions]
+    return plan[:total]
 
 
 def write_corpus(out: str | Path, config: CorpusConfig, features: FeatureConfig = FeatureConfig(),
@@ -161,7 +167,8 @@ def write_corpus(out: str | Path, config: CorpusConfig, features: FeatureConfig 
             action, emotion, rng, config.captions_per_motion, config.emotion_caption_rate)]
         (out / "texts" / f"{motion_id}.txt").write_text("\n".join(lines) + "\n")
         metadata[motion_id] = {"action": action, "scenario": ACTIONS[action].scenario, "emotion": emotion}
-    splits = split_ids(sorted(metadata), config.split, [config.seed, 1])
+    splits = split_ids(sorted(metadata)[: config.motions], config.split, [config.seed, 1])
+    splits["test"] = splits["test"] + sorted(metadata)[config.motions :]
     for name, ids in {**splits, "all": sorted(metadata)}.items():
         (out / f"{name}.txt").write_text("".join(f"{i}\n" for i in ids))
     mean, std = mean_std([vectors[i] for i in splits["train"] or sorted(vectors)], features)
