@@ -16,7 +16,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from motion_agent.language_model import DIRECTIONS
-from motion_agent.routing import Decision, FeatureStatistics, MahalanobisRouter, prompt_features
+from motion_agent.routing import Decision, FeatureStatistics, MahalanobisRouter, RouterError, prompt_features
 from training.continual import adapters
 from training.continual.methods.base import Direction
 from training.continual.methods.moe_hard import MoEHard
@@ -62,10 +62,7 @@ class EPI(MoEHard):
     def restore(self, finished: Sequence[str], experts: Path) -> None:
         OLoRA.restore(self, finished, experts)
         for task in finished:
-            saved = load_file(experts / task / STATISTICS_FILE)
-            for direction in DIRECTIONS:
-                stats = FeatureStatistics(saved[f"{direction}.mean"], saved[f"{direction}.scatter"],
-                                          int(saved[f"{direction}.count"][0]))
+            for direction, stats in load_statistics(experts / task / STATISTICS_FILE).items():
                 self.statistics[direction][adapters.adapter_name(task)] = stats
         if self.names:
             self._refit()
@@ -75,3 +72,15 @@ class EPI(MoEHard):
 
     def novelty_of(self, direction: Direction, features: np.ndarray) -> np.ndarray:
         return self.mahalanobis[direction].novelty(features)
+
+
+def load_statistics(path: Path) -> dict[Direction, FeatureStatistics]:
+    """One task's saved statistics per direction; a file without them (made before epi kept one set per
+    direction, or cut short) is named, so that the user knows to run epi again rather than read a KeyError."""
+    try:
+        saved = load_file(path)
+        return {d: FeatureStatistics(saved[f"{d}.mean"], saved[f"{d}.scatter"], int(saved[f"{d}.count"][0]))
+                for d in DIRECTIONS}
+    except (OSError, KeyError, ValueError) as error:
+        raise RouterError(f"{path} does not hold epi statistics for each direction ({', '.join(DIRECTIONS)}): "
+                          f"{error!r}; it may come from an older epi run: run epi again") from error
