@@ -207,4 +207,9 @@ def test_synth_cli_writes_a_corpus_and_the_emotion_preview(tmp_path, capsys):
     assert data_main(["synth", "--out", str(tmp_path), "--motions", "260", "--seed", "1"]) == 0
     assert (tmp_path / "emotions.png").read_bytes()[:4] == b"\x89PNG"
     assert "wrote 260 motions" in capsys.readouterr().out
+    more = tmp_path / "more"
+    assert data_main(["synth", "--out", str(more), "--motions", "260", "--seed", "1", "--extra-test-motions", "8"]) == 0
+    for split in ("train", "val"):
+        assert (more / f"{split}.txt").read_text() == (tmp_path / f"{split}.txt").read_text()
+    assert len((more / "test.txt").read_text().split()) == len((tmp_path / "test.txt").read_text().split()) + 8
     assert data_main(["streams", "--corpus", str(tmp_path / "nowhere"), "--kind", "unseen", "--out", str(tmp_path)]) == 1

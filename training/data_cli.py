@@ -38,7 +38,7 @@ def emotion_preview(corpus_root: Path, path: Path, per_emotion: int = PREVIEW_PE
 
 
 def _synth(args: argparse.Namespace) -> int:
-    config = CorpusConfig(motions=args.motions, seed=args.seed)
+    config = CorpusConfig(motions=args.motions, seed=args.seed, extra_test_motions=args.extra_test_motions)
     out = write_corpus(args.out, config)
     metadata = json.loads((out / "metadata.json").read_text())
     preview = emotion_preview(out, out / "emotions.png")
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--motions", type=int, default=CorpusConfig.motions, help="number of motions (default: %(default)s)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    synth.add_argument("--extra-test-motions", type=int, default=0,
+                       help="motions added to the test split only; the others and their split stay as without "
+                            "(default: %(default)s)")
     synth.set_defaults(func=_synth)
     streams = sub.add_parser(
         "streams", help="split a corpus into a continual task stream",
