@@ -111,12 +111,13 @@ def _top_words(cluster_texts: list[str], all_texts: list[str], count: int) -> li
     return [w for w, _ in sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))[:count]]
 
 
-def corpus_splits(corpus: HumanML3D, members: list[str]) -> dict[str, list[str]]:
-    """A task's motions cut along the corpus's own split files. The tokenizer, the base model and the
-    evaluator train on the corpus train split, so a stream drawing its test clips anywhere else would
-    score them on motions they have already seen."""
+def corpus_splits(corpus: HumanML3D, tasks: dict[str, list[str]]) -> dict[str, dict[str, list[str]]]:
+    """Each task's motions cut along the corpus's own split files. The tokenizer, the base model and
+    the evaluator train on the corpus train split, so a stream drawing its test clips anywhere else
+    would score them on motions they have already seen."""
     split_of = {i: split for split in SPLITS for i in corpus.ids(split)}
-    return {split: sorted(i for i in members if split_of[i] == split) for split in SPLITS}
+    return {name: {split: sorted(i for i in members if split_of[i] == split) for split in SPLITS}
+            for name, members in tasks.items()}
 
 
 def write_stream(corpus_root: str | Path, out: str | Path, config: StreamConfig) -> dict:
@@ -130,9 +131,8 @@ def write_stream(corpus_root: str | Path, out: str | Path, config: StreamConfig)
     out = Path(out)
     summary = {"kind": config.kind, "corpus": str(Path(corpus_root).resolve()), "seed": config.seed,
                "tasks": list(tasks), "sizes": {}}
-    for name, members in tasks.items():
+    for name, splits in corpus_splits(corpus, tasks).items():
         (out / name).mkdir(parents=True, exist_ok=True)
-        splits = corpus_splits(corpus, members)
         for split, ids in splits.items():
             (out / name / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
         summary["sizes"][name] = {split: len(ids) for split, ids in splits.items()}

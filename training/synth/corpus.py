@@ -167,9 +167,10 @@ def write_corpus(out: str | Path, config: CorpusConfig, features: FeatureConfig 
             action, emotion, rng, config.captions_per_motion, config.emotion_caption_rate)]
         (out / "texts" / f"{motion_id}.txt").write_text("\n".join(lines) + "\n")
         metadata[motion_id] = {"action": action, "scenario": ACTIONS[action].scenario, "emotion": emotion}
-    splits = split_ids(sorted(metadata)[: config.motions], config.split, [config.seed, 1])
-    splits["test"] = splits["test"] + sorted(metadata)[config.motions :]
-    for name, ids in {**splits, "all": sorted(metadata)}.items():
+    every = sorted(metadata)
+    splits = split_ids(every[: config.motions], config.split, [config.seed, 1])
+    splits["test"] = splits["test"] + every[config.motions :]
+    for name, ids in {**splits, "all": every}.items():
         (out / f"{name}.txt").write_text("".join(f"{i}\n" for i in ids))
     mean, std = mean_std([vectors[i] for i in splits["train"] or sorted(vectors)], features)
     np.save(out / "Mean.npy", mean)

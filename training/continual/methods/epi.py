@@ -51,13 +51,7 @@ class EPI(MoEHard):
     def save_expert(self, task: str, folder: Path) -> None:
         OLoRA.save_expert(self, task, folder)  # the adapter; the statistics replace the autoencoder
         name = adapters.adapter_name(task)
-        tensors = {}
-        for direction, stats in self.statistics.items():
-            s = stats[name]
-            tensors |= {f"{direction}.mean": s.mean, f"{direction}.scatter": s.scatter,
-                        f"{direction}.count": np.array([s.count])}
-        (folder / STATISTICS_FILE).parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, folder / STATISTICS_FILE)
+        save_statistics(folder / STATISTICS_FILE, {d: stats[name] for d, stats in self.statistics.items()})
 
     def restore(self, finished: Sequence[str], experts: Path) -> None:
         OLoRA.restore(self, finished, experts)
@@ -72,6 +66,16 @@ class EPI(MoEHard):
 
     def novelty_of(self, direction: Direction, features: np.ndarray) -> np.ndarray:
         return self.mahalanobis[direction].novelty(features)
+
+
+def save_statistics(path: Path, statistics: dict[Direction, FeatureStatistics]) -> None:
+    """One task's statistics per direction, as `load_statistics` reads them."""
+    tensors = {}
+    for direction, s in statistics.items():
+        tensors |= {f"{direction}.mean": s.mean, f"{direction}.scatter": s.scatter,
+                    f"{direction}.count": np.array([s.count])}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, path)
 
 
 def load_statistics(path: Path) -> dict[Direction, FeatureStatistics]:
