@@ -1,9 +1,9 @@
 """Routers: which expert serves an input, with no task label, and "unknown" for inputs no expert knows.
 
-All routers look at the same frozen features of an input (`prompt_features`: the base model's last
-hidden states, mean-pooled over the prompt's own tokens after the shared instruction, for T2M text
-prompts and M2T motion-token prompts alike), so that adding an expert never changes the features the
-others were trained on.
+All routers look at the same frozen features of an input (`prompt_features`: the base model's hidden
+states after the first half of its layers, mean-pooled over the prompt's own tokens after the shared
+instruction, for T2M text prompts and M2T motion-token prompts alike), so that adding an expert never
+changes the features the others were trained on.
 
 - AutoencoderRouter (O-LoRA-MoE): small MLP autoencoders per expert, trained on that expert's inputs;
   winner-takes-all on reconstruction loss; expert k accepts an input only while its loss is below
@@ -21,6 +21,7 @@ feature standardisation and the loss statistics, with the sizes in the safetenso
 """
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ GATE_FILE = "gate.safetensors"
 UNKNOWN = "unknown"
 # what every T2M / M2T prompt starts with (the instruction up to its colon): shared, so never pooled
 INSTRUCTION_HEADS = tuple(i.split("{")[0].rstrip() for i in (T2M_INSTRUCTION, M2T_INSTRUCTION))
-FEATURE_KIND = "prompt-content-mean-last-hidden"  # what prompt_features computes; a router trained on another kind is refused
+FEATURE_KIND = "prompt-content-mean-half-depth"  # what prompt_features computes; a router trained on another kind is refused
 
 
 class RouterError(ValueError):
@@ -66,12 +67,12 @@ class Decision:
 
 @torch.inference_mode()
 def prompt_features(lm: MotionLanguageModel, prompts: list[str], batch_size: int = 32) -> np.ndarray:
-    """(N, hidden) last hidden states of the frozen base model (no expert active), mean-pooled over each
-    prompt's own tokens: the instruction every prompt of a direction starts with has the same causal
-    hidden states for every request, so pooling it in only dilutes what tells requests apart (on the
-    default model's scenarios, unknown-scenario AUROC 0.77 with it, 0.92 without). For the same reason
-    the instruction's keys and values are computed once per model and reused: a request only runs its
-    own tokens through the backbone."""
+    """(N, hidden) hidden states of the frozen base model (no expert active) after its first half of
+    layers (`_trunk`), mean-pooled over each prompt's own tokens: the instruction every prompt of a
+    direction starts with has the same causal hidden states for every request, so pooling it in only
+    dilutes what tells requests apart (on the default model's scenarios, unknown-scenario AUROC 0.77 with
+    it, 0.92 without). For the same reason the instruction's keys and values are computed once per model
+    and reused: a request only runs its own tokens through the trunk."""
     rows = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
@@ -87,13 +88,22 @@ def _prompt_states(lm: MotionLanguageModel, prompts: list[str]) -> tuple[torch.T
     """Whole prompts through the backbone; the mask keeps each prompt's own tokens."""
     batch = lm.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     batch = {k: v.to(lm.model.device) for k, v in batch.items()}
-    hidden = _decoder(lm)(**batch).last_hidden_state
+    hidden = _trunk(lm)(**batch).last_hidden_state
     return hidden, _content_mask(lm, prompts, batch["attention_mask"])
 
 
-def _decoder(lm: MotionLanguageModel):
-    """The backbone without its vocabulary projection: hidden states are wanted, not logits."""
-    return lm.network.get_decoder()
+def _trunk(lm: MotionLanguageModel) -> nn.Module:
+    """The backbone's first half of its decoder layers (rounded up), then its final norm, sharing the
+    backbone's modules; made once per loaded model. Routing reads features there rather than after the
+    last layer: on the default model's scenarios that routes as well (accuracy 0.961 vs 0.950,
+    unknown-scenario AUROC 0.923 vs 0.914, tiny profile) at less than half the cost per request."""
+    if "_router_trunk" not in lm.__dict__:
+        decoder = lm.network.get_decoder()  # hidden states are wanted, not logits
+        trunk = copy.copy(decoder)
+        trunk._modules = dict(decoder._modules)  # its own module table, so the backbone keeps all its layers
+        trunk.layers = nn.ModuleList(list(decoder.layers)[: (len(decoder.layers) + 1) // 2])
+        lm.__dict__["_router_trunk"] = trunk
+    return lm.__dict__["_router_trunk"]
 
 
 def _content_states(lm: MotionLanguageModel, prompts: list[str], head: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,18 +119,19 @@ def _content_states(lm: MotionLanguageModel, prompts: list[str], head: str) -> t
     # the cache appends by concatenation, so views of the stored keys and values are never written to
     cache = DynamicCache([(k.expand(n, *k.shape[1:]), v.expand(n, *v.shape[1:])) for k, v in prefix])
     attention = torch.cat([mask.new_ones(n, cache.get_seq_length()), mask], dim=1)
-    out = _decoder(lm)(input_ids=ids, attention_mask=attention, past_key_values=cache, use_cache=True)
+    out = _trunk(lm)(input_ids=ids, attention_mask=attention, past_key_values=cache, use_cache=True)
     return out.last_hidden_state, mask
 
 
 def _instruction_cache(lm: MotionLanguageModel, head: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per layer the base model's keys and values of one instruction, made once per loaded model: the
-    backbone is frozen, so they never change (callers hold `running_adapters(lm.model, [])`)."""
+    """Per trunk layer the base model's keys and values of one instruction, made once per loaded model:
+    the backbone is frozen, so they never change (callers hold `running_adapters(lm.model, [])`)."""
     caches = lm.__dict__.setdefault("_instruction_caches", {})
     if head not in caches:
+        trunk = _trunk(lm)
         ids = lm.tokenizer(head, return_tensors="pt", add_special_tokens=False)["input_ids"].to(lm.model.device)
-        cache = _decoder(lm)(input_ids=ids, use_cache=True).past_key_values
-        caches[head] = [(layer.keys, layer.values) for layer in cache.layers]
+        cache = trunk(input_ids=ids, use_cache=True).past_key_values  # sized for every backbone layer
+        caches[head] = [(layer.keys, layer.values) for layer in cache.layers[: len(trunk.layers)]]
     return caches[head]
 
 

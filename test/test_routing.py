@@ -212,3 +212,21 @@ def test_features_with_the_instruction_cached_equal_those_of_whole_prompts(tiny_
         assert np.allclose(prompt_features(lm, prompts[:1]), cached[:1], atol=1e-5)  # alone or in a batch
     mixed = [t2m_prompt(texts[0]), motions[0]]  # no shared instruction: the whole prompts
     assert np.allclose(prompt_features(lm, mixed), whole(mixed), atol=1e-5)
+
+
+def test_features_come_from_the_first_half_of_the_layers_and_leave_the_backbone_whole(tiny_base_model):
+    """Routing stops halfway through the backbone to be cheap; the layers it skips must stay in the
+    backbone that generates."""
+    lm = load_base_model(tiny_base_model)
+    decoder = lm.network.get_decoder()
+    layers = lm.model.config.num_hidden_layers
+    batch = lm.tokenizer("a person waves", return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        before = lm.model(**batch, output_hidden_states=True)
+    features = prompt_features(lm, ["a person waves"])  # no instruction: every token is pooled
+    with torch.no_grad():
+        after = lm.model(**batch).logits
+    assert len(decoder.layers) == layers and torch.equal(before.logits, after)
+    with torch.no_grad():
+        expected = decoder.norm(before.hidden_states[(layers + 1) // 2]).mean(1).numpy()
+    assert np.allclose(features, expected, atol=1e-5)

@@ -1,1 +1,1 @@
-ed25519 e8ee618d18924d2b D3yCW+4O8ssaiEjFkM8mjh+wxjjf8nuJSxo8YNJs2jDHcV928oZDwejxUeN6+EVIxOXbOeR7vto+hCFwFoQCCg==
+ed25519 4805b92ee89e7b17 AUTzlXairD4jOCaV0oz6+zkvcMZJJKN1nlRvqI5Q3azepwpG/XDZky1Z5EIhpPwE7oNn1eCXgoafvna8zxVlDA==

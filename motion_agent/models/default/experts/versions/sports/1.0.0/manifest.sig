@@ -1,1 +1,1 @@
-ed25519 e8ee618d18924d2b abmMTgZY5mNj8eNJ/OMmoHgbrPFh0btwTqwAEvkV3NSoTwQvyUEm9UZSc53MU5spNOC6ckC1l0vrgfMwUfLgDg==
+ed25519 4805b92ee89e7b17 qPqobWAoxcb+KgXz21ldL2TNoYrQbGcjQ0JXF4nIUapPus08f/u+DucCUcyXjyZ5DjA9of+b++CJqaUJdnDiBA==
