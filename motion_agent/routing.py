@@ -85,7 +85,7 @@ def prompt_features(lm: MotionLanguageModel, prompts: list[str], batch_size: int
 
 
 def _prompt_states(lm: MotionLanguageModel, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Whole prompts through the backbone; the mask keeps each prompt's own tokens."""
+    """Whole prompts through the trunk; the mask keeps each prompt's own tokens."""
     batch = lm.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     batch = {k: v.to(lm.model.device) for k, v in batch.items()}
     hidden = _trunk(lm)(**batch).last_hidden_state
@@ -107,7 +107,7 @@ def _trunk(lm: MotionLanguageModel) -> nn.Module:
 
 
 def _content_states(lm: MotionLanguageModel, prompts: list[str], head: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Only what follows the shared instruction `head` through the backbone, attending to the
+    """Only what follows the shared instruction `head` through the trunk, attending to the
     instruction's cached keys and values (right padding: each row's positions follow the instruction)."""
     from transformers import DynamicCache
 
