@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--motions", type=int, default=CorpusConfig.motions, help="number of motions (default: %(default)s)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    synth.add_argument("--extra-test-motions", type=int, default=0,
+    synth.add_argument("--extra-test-motions", type=int, default=CorpusConfig.extra_test_motions,
                        help="motions added to the test split only; the others and their split stay as without "
                             "(default: %(default)s)")
     synth.set_defaults(func=_synth)
