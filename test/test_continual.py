@@ -75,18 +75,22 @@ def test_distillation_is_zero_for_the_teacher_itself_and_only_reads_target_posit
     assert distillation_loss(logits, other, labels, 2.0).item() > 0.01
 
 
-def test_epi_names_a_statistics_file_from_before_it_kept_one_per_direction(tmp_path):
+def test_epi_refuses_statistics_from_older_runs_and_reads_back_its_own(tmp_path):
     from safetensors.numpy import save_file
 
     from motion_agent.routing import FeatureStatistics, RouterError
-    from training.continual.methods.epi import load_statistics
+    from training.continual.methods.epi import load_statistics, save_statistics
 
     stats = FeatureStatistics.of(np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
     tensors = {"mean": stats.mean, "scatter": stats.scatter, "count": np.array([stats.count])}
     save_file(tensors, tmp_path / "old.safetensors")  # one Gaussian over both prompt kinds, as epi once saved
     with pytest.raises(RouterError, match=r"old\.safetensors .*run epi again"):
         load_statistics(tmp_path / "old.safetensors")
-    save_file({f"{d}.{k}": v for d in ("t2m", "m2t") for k, v in tensors.items()}, tmp_path / "new.safetensors")
+    per_direction = {f"{d}.{k}": v for d in ("t2m", "m2t") for k, v in tensors.items()}
+    save_file(per_direction, tmp_path / "deeper.safetensors")  # before features came from half the layers
+    with pytest.raises(RouterError, match=r"deeper\.safetensors .*unrecorded features.*run epi again"):
+        load_statistics(tmp_path / "deeper.safetensors")
+    save_statistics(tmp_path / "new.safetensors", {"t2m": stats, "m2t": stats})
     loaded = load_statistics(tmp_path / "new.safetensors")
     assert set(loaded) == {"t2m", "m2t"} and np.array_equal(loaded["m2t"].scatter, stats.scatter)
 

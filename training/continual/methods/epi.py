@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from motion_agent.language_model import DIRECTIONS
-from motion_agent.routing import Decision, FeatureStatistics, MahalanobisRouter, RouterError, prompt_features
+from motion_agent.routing import (FEATURE_KIND, Decision, FeatureStatistics, MahalanobisRouter, RouterError,
+                                  prompt_features)
 from training.continual import adapters
 from training.continual.methods.base import Direction
 from training.continual.methods.moe_hard import MoEHard
@@ -75,14 +77,19 @@ def save_statistics(path: Path, statistics: dict[Direction, FeatureStatistics]) 
         tensors |= {f"{direction}.mean": s.mean, f"{direction}.scatter": s.scatter,
                     f"{direction}.count": np.array([s.count])}
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, path)
+    save_file(tensors, path, metadata={"features": FEATURE_KIND})
 
 
 def load_statistics(path: Path) -> dict[Direction, FeatureStatistics]:
-    """One task's saved statistics per direction; a file without them (made before epi kept one set per
-    direction, or cut short) is named, so that the user knows to run epi again rather than read a KeyError."""
+    """One task's saved statistics per direction. A file without them (made before epi kept one set per
+    direction, or cut short), or over features `prompt_features` no longer computes, is named, so that the
+    user knows to run epi again rather than read a KeyError or route on statistics of other features."""
     try:
-        saved = load_file(path)
+        with safe_open(str(path), framework="numpy") as f:
+            kind = (f.metadata() or {}).get("features")
+            saved = {k: f.get_tensor(k) for k in f.keys()}
+        if kind != FEATURE_KIND:
+            raise ValueError(f"statistics of {kind or 'unrecorded'} features, not {FEATURE_KIND}")
         return {d: FeatureStatistics(saved[f"{d}.mean"], saved[f"{d}.scatter"], int(saved[f"{d}.count"][0]))
                 for d in DIRECTIONS}
     except (OSError, KeyError, ValueError) as error:
