@@ -69,7 +69,7 @@ class TokenizerConfig:
     depth: int = 3  # residual blocks per stage
     dilation_growth: int = 3  # dilation of residual block i is growth ** i: a wide receptive field cheaply
     ema_decay: float = 0.99  # codebook moving-average decay
-    dead_code_threshold: float = 1.0  # a code whose moving-average use per batch falls below this is reset
+    dead_code_threshold: float = 0.25  # a code whose moving-average use per batch falls below this is reset
 
     def __post_init__(self) -> None:
         for name in ("feature_dim", "codebook_size", "code_dim", "width", "depth", "dilation_growth"):

@@ -3,6 +3,7 @@
 Everything runs a tiny config for a few dozen steps; quality targets live in bench/bench_tokenizer.py.
 """
 import json
+import math
 import pickle
 import subprocess
 import sys
@@ -119,8 +120,10 @@ def test_dead_codes_are_reset_to_encoder_outputs():
     quantizer.train()
     quantizer(torch.randn(1, TINY.code_dim, 64))
     far = torch.full((1, TINY.code_dim, 64), 100.0) + torch.randn(1, TINY.code_dim, 64)
-    for _ in range(3):
-        quantizer(far)  # every vector lands on one code; the others fall out of use
+    # every vector lands on one code; the others fall out of use once their moving average, which
+    # starts at 1, has decayed below the threshold
+    for _ in range(math.ceil(math.log(TINY.dead_code_threshold) / math.log(TINY.ema_decay)) + 1):
+        quantizer(far)
     alive = quantizer.code_count >= TINY.dead_code_threshold
     assert alive.sum() < TINY.codebook_size
     assert (quantizer.codebook[~alive] > 90).all(), "dead codes should sit among the recent vectors"

@@ -81,7 +81,7 @@ class LossWeights:
 class RunConfig:
     """The hyper-parameters every run names (YAML section `training`); command-line flags override them."""
 
-    steps: int = 3000
+    steps: int = 12000
     batch_size: int = 64
     window: int = 64  # frames per training window
     lr: float = 1e-3
