@@ -58,7 +58,7 @@ EPS = 1e-12  # keeps divisions and logarithms of zero counts finite
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    """Network and codebook sizes. The defaults train on two CPU cores in minutes; the published
+    """Network and codebook sizes. The defaults train on two CPU cores in under an hour; the published
     GPU-sized model is `width=512, code_dim=512, codebook_size=512`."""
 
     feature_dim: int = FEATURE_DIM
