@@ -1,1 +1,1 @@
-ed25519 4805b92ee89e7b17 hjior9iA9sKRPZbLCQxo9B1rKE5dXO+p8jGjB3QrlOFi6B1dlvUp9TaitxTzb+YjkGtV7xlgD+LSc2AGe9asDw==
+ed25519 bd70eaae2307823a JebpOqapaXwG+ncQZ/uMGOM3cHv+wPBRmOc5ihZzkBsCGi/NMCt0GkgjvB8RQnNP1dPBwCiQi6LqcWpeS7zdBw==

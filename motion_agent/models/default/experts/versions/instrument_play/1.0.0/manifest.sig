@@ -1,1 +1,1 @@
-ed25519 4805b92ee89e7b17 AUTzlXairD4jOCaV0oz6+zkvcMZJJKN1nlRvqI5Q3azepwpG/XDZky1Z5EIhpPwE7oNn1eCXgoafvna8zxVlDA==
+ed25519 bd70eaae2307823a YKHiBL/jU82YU60xmgwaYxCIgtnYnJeZzIF7sEnHDepNBdn6oNX/dp1annpsD8SvWK4mnqqepH3Y2J9obruiCg==

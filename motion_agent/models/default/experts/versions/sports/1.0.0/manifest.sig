@@ -1,1 +1,1 @@
-ed25519 4805b92ee89e7b17 qPqobWAoxcb+KgXz21ldL2TNoYrQbGcjQ0JXF4nIUapPus08f/u+DucCUcyXjyZ5DjA9of+b++CJqaUJdnDiBA==
+ed25519 bd70eaae2307823a LnTIqVA/OfM7zUzo+DsjeahsOGJSpy3yuJN3PHOCD0DfqEYnSnk8JNY7C3ZokBcgITGXRkjDwkmrE4/QckbgBA==
