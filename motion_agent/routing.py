@@ -53,6 +53,14 @@ class RouterError(ValueError):
     """A router file that cannot be used; the message names it."""
 
 
+def check_features(meta: Mapping[str, str], path: str | Path) -> None:
+    """Refuse a saved file of anything fitted to `prompt_features` (routers, epi statistics) whose metadata
+    records other features than these, or none: fitted to other features, it would route silently wrong."""
+    kind = meta.get("features")
+    if kind != FEATURE_KIND:
+        raise RouterError(f"{path} was fitted to {kind or 'unrecorded'} features, not {FEATURE_KIND}")
+
+
 @dataclass(frozen=True)
 class Decision:
     """A router's answer for one input. `expert` is None when no expert accepts it."""
@@ -253,8 +261,9 @@ class ExpertRouter:
             raise RouterError(f"{expert_dir} has no router ({path} is missing)")
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            if meta.get("kind") != "autoencoder" or meta.get("features") != FEATURE_KIND:
-                raise RouterError(f"{path} is not an autoencoder router over {FEATURE_KIND} features: {meta}")
+            if meta.get("kind") != "autoencoder":
+                raise RouterError(f"{path} is not an autoencoder router: {meta}")
+            check_features(meta, path)
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         try:
             if "directions" not in meta:  # the earlier format: one autoencoder serves both directions

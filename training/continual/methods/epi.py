@@ -18,7 +18,7 @@ from safetensors.numpy import save_file
 
 from motion_agent.language_model import DIRECTIONS
 from motion_agent.routing import (FEATURE_KIND, Decision, FeatureStatistics, MahalanobisRouter, RouterError,
-                                  prompt_features)
+                                  check_features, prompt_features)
 from training.continual import adapters
 from training.continual.methods.base import Direction
 from training.continual.methods.moe_hard import MoEHard
@@ -86,10 +86,8 @@ def load_statistics(path: Path) -> dict[Direction, FeatureStatistics]:
     user knows to run epi again rather than read a KeyError or route on statistics of other features."""
     try:
         with safe_open(str(path), framework="numpy") as f:
-            kind = (f.metadata() or {}).get("features")
+            check_features(f.metadata() or {}, path)
             saved = {k: f.get_tensor(k) for k in f.keys()}
-        if kind != FEATURE_KIND:
-            raise ValueError(f"statistics of {kind or 'unrecorded'} features, not {FEATURE_KIND}")
         return {d: FeatureStatistics(saved[f"{d}.mean"], saved[f"{d}.scatter"], int(saved[f"{d}.count"][0]))
                 for d in DIRECTIONS}
     except (OSError, KeyError, ValueError) as error:
