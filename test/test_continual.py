@@ -382,6 +382,8 @@ def test_every_method_writes_experts_scores_and_report(benchmark):
         for task in (FIRST, SECOND):
             weights = out / name / "order_0" / "experts" / task / "adapter" / "adapter_model.safetensors"
             assert 0 < weights.stat().st_size < 1_000_000  # the LoRA alone, no copy of the 49k-row embedding
+            targets = json.loads((weights.parent / "adapter_config.json").read_text())["target_modules"]
+            assert len(targets) == 7 and targets == sorted(targets)  # a rebuild writes the same bytes
     assert (out / "report.md").read_text().count("\n| ") == 8
     assert all((out / "heatmaps" / f"{name}.png").is_file() for name in record["methods"])
     lwf = json.loads((out / "lwf-lora" / "order_0" / "run.json").read_text())

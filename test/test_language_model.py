@@ -128,6 +128,8 @@ def test_base_stage_stores_only_small_parts(base_dir):
     assert any("trainable_tokens" in name for name in weights)
     assert (base_dir / "base" / "tokenizer" / "tokenizer.safetensors").is_file() or any(
         (base_dir / "base" / "tokenizer").glob("*.safetensors"))
+    targets = json.loads((adapter / "adapter_config.json").read_text())["target_modules"]
+    assert len(targets) == 7 and targets == sorted(targets)  # peft's set order would differ per build
 
 
 def test_base_model_loads_frozen_with_a_stable_fingerprint(base_dir):

@@ -45,6 +45,16 @@ class LoraSettings:
                           target_modules=list(self.target_modules), task_type="CAUSAL_LM", **extra)
 
 
+def sort_saved_target_modules(adapter_dir: Path) -> None:
+    """peft keeps `target_modules` as a set and writes it in hash order, so two builds of the same adapter
+    would differ byte-wise (and in every manifest hash of the config); sorted, rebuilds compare equal."""
+    path = Path(adapter_dir) / "adapter_config.json"
+    config = json.loads(path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+        path.write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
 @dataclass(frozen=True)
 class BaseRunConfig:
     steps: int = 1500
@@ -227,6 +237,7 @@ def save_base(model, tokenizer_dir: Path, out: Path, backbone: str, backbone_has
     out.mkdir(parents=True, exist_ok=True)
     (out / SPEC_FILE).unlink(missing_ok=True)
     model.save_pretrained(out / ADAPTER_DIR, save_embedding_layers=False)  # the token rows travel on their own
+    sort_saved_target_modules(out / ADAPTER_DIR)
     shutil.copytree(tokenizer_dir, out / TOKENIZER_DIR, dirs_exist_ok=True)
     spec = BaseModelSpec(backbone, codebook_size, backbone_hash, folder_fingerprint(out / TOKENIZER_DIR),
                          base_fingerprint(backbone_hash, out))

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from motion_agent.language_model import MotionLanguageModel
-from training.base_training import LoraSettings
+from training.base_training import LoraSettings, sort_saved_target_modules
 
 
 def adapter_name(task: str) -> str:
@@ -73,6 +73,7 @@ def save_adapter(model, name: str, folder: Path) -> Path:
         model.save_pretrained(scratch, selected_adapters=[name], safe_serialization=True,
                               save_embedding_layers=False)  # the base model's rows, not the expert's
         written = scratch if name == "default" else scratch / name  # peft puts named adapters in a subfolder
+        sort_saved_target_modules(written)
         if folder.exists():
             shutil.rmtree(folder)
         written.rename(folder)
