@@ -174,6 +174,10 @@ class EMAQuantizer(nn.Module):
         self.dim = config.code_dim
         self.decay = config.ema_decay
         self.threshold = config.dead_code_threshold
+        # a code starts just alive: unused, it is reset on the next step, so a run of a few dozen steps
+        # already spreads its codes; at threshold 0 (no resets) it counts as one use instead, so that its
+        # centroid is never divided by zero
+        self.fresh_count = config.dead_code_threshold or 1.0
         self.register_buffer("codebook", torch.zeros(self.size, self.dim))
         self.register_buffer("code_sum", torch.zeros(self.size, self.dim))
         self.register_buffer("code_count", torch.zeros(self.size))
@@ -194,8 +198,8 @@ class EMAQuantizer(nn.Module):
     def _initialize(self, vectors: torch.Tensor) -> None:
         rows = self._random_rows(vectors, self.size)
         self.codebook.copy_(rows)
-        self.code_sum.copy_(rows)
-        self.code_count.fill_(1.0)
+        self.code_sum.copy_(rows * self.fresh_count)
+        self.code_count.fill_(self.fresh_count)
         self.initialized.fill_(1.0)
 
     def nearest(self, vectors: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,6 @@
 Everything runs a tiny config for a few dozen steps; quality targets live in bench/bench_tokenizer.py.
 """
 import json
-import math
 import pickle
 import subprocess
 import sys
@@ -114,19 +113,19 @@ def test_short_training_lowers_the_validation_reconstruction_loss(trained):
     assert trained.tokenizer.quantizer.initialized.item() == 1.0
 
 
-def test_dead_codes_are_reset_to_encoder_outputs():
+def test_unused_codes_are_reset_to_encoder_outputs_within_a_few_dozen_steps():
     torch.manual_seed(SEED)
     quantizer = EMAQuantizer(TINY)
     quantizer.train()
     quantizer(torch.randn(1, TINY.code_dim, 64))
+    # every vector now lands on one code; the others start just alive (or a few uses above), so they are
+    # reset within a few dozen steps: a short run spreads its codebook too (from a count of 1 at the
+    # threshold of 0.25 it took about 140)
     far = torch.full((1, TINY.code_dim, 64), 100.0) + torch.randn(1, TINY.code_dim, 64)
-    # every vector lands on one code; the others fall out of use once their moving average, which
-    # starts at 1, has decayed below the threshold
-    for _ in range(math.ceil(math.log(TINY.dead_code_threshold) / math.log(TINY.ema_decay)) + 1):
+    for _ in range(30):
         quantizer(far)
-    alive = quantizer.code_count >= TINY.dead_code_threshold
-    assert alive.sum() < TINY.codebook_size
-    assert (quantizer.codebook[~alive] > 90).all(), "dead codes should sit among the recent vectors"
+    among_far = (quantizer.codebook > 90).all(dim=1)
+    assert among_far.sum() > TINY.codebook_size // 2, "unused codes should sit among the recent vectors"
 
 
 def test_checkpoints_and_tokenizers_load_without_pickle(trained, data, tmp_path, monkeypatch):
