@@ -29,7 +29,6 @@ import argparse
 import json
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -37,109 +36,19 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from common import write_result  # noqa: E402  (bench/common.py, beside this file)
+from stages import (CORPUS_MOTIONS, CORPUS_SEED, EXTRA_TEST_MOTIONS, SMOLLM2, TINY, embedded_base,  # noqa: E402
+                    make_base, make_corpus, make_evaluator, make_stream, make_tokenizer, timed)
 
 from training.continual.config import ContinualConfig, load_continual_config  # noqa: E402
 from training.continual.report import json_ready, summary_lines  # noqa: E402
 from training.streams import KINDS  # noqa: E402
 
-CORPUS_MOTIONS = 1200  # as the tokenizer benchmark: about 150 motions per scenario
-EXTRA_TEST_MOTIONS = 360  # test-only: about 45 more test clips per scenario, for steadier R-Precision
-CORPUS_SEED = 0
-TINY = "tiny"
-SMOLLM2 = "smollm2-135m"
 REAL_BACKBONE_METHODS = ("mtl", "seq-lora", "moe-hard")  # moe-hard only where it is registered
 DEFAULT_WORK_DIR = REPO / "out" / "bench_continual"
 
 
 def result_name(kind: str, profile: str) -> str:
     return f"continual_{kind}" if profile == TINY else f"continual_{kind}_{profile}"
-
-
-@contextmanager
-def timed(stage: str, seconds: dict[str, float]):
-    """Record the wall time of a stage (0 when it was already done and skipped)."""
-    began = time.perf_counter()
-    yield
-    seconds[stage] = round(time.perf_counter() - began, 1)
-
-
-def make_corpus(work: Path, motions: int, extra_test: int) -> Path:
-    """The procedural corpus; one made with other extra test motions is extended or cut in place (its
-    first `motions` and their split are the same either way, so models trained on it stay valid)."""
-    from training.synth.corpus import CorpusConfig, write_corpus
-
-    folder = work / "corpus"
-    config = CorpusConfig(motions=motions, seed=CORPUS_SEED, extra_test_motions=extra_test)
-    made = json.loads((folder / "corpus.json").read_text())["config"] if (folder / "corpus.json").is_file() else None
-    if made is None or made.get("motions") != motions or made.get("extra_test_motions", 0) != extra_test:
-        write_corpus(folder, config)
-    return folder
-
-
-def make_stream(work: Path, corpus: Path, kind: str) -> Path:
-    from training.streams import StreamConfig, write_stream
-
-    folder = work / f"stream_{kind}"
-    made, synth = folder / "tasks.json", corpus / "corpus.json"
-    if not made.is_file() or (synth.is_file() and made.stat().st_mtime < synth.stat().st_mtime):
-        write_stream(corpus, folder, StreamConfig(kind=kind))  # new, or the corpus was made again since
-    return folder
-
-
-def make_tokenizer(work: Path, corpus: Path, steps: int | None) -> Path:
-    from motion_agent.tokenizer import CONFIG_FILE
-    from training.tokenizer_cli import load_humanml3d
-    from training.tokenizer_training import default_config_path, load_training_config, train_tokenizer
-
-    folder = work / "tokenizer"
-    if not (folder / "tokenizer" / CONFIG_FILE).is_file():
-        config = load_training_config(default_config_path())
-        run = config.training
-        data = load_humanml3d(corpus, run.window)
-        train_tokenizer(data.train, data.val, config.model, folder, steps or run.steps, run.batch_size, run.window,
-                        run.lr, run.seed, resume=True, options=config.options, mean=data.mean, std=data.std)
-    return folder / "tokenizer"
-
-
-def make_evaluator(work: Path, corpus: Path, epochs: int | None) -> Path:
-    from training.evaluator import CONFIG_FILE, default_config_path, load_config, train_evaluator
-
-    folder = work / "evaluator"
-    if not (folder / CONFIG_FILE).is_file():
-        config = load_config(default_config_path())
-        if epochs:
-            config = replace(config, training=replace(config.training, epochs=epochs))
-        train_evaluator(corpus, folder, config)
-    return folder
-
-
-def embedded_base(args: argparse.Namespace) -> Path | None:
-    """The embedded default base model, when it is the one this benchmark would train: the tiny profile
-    on the same procedural corpus (its manifest's synth command) with the default steps. It saves the
-    half hour the tokenizer and base stages take on 2 cores, and benchmarks the model users get."""
-    from motion_agent.base_model import DEFAULT_MODEL_DIR, default_base_model
-
-    manifest = DEFAULT_MODEL_DIR / "manifest.json"
-    if args.profile != TINY or args.corpus or args.base_steps or args.tokenizer_steps or args.train_base:
-        return None
-    if default_base_model() is None or not manifest.is_file():
-        return None
-    synth = f"--motions {args.motions} --seed {CORPUS_SEED}"
-    built = json.loads(manifest.read_text())
-    return default_base_model() if any(synth in command for command in built.get("commands", [])) else None
-
-
-def make_base(work: Path, corpus: Path, tokenizer: Path, profile: str, steps: int | None) -> Path:
-    from motion_agent.base_model import SPEC_FILE
-    from training.base_training import load_base_config, train_base
-
-    folder = work / f"base_{profile}"
-    if not (folder / SPEC_FILE).is_file():
-        config = replace(load_base_config(), backbone=profile)
-        if steps:
-            config = replace(config, training=replace(config.training, steps=steps))
-        train_base(corpus, tokenizer, folder, config)
-    return folder
 
 
 def benchmark_settings(args: argparse.Namespace) -> tuple[ContinualConfig, list[str] | None, int | None]:
@@ -169,7 +78,8 @@ def run(args: argparse.Namespace) -> tuple[dict, Path]:
         stream = args.stream or make_stream(work, corpus, args.kind)
     with timed("evaluator", seconds):
         evaluator = args.evaluator or make_evaluator(work, corpus, args.evaluator_epochs)
-    base = args.base or embedded_base(args)
+    custom = args.corpus or args.base_steps or args.tokenizer_steps or args.train_base
+    base = args.base or (None if custom else embedded_base(args.profile, args.motions))
     if base is None:
         with timed("tokenizer", seconds):
             tokenizer = make_tokenizer(work, corpus, args.tokenizer_steps)
