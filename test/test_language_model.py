@@ -126,8 +126,15 @@ def test_base_stage_stores_only_small_parts(base_dir):
     assert any("trainable_tokens" in name for name in weights)
     assert (base_dir / "base" / "tokenizer" / "tokenizer.safetensors").is_file() or any(
         (base_dir / "base" / "tokenizer").glob("*.safetensors"))
-    targets = json.loads((adapter / "adapter_config.json").read_text())["target_modules"]
+    adapter_config = json.loads((adapter / "adapter_config.json").read_text())
+    targets = adapter_config["target_modules"]
     assert len(targets) == 7 and targets == sorted(targets)  # peft's set order would differ per build
+    # the caption words' rows train too (tied to the output layer): a backbone without language
+    # pretraining could not put probability on them otherwise
+    rows = set(adapter_config["trainable_token_indices"]["embed_tokens"])
+    _, tokenizer = load_backbone("tiny")
+    caption = HumanML3D(base_dir / "corpus").clips("train")[0].captions[0].text
+    assert set(tokenizer(caption, add_special_tokens=False).input_ids) | {tokenizer.eos_token_id} <= rows
 
 
 def test_base_model_loads_frozen_with_a_stable_fingerprint(base_dir):

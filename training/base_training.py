@@ -80,6 +80,10 @@ class BaseTrainingConfig:
     backbone: str = "tiny"
     lora: LoraSettings = field(default_factory=LoraSettings)
     training: BaseRunConfig = field(default_factory=BaseRunConfig)
+    # train the embedding rows of the tokens the training captions use (and end-of-text) beside the
+    # motion tokens: the embeddings are tied to the output layer, and a backbone without language
+    # pretraining (tiny) cannot put probability on caption words through random frozen rows
+    caption_rows: bool = True
 
 
 def default_config_path() -> Path:
@@ -167,10 +171,19 @@ def validation_loss(model, examples, vocabulary, tokenizer, run: BaseRunConfig) 
     return figures
 
 
-def peft_model(model, vocabulary: MotionVocabulary, lora: LoraSettings):
+def caption_token_ids(tokenizer, examples: list[Example]) -> list[int]:
+    """Every token id the examples' captions are written with, and end-of-text (a caption's last target)."""
+    ids = {tokenizer.eos_token_id}
+    for example in examples:
+        for caption in example.captions:
+            ids.update(tokenizer(caption, add_special_tokens=False).input_ids)
+    return sorted(ids)
+
+
+def peft_model(model, vocabulary: MotionVocabulary, lora: LoraSettings, text_ids: list[int] = ()):
     from peft import get_peft_model
 
-    token_ids = list(vocabulary.code_ids) + [vocabulary.start_id, vocabulary.end_id]
+    token_ids = list(vocabulary.code_ids) + [vocabulary.start_id, vocabulary.end_id] + list(text_ids)
     return get_peft_model(model, lora.peft_config(trainable_token_indices={"embed_tokens": token_ids}))
 
 
@@ -193,7 +206,8 @@ def train_base(corpus_root: str | Path, tokenizer_dir: str | Path, out: str | Pa
     model, tokenizer = load_backbone(config.backbone)
     backbone_hash = weights_fingerprint(model)
     vocabulary = add_motion_tokens(model, tokenizer, motion_tokenizer.config.codebook_size)
-    model = peft_model(model, vocabulary, config.lora)
+    model = peft_model(model, vocabulary, config.lora,
+                       caption_token_ids(tokenizer, train) if config.caption_rows else [])
     accelerator = Accelerator()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=run.lr,
                                   weight_decay=run.weight_decay)
