@@ -1,1 +1,1 @@
-ed25519 bd70eaae2307823a JebpOqapaXwG+ncQZ/uMGOM3cHv+wPBRmOc5ihZzkBsCGi/NMCt0GkgjvB8RQnNP1dPBwCiQi6LqcWpeS7zdBw==
+ed25519 9c7b5e63589d78cf fmVxXLzneuMJtnvb68GApGTodis2SpeSwwJ4Hk/38poZDd75bsUoTNbrxhmH+c2Bl/1U6sxzGaAje4Gfx/z8Dw==
