@@ -29,8 +29,7 @@ def build_tiny_base_model(root: Path) -> Path:
     write_corpus(root / "corpus", CorpusConfig(motions=40, seed=0))
     data = load_humanml3d(root / "corpus", 32)
     train_tokenizer(
-        data.train, data.val,
-        TokenizerConfig(codebook_size=TINY_CODEBOOK, code_dim=16, width=32, depth=1),
+        data.train, data.val, TokenizerConfig(codebook_size=TINY_CODEBOOK, code_dim=16, width=32, depth=1),
         root / "tok", 20, 8, 32, 3e-3, 0, resume=False,
         options=TrainingOptions(warmup_steps=5, checkpoint_every=1000, val_every=0),
         mean=data.mean, std=data.std, progress=False,
