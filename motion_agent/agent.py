@@ -53,6 +53,7 @@ class RoutingConfig:
     unknown: str = "base"  # when no expert accepts a request: "base" serves it with the base model, "refuse" drops it
     mode: str = "hard"  # "hard": the winning expert alone; "soft": every expert blended by softmax(-loss / T)
     temperature: float = 0.1  # of the soft blend (as the continual trainer's moe-soft)
+    merged: bool = True  # hard routing runs the expert merged into a copy of its layers (experts.ExpertSet.serving)
 
     def __post_init__(self) -> None:
         if self.unknown not in FALLBACKS:
@@ -160,7 +161,7 @@ class MotionAgent:
                  config: AgentConfig = AgentConfig(), tokenizer_fingerprint: str = "") -> None:
         self.lm, self.encoder, self.decoder, self.retargeter, self.config = lm, encoder, decoder, retargeter, config
         self.tokenizer_fingerprint = tokenizer_fingerprint  # bundles must name it (and the base fingerprint)
-        self.experts = ExpertSet(lm)
+        self.experts = ExpertSet(lm, merged=config.routing.merged)
         self.router = AutoencoderRouter()
         self.store = ExpertStore(Path(config.routing.experts).expanduser()) if config.routing.experts else None
         if self.store is not None:
@@ -205,7 +206,9 @@ class MotionAgent:
         """The expert for one prompt, or None when no expert accepts it (or none is installed)."""
         if not self.router.experts:
             return Decision(None, {})
-        return self.router.route(prompt_features(self.lm, [prompt]), direction)[0]
+        with self.experts.serving(None) as base:
+            features = prompt_features(base, [prompt])
+        return self.router.route(features, direction)[0]
 
     def _expert_label(self, decision: Decision) -> str:
         if not self.router.experts:
@@ -233,8 +236,8 @@ class MotionAgent:
             decision = self.route(t2m_prompt(without_duration(text)), "t2m")
             expert = self._expert_label(decision)
             clock.lap("route")
-            codes = self._run(decision, lambda names: self.lm.generate_motion(
-                [text], seed=self.config.seed if seed is None else seed, seconds=duration, adapter_names=names))[0]
+            codes = self._run(decision, lambda lm: lm.generate_motion(
+                [text], seed=self.config.seed if seed is None else seed, seconds=duration))[0]
         clock.lap("language_model")
         joints = self.decode(codes)
         clock.lap("decode")
@@ -252,14 +255,14 @@ class MotionAgent:
             decision = self.route(m2t_prompt(self.lm.vocabulary, codes), "m2t")
             expert = self._expert_label(decision)
             clock.lap("route")
-            text = self._run(decision, lambda names: self.lm.caption([codes], adapter_names=names))[0]
+            text = self._run(decision, lambda lm: lm.caption([codes]))[0]
         clock.lap("language_model")
         return CaptionResult(text, len(window), expert, clock.marks, decision.scores)
 
     def _run(self, decision: Decision, call):
-        """Run `call(adapter_names)` with the decision's expert alone, or the soft blend of all experts."""
+        """Run `call(lm)` with the decision's expert alone, or the soft blend of all experts."""
         if self.config.routing.mode == "soft" and decision.expert is not None:
             with self.experts.blended(softmax_weights(decision.scores, self.config.routing.temperature)):
-                return call(None)
-        with self.experts.serving(decision.expert):
-            return call(None)
+                return call(self.lm)
+        with self.experts.serving(decision.expert) as lm:
+            return call(lm)

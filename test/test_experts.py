@@ -87,23 +87,33 @@ def test_errors_name_the_bad_expert(experts, expert_dirs, tmp_path):
         experts.remove("ghost")
 
 
-def test_serving_one_expert_computes_what_peft_set_adapter_computes_and_restores_the_state(experts, expert_dirs):
-    """`ExpertSet.serving` switches adapters without peft's `set_adapter` (whose cost grows with the
+def peft_logits(model, batch, expert: str | None) -> torch.Tensor:
+    """What peft itself computes for `expert` (None: no adapter), restoring its active adapters."""
+    active = list(model.base_model.active_adapters)
+    try:
+        if expert is None:
+            with model.disable_adapter():
+                return model(**batch).logits
+        model.base_model.set_adapter(expert)
+        return model(**batch).logits
+    finally:
+        model.base_model.set_adapter(active)
+
+
+def test_serving_through_peft_layers_computes_exactly_what_set_adapter_computes(tiny_base_model, expert_dirs):
+    """Unmerged `serving` switches adapters without peft's `set_adapter` (whose cost grows with the
     number of loaded experts); the logits must be exactly peft's, for an expert and for the base."""
+    experts = ExpertSet(load_base_model(tiny_base_model), merged=False)
     experts.sync({"sports": expert_dirs["sports"], "dance": expert_dirs["dance"]})
     model, batch = experts.lm.model, experts.lm._encode(TEXTS)
     active = list(model.base_model.active_adapters)
     with torch.inference_mode():
-        with experts.serving("dance"):
-            served = model(**batch).logits
-        with experts.serving(None):
-            served_base = model(**batch).logits
-        model.base_model.set_adapter("dance")
-        reference = model(**batch).logits
-        with model.disable_adapter():
-            reference_base = model(**batch).logits
-    model.base_model.set_adapter(active)
-    assert torch.equal(served, reference) and torch.equal(served_base, reference_base)
+        with experts.serving("dance") as lm:
+            served = lm.model(**batch).logits
+        with experts.serving(None) as lm:
+            served_base = lm.model(**batch).logits
+        assert torch.equal(served, peft_logits(model, batch, "dance"))
+        assert torch.equal(served_base, peft_logits(model, batch, None))
     assert not torch.equal(served, served_base)
     with experts.serving("sports"):
         pass
@@ -111,3 +121,40 @@ def test_serving_one_expert_computes_what_peft_set_adapter_computes_and_restores
     with pytest.raises(ExpertError, match="no expert named 'swim'"):
         with experts.serving("swim"):
             pass
+
+
+def test_merged_serving_matches_peft_and_never_writes_the_shared_weights(experts, expert_dirs):
+    """Merged serving (the default) runs an expert as W + its LoRA delta in private buffers: the same
+    function as peft up to float rounding, the base bit for bit, and the backbone untouched however
+    often experts are switched, so every other expert still computes exactly what it did."""
+    experts.sync({"sports": expert_dirs["sports"], "dance": expert_dirs["dance"]})
+    model, batch = experts.lm.model, experts.lm._encode(TEXTS)
+    weights = {name: p.detach().clone() for name, p in model.named_parameters()}
+    with torch.inference_mode():
+        before = {name: peft_logits(model, batch, name) for name in ("sports", "dance", None)}
+        served = {}
+        for name in ("dance", None, "sports", "dance", None, "dance"):
+            with experts.serving(name) as lm:
+                assert lm.model is not model  # a wrapper-free view, not the peft model
+                served[name] = lm.model(**batch).logits
+        after = {name: peft_logits(model, batch, name) for name in ("sports", "dance", None)}
+    assert all(torch.equal(p, weights[n]) for n, p in model.named_parameters())
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert torch.equal(served[None], before[None])
+    for name in ("sports", "dance"):
+        torch.testing.assert_close(served[name], before[name], rtol=1e-4, atol=1e-4)
+        assert (served[name] - before[None]).abs().max() > 1e-3
+
+
+def test_merged_serving_follows_a_replaced_expert(experts, expert_dirs):
+    experts.sync({"sports": expert_dirs["sports"]})
+    batch = experts.lm._encode(TEXTS[:1])
+    with torch.inference_mode():
+        with experts.serving("sports") as lm:
+            first = lm.model(**batch).logits
+        experts.sync({"sports": expert_dirs["dance"]})  # same name, the dance adapter's weights
+        with experts.serving("sports") as lm:
+            replaced = lm.model(**batch).logits
+        reference = peft_logits(experts.lm.model, batch, "sports")
+    assert (first - replaced).abs().max() > 1e-3
+    torch.testing.assert_close(replaced, reference, rtol=1e-4, atol=1e-4)
