@@ -161,12 +161,22 @@ def _world_rotations(local: np.ndarray) -> np.ndarray:
     return world
 
 
-def _euler(matrices: np.ndarray, sequence: str) -> np.ndarray:
+def _source_rotation(local: np.ndarray, world: np.ndarray, source: str, relative_to: str | None) -> np.ndarray:
+    """(T, 3, 3) rotation of SMPL joint `source` relative to its parent, or to its ancestor `relative_to`."""
+    if relative_to is None:
+        return local[:, JOINT_NAMES.index(source)]
+    base = world[:, JOINT_NAMES.index(relative_to)]
+    return base.transpose(0, 2, 1) @ world[:, JOINT_NAMES.index(source)]
+
+
+def _euler(matrices: np.ndarray, sequence: str, frames: int) -> np.ndarray:
+    """(frames * K, 3, 3) frame-major rotations -> (frames, K, 3) angles, unwrapped over time."""
     # Near gimbal lock scipy warns and splits the angle arbitrarily between the first and third axis;
     # the decomposition still reproduces the rotation exactly, so the warning is noise per frame.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return np.unwrap(Rotation.from_matrix(matrices).as_euler(sequence), axis=0)
+        angles = Rotation.from_matrix(matrices).as_euler(sequence)
+    return np.unwrap(angles.reshape(frames, -1, 3), axis=0)
 
 
 def _limit_velocity(positions: np.ndarray, max_step: np.ndarray) -> tuple[np.ndarray, int]:
@@ -238,20 +248,20 @@ class Retargeter:
         return trajectory
 
     def _joint_angles(self, local: np.ndarray, world: np.ndarray) -> np.ndarray:
-        """(T, J) robot angles at the motion's rate; each rotation is decomposed once and shared."""
-        cache: dict[tuple[str, str | None, str], np.ndarray] = {}
+        """(T, J) robot angles at the motion's rate. Each rotation a joint reads is decomposed once,
+        and all rotations of one Euler sequence in one scipy call (a call per joint cost more than
+        the decomposition)."""
+        keys = list(dict.fromkeys((j.source, j.relative_to, j.euler) for j in self.config.joints))
+        angles: dict[tuple[str, str | None, str], np.ndarray] = {}
+        for sequence in dict.fromkeys(key[2] for key in keys):
+            group = [key for key in keys if key[2] == sequence]
+            matrices = np.stack([_source_rotation(local, world, source, relative_to)
+                                 for source, relative_to, _ in group], axis=1)  # (T, K, 3, 3)
+            decomposed = _euler(matrices.reshape(-1, 3, 3), sequence, len(local))
+            angles.update({key: decomposed[:, k] for k, key in enumerate(group)})
         columns = []
         for joint in self.config.joints:
-            key = (joint.source, joint.relative_to, joint.euler)
-            if key not in cache:
-                source = JOINT_NAMES.index(joint.source)
-                if joint.relative_to is None:
-                    matrices = local[:, source]
-                else:
-                    base = world[:, JOINT_NAMES.index(joint.relative_to)]
-                    matrices = base.transpose(0, 2, 1) @ world[:, source]
-                cache[key] = _euler(matrices, joint.euler)
-            angle = cache[key][:, joint.euler.index(joint.axis.upper())]
+            angle = angles[(joint.source, joint.relative_to, joint.euler)][:, joint.euler.index(joint.axis.upper())]
             columns.append(joint.scale * angle + joint.offset)
         return np.stack(columns, axis=1) if columns else np.zeros((len(local), 0))
 

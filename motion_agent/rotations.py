@@ -59,7 +59,9 @@ def best_fit_rotation(source: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     h = source.transpose(-1, -2) @ target
     u, _, vt = torch.linalg.svd(h)
     v = vt.transpose(-1, -2)
-    det = torch.det(v @ u.transpose(-1, -2))
+    rows = (v @ u.transpose(-1, -2)).unbind(-2)
+    # the triple product: torch.det factorises each 3x3 matrix, tens of times slower on a batch of them
+    det = (torch.cross(rows[0], rows[1], dim=-1) * rows[2]).sum(-1)
     fix = torch.ones_like(u[..., 0])
     fix[..., 2] = det.sign()
     return v @ torch.diag_embed(fix) @ u.transpose(-1, -2)
