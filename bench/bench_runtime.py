@@ -806,6 +806,7 @@ def part_ratios(bench: Bench) -> dict:
     cold_start_s = bench.shared.get("node_cold_start_s")
     ratios = {
         "switch_adapter_over_mixed_batch": ratio(mixed["set_adapter_ms"], mixed["mixed_batch_ms"]),
+        "peft_layers_over_merged_serving": ratio(mixed["peft_layers_ms"], mixed["merged_ms"]),
         "torch_over_onnx_decoder": ratio(decoders["torch_ms"], decoders["onnx_ms"]),
         "restart_over_hot_install": ratio(install["restart_ms"], install["hot_install_ms"]),
         "node_start_over_hot_install": ratio(cold_start_s * 1000.0 if cold_start_s else None,
@@ -816,6 +817,10 @@ def part_ratios(bench: Bench) -> dict:
             f"A: {MIXED_BATCH} requests of {HEADLINE_S} s, each for a different expert, served by set_adapter + one "
             "generate per request; B: the same requests in one generate with peft adapter_names= (mixed batch). "
             "Medians of whole-batch times."),
+        "peft_layers_over_merged_serving": (
+            f"The same {MIXED_BATCH} requests one at a time through ExpertSet.serving, A: with merged=False (the "
+            "expert the only active adapter of peft's LoRA layers); B: merged (the default: the expert merged into "
+            "a private copy of the adapted weights, motion_agent.merged_serving). Medians of whole-batch times."),
         "torch_over_onnx_decoder": (
             f"A: MotionAgent.decode of a {HEADLINE_S} s motion's codes with the torch MotionTokenizer; B: the same "
             f"with onnxruntime (OnnxTokenDecoder, {decoders['onnx_source']}). Includes the shared joint recovery."),
@@ -831,8 +836,8 @@ def part_ratios(bench: Bench) -> dict:
 
 
 def mixed_batch_vs_switching(agent, repeats: int) -> dict:
-    """One peft mixed batch against set_adapter + generate per request (and the agent's own way today:
-    one generate per request with adapter_names=[expert])."""
+    """One peft mixed batch against set_adapter + generate per request, one generate per request with
+    adapter_names=[expert], and the agent's own way: ExpertSet.serving, merged and through peft's layers."""
     lm = agent.lm
     names = list(agent.experts.names)[:MIXED_BATCH]
     if len(names) < MIXED_BATCH:
@@ -852,13 +857,23 @@ def mixed_batch_vs_switching(agent, repeats: int) -> dict:
     def mixed() -> None:
         lm.generate_motion(texts, seed=SEED, seconds=HEADLINE_S, adapter_names=names)
 
+    def serving(merged: bool) -> Callable[[], None]:
+        def call() -> None:
+            agent.experts.merged = merged
+            for name, text in zip(names, texts):
+                with agent.experts.serving(name) as served:
+                    served.generate_motion([text], seed=SEED, seconds=HEADLINE_S)
+        return call
+
     with agent.experts.lock:
-        active = lm.model.active_adapter
+        active, merged = lm.model.active_adapter, agent.experts.merged
         try:
-            times = time_side_by_side({"set_adapter": switching, "mixed_batch": mixed, "per_request_names": one_by_one},
+            times = time_side_by_side({"set_adapter": switching, "mixed_batch": mixed, "per_request_names": one_by_one,
+                                       "peft_layers": serving(False), "merged": serving(True)},
                                       repeats, "mixed batch vs set_adapter")
         finally:
             lm.model.set_adapter(active)
+            agent.experts.merged = merged
     return {f"{name}_ms": median(values) for name, values in times.items()} | {"batch": MIXED_BATCH}
 
 
