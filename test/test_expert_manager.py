@@ -24,6 +24,7 @@ def test_inbox_takes_only_bundles_that_stopped_changing_and_keeps_them_after(tmp
     bundle.write_bytes(b"x" * 20)  # still being copied
     assert inbox.ready() == []
     assert inbox.ready() == [bundle]
+    assert inbox.ready() == []  # offered once: an install slower than the poll must not get it twice
     refused = inbox.settle(bundle, "The signature does not verify.")
     assert refused == inbox.folder / "refused" / "a.tar" and refused.is_file()
     assert (inbox.folder / "refused" / "a.tar.reason.txt").read_text().startswith("The signature")
@@ -31,6 +32,12 @@ def test_inbox_takes_only_bundles_that_stopped_changing_and_keeps_them_after(tmp
     inbox.ready()
     assert inbox.settle(inbox.ready()[0]) == inbox.folder / "installed" / "b.tar"
     assert inbox.ready() == []
+    (inbox.folder / "c.tar").write_bytes(b"z")
+    inbox.ready()
+    taken = inbox.ready()[0]
+    taken.unlink()  # removed by hand while its install ran: settling must not fail
+    assert inbox.settle(taken, "Not a tar file.") == inbox.folder / "refused" / "c.tar"
+    assert (inbox.folder / "refused" / "c.tar.reason.txt").is_file()
 
 
 class Harness:

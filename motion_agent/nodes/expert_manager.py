@@ -53,10 +53,13 @@ class ExpertManager:
     def _loop(self) -> None:
         while True:
             job = self.jobs.get()
-            if job is None:
-                self._reload()
-            else:
-                self._install(*job)
+            try:
+                if job is None:
+                    self._reload()
+                else:
+                    self._install(*job)
+            except Exception as error:  # one failed job must not end the installs that follow
+                self.node.get_logger().error(f"expert install job {job} failed: {type(error).__name__}: {error}")
 
     def _reload(self) -> None:
         try:
