@@ -158,3 +158,24 @@ def test_merged_serving_follows_a_replaced_expert(experts, expert_dirs):
         reference = peft_logits(experts.lm.model, batch, "sports")
     assert (first - replaced).abs().max() > 1e-3
     torch.testing.assert_close(replaced, reference, rtol=1e-4, atol=1e-4)
+
+
+def test_an_expert_that_is_not_plain_lora_is_served_through_peft(experts, expert_dirs, tmp_path):
+    """A DoRA expert changes more than W + B A: merging it would serve a different function, so it runs
+    through peft's own layers, exactly as peft computes it."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(7)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False, use_dora=True)
+    model = get_peft_model(experts.lm.model, config)
+    model.save_pretrained(tmp_path / "dora" / "adapter", save_embedding_layers=False)
+    model.unload()
+    experts.sync({"sports": expert_dirs["sports"], "dora": tmp_path / "dora"})
+    batch = experts.lm._encode(TEXTS[:1])
+    with torch.inference_mode():
+        with experts.serving("dora") as lm:
+            assert lm is experts.lm
+            served = lm.model(**batch).logits
+        assert torch.equal(served, peft_logits(experts.lm.model, batch, "dora"))
+        with experts.serving("sports") as lm:
+            assert lm is not experts.lm  # the plain LoRA expert beside it is still merged
