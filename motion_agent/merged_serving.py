@@ -2,19 +2,19 @@
 
 A hard-routed request runs exactly one expert. Through peft's LoRA layers every adapted linear layer
 then costs three module calls instead of one; with a small backbone that overhead, not arithmetic,
-is most of the decoding time (tiny profile: about 80 ms for a 4 s motion with an expert, 47 ms
-merged, 54 ms for the plain base through idle LoRA wrappers). Merging, the usual way LoRA is deployed,
-removes it, but peft's `merge_adapter` writes into the shared backbone and `unmerge_adapter` subtracts
-again, which does not restore the weights bit for bit; over thousands of switches the base and every
-other expert would drift.
+is most of the decoding time (tiny profile, one in-process measurement of a 4 s motion: 80 ms with an
+expert through peft, 47 ms merged, 54 ms for the plain base through idle LoRA wrappers). Merging, the
+usual way LoRA is deployed, removes it, but peft's `merge_adapter` writes into the shared backbone and
+`unmerge_adapter` subtracts again, which does not restore the weights bit for bit; over thousands of
+switches the base and every other expert would drift.
 
 So the merge goes elsewhere: `MergedServing` keeps a copy of the base network without LoRA wrappers
 that shares every base weight (no memory), and one private buffer per adapted weight, which holds
-W + scaling * B A (the update peft's merge adds) for the expert being served. The backbone and the peft model are
-never written to, so expert isolation holds exactly; the base (no expert) runs the shared weights
-themselves, bit for bit what peft computes with no adapter active. The price is one copy of the
-adapted layers' weights (about 3 MB for tiny, 420 MB for smollm2-135m in float32), and a merged
-expert's logits equal peft's only up to float rounding (the sum is formed in a different order).
+W + scaling * B A (the update peft's merge adds) for the expert being served. The backbone and the
+peft model are never written to, so expert isolation holds exactly; the base (no expert) runs the
+shared weights themselves, bit for bit what peft computes with no adapter active. The price is one
+copy of the adapted layers' weights (about 3 MB for tiny, 420 MB for smollm2-135m in float32), and a
+merged expert's logits equal peft's only up to float rounding (the sum is formed in a different order).
 """
 from __future__ import annotations
 
