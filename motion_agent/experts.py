@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from motion_agent.language_model import MotionLanguageModel
-from motion_agent.merged_serving import MergedServing, mergeable
+from motion_agent.merged_serving import MergedServing
 
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
 ADAPTER_DIR = "adapter"
@@ -119,7 +119,6 @@ class ExpertSet:
         self.lock = threading.RLock()
         self.merged = merged  # serve single experts merged (see `serving`)
         self._merged: MergedServing | None = None  # made on the first request that uses it
-        self._mergeable: dict[str, bool] = {}
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -208,21 +207,18 @@ class ExpertSet:
             name = None if expert in (None, "base") else expert
             if not self.folders:
                 yield self.lm
-            elif self.merged and (name is None or self._can_merge(name)):
+                return
+            if self.merged:
                 if self._merged is None:
                     self._merged = MergedServing(self.lm)
-                yield self._merged.serve(self.lm.model, name)
-            else:
-                with running_adapters(self.lm.model, [] if name is None else [name]):
-                    yield self.lm
-
-    def _can_merge(self, name: str) -> bool:
-        if name not in self._mergeable:
-            self._mergeable[name] = mergeable(self.lm.model, name)
-        return self._mergeable[name]
+                served = self._merged.serve(self.lm.model, name)
+                if served is not None:
+                    yield served
+                    return
+            with running_adapters(self.lm.model, [] if name is None else [name]):
+                yield self.lm
 
     def _forget(self, name: str) -> None:
-        self._mergeable.pop(name, None)
         if self._merged is not None:
             self._merged.forget(name)
 

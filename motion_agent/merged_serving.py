@@ -27,23 +27,6 @@ from torch import nn
 from motion_agent.language_model import MotionLanguageModel
 
 
-def mergeable(peft_model, expert: str) -> bool:
-    """Whether `expert` is plain LoRA on nn.Linear layers (no DoRA, bias, transposed weights, saved
-    modules or trainable tokens), i.e. whether W + scaling * B A is all it changes."""
-    from peft.tuners.lora import Linear as LoraLinear
-    from peft.tuners.lora import LoraLayer
-
-    config = getattr(peft_model, "peft_config", {}).get(expert)
-    if config is None or getattr(config, "modules_to_save", None) or getattr(config, "trainable_token_indices", None):
-        return False
-    holders = [m for m in peft_model.modules()
-               if isinstance(m, LoraLayer) and (expert in m.lora_A or expert in m.lora_embedding_A)]
-    return bool(holders) and all(
-        isinstance(m, LoraLinear) and isinstance(m.get_base_layer(), nn.Linear) and not m.fan_in_fan_out
-        and not m.use_dora.get(expert, False) and not m.lora_bias.get(expert, False) and expert in m.lora_A
-        for m in holders)
-
-
 class MergedServing:
     """A wrapper-free view of a peft model's base network with at most one expert merged in."""
 
@@ -66,13 +49,16 @@ class MergedServing:
         self._in_buffers: str | None = None  # whose merge the buffers hold
         self._serving: str | None = None
 
-    def serve(self, peft_model, expert: str | None) -> MotionLanguageModel:
-        """The model to run `expert` (None: the base) on; valid until the next call."""
+    def serve(self, peft_model, expert: str | None) -> MotionLanguageModel | None:
+        """The model to run `expert` (None: the base) on, valid until the next call; None when the
+        expert is more than plain LoRA, so that merging would change what it computes."""
         if expert == self._serving:
             return self.lm
+        layers = {} if expert is None else self._lora_layers(peft_model, expert)
+        if layers is None:
+            return None
         self._restore()
         if expert is not None:
-            layers = self._lora_layers(peft_model, expert)
             if self._in_buffers != expert:
                 self._merge(layers, expert)
             for path in layers:
@@ -108,15 +94,31 @@ class MergedServing:
                             alpha=layer.scaling[expert], out=self._buffers[path].data)
         self._in_buffers = expert
 
-    def _lora_layers(self, peft_model, expert: str) -> dict[str, nn.Module]:
-        """{path in the network: LoRA layer holding `expert`}, found once per expert."""
+    def _lora_layers(self, peft_model, expert: str) -> dict[str, nn.Module] | None:
+        """{path in the network: LoRA layer holding `expert`}, found once per expert; None unless the
+        expert is plain LoRA on nn.Linear layers (no DoRA, bias, transposed weights, saved modules or
+        trainable tokens), i.e. unless W + scaling * B A is all it changes."""
         if expert not in self._layers:
-            prefix = "base_model.model."  # PeftModel -> LoraModel -> the network
-            self._layers[expert] = {name[len(prefix):]: module for name, module in peft_model.named_modules()
-                                    if name.startswith(prefix) and expert in getattr(module, "lora_A", {})}
+            self._layers[expert] = _plain_lora_layers(peft_model, expert)
         return self._layers[expert]
 
     def _linear(self, path: str) -> nn.Linear:
         if path not in self._targets:
             self._targets[path] = self.network.get_submodule(path)
         return self._targets[path]
+
+
+def _plain_lora_layers(peft_model, expert: str) -> dict[str, nn.Module] | None:
+    from peft.tuners.lora import Linear as LoraLinear
+    from peft.tuners.lora import LoraLayer
+
+    config = peft_model.peft_config[expert]
+    if getattr(config, "modules_to_save", None) or getattr(config, "trainable_token_indices", None):
+        return None
+    prefix = "base_model.model."  # PeftModel -> LoraModel -> the network
+    layers = {name.removeprefix(prefix): module for name, module in peft_model.named_modules()
+              if isinstance(module, LoraLayer) and (expert in module.lora_A or expert in module.lora_embedding_A)}
+    plain = all(isinstance(m, LoraLinear) and isinstance(m.get_base_layer(), nn.Linear) and not m.fan_in_fan_out
+                and not m.use_dora.get(expert, False) and not m.lora_bias.get(expert, False) and expert in m.lora_A
+                for m in layers.values())
+    return layers if layers and plain else None
