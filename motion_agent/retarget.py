@@ -169,14 +169,14 @@ def _source_rotation(local: np.ndarray, world: np.ndarray, source: str, relative
     return base.transpose(0, 2, 1) @ world[:, JOINT_NAMES.index(source)]
 
 
-def _euler(matrices: np.ndarray, sequence: str, frames: int) -> np.ndarray:
-    """(frames * K, 3, 3) frame-major rotations -> (frames, K, 3) angles, unwrapped over time."""
+def _euler(matrices: np.ndarray, sequence: str) -> np.ndarray:
+    """(T, K, 3, 3) rotations -> (T, K, 3) angles, unwrapped over time."""
     # Near gimbal lock scipy warns and splits the angle arbitrarily between the first and third axis;
     # the decomposition still reproduces the rotation exactly, so the warning is noise per frame.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        angles = Rotation.from_matrix(matrices).as_euler(sequence)
-    return np.unwrap(angles.reshape(frames, -1, 3), axis=0)
+        angles = Rotation.from_matrix(matrices.reshape(-1, 3, 3)).as_euler(sequence)
+    return np.unwrap(angles.reshape(matrices.shape[:2] + (3,)), axis=0)
 
 
 def _limit_velocity(positions: np.ndarray, max_step: np.ndarray) -> tuple[np.ndarray, int]:
@@ -204,6 +204,9 @@ class Retargeter:
         self._lower = np.array([-np.inf if j.lower is None else j.lower for j in joints])
         self._upper = np.array([np.inf if j.upper is None else j.upper for j in joints])
         self._max_velocity = np.array([np.inf if j.max_velocity is None else j.max_velocity for j in joints])
+        keys = list(dict.fromkeys((j.source, j.relative_to, j.euler) for j in joints))  # rotations read, once each
+        self._rotations_by_sequence = {sequence: [k for k in keys if k[2] == sequence]
+                                       for sequence in dict.fromkeys(k[2] for k in keys)}
 
     def retarget(self, joints: np.ndarray | torch.Tensor, fps: float = 20.0) -> Trajectory:
         joints = np.asarray(joints.detach().cpu() if isinstance(joints, torch.Tensor) else joints, dtype=np.float64)
@@ -251,13 +254,11 @@ class Retargeter:
         """(T, J) robot angles at the motion's rate. Each rotation a joint reads is decomposed once,
         and all rotations of one Euler sequence in one scipy call (a call per joint cost more than
         the decomposition)."""
-        keys = list(dict.fromkeys((j.source, j.relative_to, j.euler) for j in self.config.joints))
         angles: dict[tuple[str, str | None, str], np.ndarray] = {}
-        for sequence in dict.fromkeys(key[2] for key in keys):
-            group = [key for key in keys if key[2] == sequence]
+        for sequence, group in self._rotations_by_sequence.items():
             matrices = np.stack([_source_rotation(local, world, source, relative_to)
                                  for source, relative_to, _ in group], axis=1)  # (T, K, 3, 3)
-            decomposed = _euler(matrices.reshape(-1, 3, 3), sequence, len(local))
+            decomposed = _euler(matrices, sequence)
             angles.update({key: decomposed[:, k] for k, key in enumerate(group)})
         columns = []
         for joint in self.config.joints:
