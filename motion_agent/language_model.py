@@ -10,11 +10,13 @@ model was trained on.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -141,6 +143,24 @@ def request_prompts(vocabulary: MotionVocabulary, direction: Direction, inputs) 
     return [m2t_prompt(vocabulary, codes) for codes in inputs]
 
 
+@lru_cache(maxsize=None)
+def _cache_keyword(model_class: type) -> str:
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
+def with_cache(network, cache) -> dict:
+    """{keyword: cache} for a Hugging Face model's forward: transformers 5 renamed `past_key_values` to
+    `cache` and warns on every call that still uses the old name (twice per decoding step, into the
+    node's log); older releases know only `past_key_values`."""
+    return {_cache_keyword(type(network)): cache}
+
+
+def returned_cache(output):
+    """The KV cache a forward returned, under either name (see `with_cache`)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
 def _choose(candidates: torch.Tensor, step: int, lo: int, hi: int, config: GenerationConfig,
             generator: torch.Generator) -> torch.Tensor:
     """One decoding step over [codes..., end]: end is barred before `lo` codes and forced at `hi`;
@@ -220,8 +240,8 @@ class MotionLanguageModel:
                 token = torch.where(choice == size, self.vocabulary.end_id, first + choice)
                 mask = torch.cat([mask, torch.ones_like(token)[:, None]], dim=1)
                 position = position + 1
-                out = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=position,
-                                 past_key_values=out.past_key_values, use_cache=True, **extra)
+                out = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=position, use_cache=True,
+                                 **with_cache(self.network, returned_cache(out)), **extra)
         return [np.asarray(codes, dtype=np.int64) for codes in rows]
 
     @property

@@ -39,6 +39,8 @@ from motion_agent.language_model import (
     T2M_INSTRUCTION,
     Direction,
     MotionLanguageModel,
+    returned_cache,
+    with_cache,
 )
 
 ROUTER_FILE = "router.safetensors"
@@ -127,7 +129,8 @@ def _content_states(lm: MotionLanguageModel, prompts: list[str], head: str) -> t
     # the cache appends by concatenation, so views of the stored keys and values are never written to
     cache = DynamicCache([(k.expand(n, *k.shape[1:]), v.expand(n, *v.shape[1:])) for k, v in prefix])
     attention = torch.cat([mask.new_ones(n, cache.get_seq_length()), mask], dim=1)
-    out = _trunk(lm)(input_ids=ids, attention_mask=attention, past_key_values=cache, use_cache=True)
+    trunk = _trunk(lm)
+    out = trunk(input_ids=ids, attention_mask=attention, use_cache=True, **with_cache(trunk, cache))
     return out.last_hidden_state, mask
 
 
@@ -138,7 +141,7 @@ def _instruction_cache(lm: MotionLanguageModel, head: str) -> list[tuple[torch.T
     if head not in caches:
         trunk = _trunk(lm)
         ids = lm.tokenizer(head, return_tensors="pt", add_special_tokens=False)["input_ids"].to(lm.model.device)
-        cache = trunk(input_ids=ids, use_cache=True).past_key_values  # sized for every backbone layer
+        cache = returned_cache(trunk(input_ids=ids, use_cache=True))  # sized for every backbone layer
         caches[head] = [(layer.keys, layer.values) for layer in cache.layers[: len(trunk.layers)]]
     return caches[head]
 
