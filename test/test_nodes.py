@@ -21,7 +21,8 @@ from motion_agent.agent import AgentConfig, CaptionResult, RequestError, check_p
 from motion_agent.config import ConfigError
 from motion_agent.demo import demo_motion
 from motion_agent.node_set import NODE_SET
-from motion_agent.nodes.core import SMPL_TO_ROS, LatestWinsWorker, PoseWindow, key_frames, pose_frame, request_label
+from motion_agent.nodes.core import (SMPL_TO_ROS, LatestWinsWorker, PoseWindow, key_frames, on_model_thread, pose_frame,
+                                     request_label)
 from motion_agent.nodes.launcher import launch_parameters, node_command
 from motion_agent.nodes.settings import load_node_config, resolve_settings
 
@@ -68,6 +69,32 @@ def test_latest_wins_worker_drops_waiting_and_stale_jobs():
         assert worker.idle or time.sleep(0.1) or worker.idle
     finally:
         worker.close()
+
+
+def test_model_calls_from_every_thread_run_on_one_model_thread():
+    """Loading, generation and captioning of a node process share one thread (OpenMP's thread pools
+    slow every operation once several threads start parallel work), and errors reach the caller."""
+    ran_on, results = [], []
+
+    def double(x: int) -> int:
+        ran_on.append(threading.get_ident())
+        return 2 * x
+
+    callers = [threading.Thread(target=lambda i=i: results.append(on_model_thread(double, i))) for i in range(4)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(5)
+    results.append(on_model_thread(double, x=10))
+    assert sorted(results) == [0, 2, 4, 6, 20]
+    assert len(set(ran_on)) == 1 and ran_on[0] not in {threading.get_ident(), *(c.ident for c in callers)}
+
+    def refuse() -> None:
+        raise RequestError("no words")
+
+    with pytest.raises(RequestError, match="no words"):
+        on_model_thread(refuse)
+    assert on_model_thread(threading.get_ident) == ran_on[0]  # the thread survives a failed call
 
 
 def test_pose_window_slides_by_stride_and_restarts_after_a_gap():

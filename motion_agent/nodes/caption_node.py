@@ -11,8 +11,6 @@ and dropped; the window is captioned every `window_stride` frames once it holds 
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from geometry_msgs.msg import PoseArray
 from rclpy.node import Node
@@ -20,7 +18,7 @@ from std_msgs.msg import String
 
 from motion_agent.agent import CaptionResult, MotionAgent, RequestError
 from motion_agent.nodes.common import Diagnostics, guarded, load_agent, read_settings, run_node
-from motion_agent.nodes.core import LatestWinsWorker, Outcome, PoseWindow, caption_values, pose_frame
+from motion_agent.nodes.core import LatestWinsWorker, Outcome, PoseWindow, caption_values, on_model_thread, pose_frame
 from motion_agent.nodes.messages import pose_points
 from motion_agent.nodes.settings import NodeConfig
 
@@ -28,12 +26,10 @@ NODE_NAME = "motion_captioner"
 
 
 class PoseCaptioner:
-    """Subscribes `pose_topic` on `node` and publishes captions; model calls hold `model_lock`."""
+    """Subscribes `pose_topic` on `node` and publishes captions; the model runs on the model thread."""
 
-    def __init__(self, node: Node, agent: MotionAgent, config: NodeConfig, diagnostics: Diagnostics,
-                 model_lock: threading.Lock | None = None) -> None:
+    def __init__(self, node: Node, agent: MotionAgent, config: NodeConfig, diagnostics: Diagnostics) -> None:
         self.node, self.agent, self.config, self.diagnostics = node, agent, config, diagnostics
-        self.model_lock = model_lock or threading.Lock()
         self.window = PoseWindow(config.window_size, config.window_stride)
         self.publisher = node.create_publisher(String, config.caption_topic, 10)
         self.worker: LatestWinsWorker[np.ndarray] = LatestWinsWorker(
@@ -55,8 +51,7 @@ class PoseCaptioner:
             self.worker.submit(window)
 
     def _caption(self, window: np.ndarray) -> CaptionResult:
-        with self.model_lock:
-            return self.agent.caption(window)
+        return on_model_thread(self.agent.caption, window)
 
     def _report(self, outcome: Outcome[np.ndarray]) -> None:
         if outcome.error is not None:
@@ -81,7 +76,7 @@ class CaptionNode(Node):
     def __init__(self, agent: MotionAgent | None = None, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self.settings = read_settings(self)
-        self.agent = agent or load_agent(self, self.settings.agent)
+        self.agent = agent or on_model_thread(load_agent, self, self.settings.agent)
         self.diagnostics = Diagnostics(self, self.settings.node.diagnostics_topic)
         self.captioner = PoseCaptioner(self, self.agent, self.settings.node, self.diagnostics)
         self.get_logger().info(f"captioning {self.settings.node.pose_topic} -> {self.settings.node.caption_topic}")

@@ -2,7 +2,8 @@
 
 Subscribes std_msgs/String on `text_command` and `speech_transcript`. Each request is checked in the
 callback (empty, oversized, undecodable or word-less text is answered with an ERROR diagnostic and
-dropped) and then generated in a worker thread, so the executor keeps spinning. The latest request
+dropped) and then generated on the process's model thread (core.on_model_thread), so the executor
+keeps spinning. The latest request
 wins: a waiting request is dropped when a newer one arrives, and a motion that finishes after a newer
 request arrived is not published (both reported as WARN diagnostics).
 
@@ -22,7 +23,6 @@ Run: python -m motion_agent.nodes.motion_node --ros-args -p base_model:=DIR  (or
 from __future__ import annotations
 
 import itertools
-import threading
 from dataclasses import dataclass
 
 from rclpy.node import Node
@@ -33,7 +33,7 @@ from visualization_msgs.msg import MarkerArray
 from motion_agent.agent import MotionAgent, MotionResult, RequestError, check_text
 from motion_agent.nodes.caption_node import PoseCaptioner
 from motion_agent.nodes.common import Diagnostics, guarded, load_agent, read_settings, run_node
-from motion_agent.nodes.core import LatestWinsWorker, Outcome, generation_values, request_label
+from motion_agent.nodes.core import LatestWinsWorker, Outcome, generation_values, on_model_thread, request_label
 from motion_agent.nodes.expert_manager import ExpertManager
 from motion_agent.nodes.messages import skeleton_markers, skeleton_message, string_bytes, trajectory_message
 
@@ -52,8 +52,7 @@ class MotionNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self.settings = read_settings(self)
         config = self.settings.node
-        self.agent = agent or load_agent(self, self.settings.agent)
-        self.model_lock = threading.Lock()
+        self.agent = agent or on_model_thread(load_agent, self, self.settings.agent)
         self.diagnostics = Diagnostics(self, config.diagnostics_topic)
         self.trajectory_publisher = self.create_publisher(JointTrajectory, config.trajectory_topic, 10)
         self.marker_publisher = self.create_publisher(MarkerArray, config.markers_topic, 10)
@@ -61,7 +60,7 @@ class MotionNode(Node):
         self._ids = itertools.count(1)
         self.worker: LatestWinsWorker[Request] = LatestWinsWorker(self._generate, self._report, "generate")
         self.captioner = (
-            PoseCaptioner(self, self.agent, config, self.diagnostics, self.model_lock) if config.caption else None
+            PoseCaptioner(self, self.agent, config, self.diagnostics) if config.caption else None
         )
         self.expert_manager = (
             ExpertManager(self, self.agent, config, self.diagnostics) if config.keyring else None
@@ -92,8 +91,7 @@ class MotionNode(Node):
         self.worker.submit(Request(request_id, text, topic))
 
     def _generate(self, request: Request) -> MotionResult:
-        with self.model_lock:
-            return self.agent.generate(request.text)
+        return on_model_thread(self.agent.generate, request.text)
 
     def _report(self, outcome: Outcome[Request]) -> None:
         request = outcome.job.item
