@@ -15,6 +15,11 @@ The `tiny` profile uses the embedded default base model instead when it was buil
 (`--train-base` trains one here anyway). All
 of it lives in the work folder (default: out/bench_continual, git-ignored), and each stage is skipped when
 its output is there, so running the command again after an interruption continues the benchmark.
+Each finished run (one method, one task order) also leaves its record, its run.json, in
+bench/results/continual_<kind>[_<profile>]_runs/, committed with the results: the benchmark continues
+from those on a fresh checkout or another machine, as long as the base model and settings are the same.
+Hours of runs can be split over processes with --methods (say, two on 2 cores); such a run records its
+finished runs but writes no comparison, which one plain run does at the end from every record.
 
 `--profile tiny` (default) runs every method in 3 orders on 5 of the stream's 8 tasks (the other 3 are
 held out of training for the routers' unknown detection; config/training/continual.yaml), hours on 2 CPU
@@ -35,7 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-from common import write_result  # noqa: E402  (bench/common.py, beside this file)
+from common import RESULTS_DIR, write_result  # noqa: E402  (bench/common.py, beside this file)
 from stages import (CORPUS_MOTIONS, CORPUS_SEED, EXTRA_TEST_MOTIONS, SMOLLM2, TINY, embedded_base,  # noqa: E402
                     make_base, make_corpus, make_evaluator, make_stream, make_tokenizer, timed)
 
@@ -87,8 +92,10 @@ def run(args: argparse.Namespace) -> tuple[dict, Path]:
             base = make_base(work, corpus, tokenizer, args.profile, args.base_steps)
     config, methods, orders = benchmark_settings(args)
     out = work / f"benchmark_{args.kind}_{args.profile}"
+    records = None if args.no_result else RESULTS_DIR / f"{result_name(args.kind, args.profile)}_runs"
     with timed("benchmark", seconds):
-        record = run_benchmark(stream, corpus, base, evaluator, out, config, methods, orders, profile=args.profile)
+        record = run_benchmark(stream, corpus, base, evaluator, out, config, methods, orders, profile=args.profile,
+                               records=records)
     record = json_ready(record)
     record.update(
         stream_kind=args.kind, stage_seconds=seconds, settings=asdict(config),
@@ -113,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train the tokenizer and base model here even when the embedded default one fits")
     parser.add_argument("--config", type=Path, help="continual YAML (default: config/training/continual.yaml)")
     parser.add_argument("--methods", nargs="+", help="methods (default: the config's; mtl, seq-lora[, moe-hard] "
-                        "for a real backbone)")
+                        "for a real backbone); with a subset, finished runs are recorded but no comparison is "
+                        "written")
     parser.add_argument("--orders", type=int, help="task orders (default: the config's; 1 for a real backbone)")
     parser.add_argument("--motions", type=int, default=CORPUS_MOTIONS, help="procedural corpus size")
     parser.add_argument("--extra-test-motions", type=int, default=EXTRA_TEST_MOTIONS,
@@ -123,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokenizer-steps", type=int, help="tokenizer training steps (default: its config's)")
     parser.add_argument("--base-steps", type=int, help="base-model training steps (default: its config's)")
     parser.add_argument("--evaluator-epochs", type=int, help="evaluator epochs (default: its config's)")
-    parser.add_argument("--no-result", action="store_true", help="do not write bench/results (for quick checks)")
+    parser.add_argument("--no-result", action="store_true",
+                        help="write nothing to bench/results, neither the comparison nor run records (quick checks)")
     return parser
 
 
@@ -134,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     record["wall_seconds"] = round(time.perf_counter() - began, 1)
     print("\n".join(summary_lines(record)))
     print(f"table: {out / 'report.md'}  heatmaps: {out / 'heatmaps'}  wall time {record['wall_seconds']:.0f} s")
-    if not args.no_result:
+    if not args.no_result and args.methods:
+        print(f"finished runs recorded in {RESULTS_DIR / (result_name(args.kind, args.profile) + '_runs')}; "
+              "run without --methods to write the comparison")
+    elif not args.no_result:
         path = write_result(result_name(args.kind, args.profile), record)
         summary = path.with_suffix(".md")
         summary.write_text(f"# Continual benchmark: {args.kind} stream, {args.profile}\n\n"

@@ -437,6 +437,32 @@ def test_an_interrupted_run_resumes_without_retraining_to_the_same_figures(input
 
 
 @pytest.mark.slow
+def test_a_benchmark_continues_elsewhere_from_the_records_of_its_finished_runs(inputs, benchmark, tmp_path):
+    """A finished run's run.json alone carries it to a fresh work folder (another machine, a fresh checkout):
+    nothing is trained or scored again; a record made under other settings is not taken."""
+    from training.continual.benchmark import run_benchmark, start_from_record
+    from training.continual.report import json_ready
+    from training.continual.trainer import RUN_FILE
+
+    record, out = benchmark
+    records, fresh = tmp_path / "records", tmp_path / "fresh"
+    kept = dict(config=TEST_CONFIG, methods=["seq-lora", "moe-hard"], orders=1, first=[FIRST, SECOND], profile="tiny",
+                progress=False, records=records)
+    run_benchmark(**inputs, out=out, **kept)  # every run finished: records them, loads nothing
+    for name in kept["methods"]:
+        assert (records / name / "order_0" / RUN_FILE).read_bytes() == (out / name / "order_0" / RUN_FILE).read_bytes()
+    again = run_benchmark(**inputs, out=fresh, **kept)
+    assert not list(fresh.glob("*/order_0/experts"))  # nothing trained
+    for name in kept["methods"]:
+        assert json_ready(again["methods"][name]) == json_ready(record["methods"][name])
+    other = replace(TEST_CONFIG, training=replace(TEST_CONFIG.training, lr=1e-4))
+    elsewhere = tmp_path / "elsewhere" / "seq-lora" / "order_0"
+    assert not start_from_record(records / "seq-lora" / "order_0", elsewhere, "seq-lora", [FIRST, SECOND], other,
+                                 inputs["base"], record["held_out"])
+    assert not (elsewhere / RUN_FILE).exists()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["moe-hard", "epi"])
 def test_routed_methods_report_routing_and_unknown_detection(inputs, benchmark, name):
     record, out = benchmark

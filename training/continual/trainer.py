@@ -13,8 +13,9 @@ routed method records how many of their requests it flags "unknown", the robot's
 Every method gets the same data, per-task step budget, batches, schedule and evaluation; a method only
 supplies the hooks of `training.continual.methods.base.ContinualMethod`. A finished task (its expert
 saved and its row of scores written) is never retrained: running the same command again continues after
-the last finished task, restoring the method's state from the saved experts. Per-task seeds make a
-resumed run give the same figures as an uninterrupted one. Multi-GPU: `accelerate launch -m training.cli
+the last finished task, restoring the method's state from the saved experts, and a finished run is
+returned as its run.json records it, without loading anything (so its record alone continues a
+benchmark elsewhere). Per-task seeds make a resumed run give the same figures as an uninterrupted one. Multi-GPU: `accelerate launch -m training.cli
 continual ...` (training is data-parallel; scoring runs on the main process).
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from motion_agent.base_model import load_base_model, tokenizer_folder
+from motion_agent.base_model import BaseModelSpec, load_base_model, tokenizer_folder
 from motion_agent.experts import EVAL_FILE
 from motion_agent.tokenizer import MotionTokenizer
 from training.base_training import Example, learning_rate, sample_batch
@@ -126,7 +127,8 @@ def _cache_key(fingerprint: str, evaluator_dir: Path, stream: Path, config: Cont
 
 def donor_steps(folder: Path, agent: ContinualMethod, state: dict, config: ContinualConfig) -> dict[str, dict]:
     """{task: its step} of the finished tasks of the run in `folder` whose experts `agent` may adopt: a
-    run of the method it `serves_experts_of`, on the same tasks, base model and settings; else {}."""
+    run of the method it `serves_experts_of`, on the same tasks, base model and settings, with the
+    task's expert on disk (a run continued from its record alone has none); else {}."""
     path = folder / RUN_FILE
     if agent.serves_experts_of is None or not path.is_file():
         return {}
@@ -136,7 +138,7 @@ def donor_steps(folder: Path, agent: ContinualMethod, state: dict, config: Conti
     same = same and same_setting(donor.get("config"), run_settings(config, reads), run_settings(ContinualConfig(), reads))
     if donor.get("method") != agent.serves_experts_of or not same:
         return {}
-    return {step["task"]: step for step in donor["steps"]}
+    return {step["task"]: step for step in donor["steps"] if (folder / EXPERTS_DIR / step["task"]).is_dir()}
 
 
 def train_task(method: ContinualMethod, examples: list[Example], config: ContinualConfig, index: int,
@@ -188,17 +190,20 @@ def run_continual(stream: str | Path, corpus: str | Path, base: str | Path, eval
     from accelerate import Accelerator
 
     stream, out = Path(stream), Path(out)
+    names = resolve_order(stream_tasks(stream), order)
+    fingerprint = BaseModelSpec.read(Path(base)).fingerprint  # what load_base_model checks the files against
+    state = open_run(out, method, names, config, fingerprint, held_out, method_class(method).reads)
+    if is_complete(state):  # a finished run is its record (run.json): nothing to load, train or score
+        return state
     accelerator = Accelerator()
     lm = load_base_model(base)
     lm.model.to(accelerator.device)
     tokenizer = MotionTokenizer.load(tokenizer_folder(base)).eval()
     scorer = Evaluator.load(evaluator)
-    names = resolve_order(stream_tasks(stream), order)
     data = HumanML3D(corpus)
     tasks = load_tasks(stream, data, tokenizer, names, config.evaluation.clips_per_task)
     unseen = load_tasks(stream, data, tokenizer, held_out, config.evaluation.clips_per_task) if held_out else []
-    agent = make_method(method, lm, config)  # refuses an unknown name before any work
-    state = open_run(out, method, names, config, lm.fingerprint, held_out, agent.reads)
+    agent = make_method(method, lm, config)
     donor = donor_steps(Path(experts_from), agent, state, config) if experts_from else {}
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
