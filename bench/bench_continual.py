@@ -16,8 +16,9 @@ The `tiny` profile uses the embedded default base model instead when it was buil
 of it lives in the work folder (default: out/bench_continual, git-ignored), and each stage is skipped when
 its output is there, so running the command again after an interruption continues the benchmark.
 Each finished run (one method, one task order) also leaves its record, its run.json, in
-bench/results/continual_<kind>[_<profile>]_runs/, committed with the results: the benchmark continues
-from those on a fresh checkout or another machine, as long as the base model and settings are the same.
+bench/results/continual_<kind>[_<profile>]_runs/, committed with the results, beside a copy of the
+evaluator that scored them: the benchmark continues from those on a fresh checkout or another machine,
+scoring with that evaluator, as long as the base model and settings are the same.
 Hours of runs can be split over processes with --methods (say, two on 2 cores); such a run records its
 finished runs but writes no comparison, which one plain run does at the end from every record.
 
@@ -25,13 +26,14 @@ finished runs but writes no comparison, which one plain run does at the end from
 held out of training for the routers' unknown detection; config/training/continual.yaml), hours on 2 CPU
 cores; `--profile smollm2-135m` runs mtl, seq-lora (and moe-hard where it exists) in one order, on a GPU
 when one is visible. For a quick check of the plumbing, shrink it:
-  python bench/bench_continual.py --motions 480 --extra-test-motions 0 --tokenizer-steps 50 --base-steps 20 --evaluator-epochs 2 \\
+  python bench/bench_continual.py --motions 480 --extra-test-motions 80 --tokenizer-steps 50 --base-steps 20 --evaluator-epochs 2 \\
       --steps 5 --eval-clips 3 --orders 1 --work-dir /tmp/continual-check --no-result
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from dataclasses import asdict, replace
@@ -45,6 +47,7 @@ from stages import (CORPUS_MOTIONS, CORPUS_SEED, EXTRA_TEST_MOTIONS, SMOLLM2, TI
                     make_base, make_corpus, make_evaluator, make_stream, make_tokenizer, timed)
 
 from training.continual.config import ContinualConfig, load_continual_config  # noqa: E402
+from training.evaluator import CONFIG_FILE as EVALUATOR_CONFIG  # noqa: E402
 from training.continual.report import json_ready, summary_lines  # noqa: E402
 from training.streams import KINDS  # noqa: E402
 
@@ -81,8 +84,9 @@ def run(args: argparse.Namespace) -> tuple[dict, Path]:
     with timed("corpus", seconds):
         corpus = args.corpus or make_corpus(work, args.motions, args.extra_test_motions)
         stream = args.stream or make_stream(work, corpus, args.kind)
+    records = None if args.no_result else RESULTS_DIR / f"{result_name(args.kind, args.profile)}_runs"
     with timed("evaluator", seconds):
-        evaluator = args.evaluator or make_evaluator(work, corpus, args.evaluator_epochs)
+        evaluator, records = scoring_evaluator(args, work, corpus, records)
     custom = args.corpus or args.base_steps or args.tokenizer_steps or args.train_base
     base = args.base or (None if custom else embedded_base(args.profile, args.motions))
     if base is None:
@@ -92,7 +96,6 @@ def run(args: argparse.Namespace) -> tuple[dict, Path]:
             base = make_base(work, corpus, tokenizer, args.profile, args.base_steps)
     config, methods, orders = benchmark_settings(args)
     out = work / f"benchmark_{args.kind}_{args.profile}"
-    records = None if args.no_result else RESULTS_DIR / f"{result_name(args.kind, args.profile)}_runs"
     with timed("benchmark", seconds):
         record = run_benchmark(stream, corpus, base, evaluator, out, config, methods, orders, profile=args.profile,
                                records=records)
@@ -104,6 +107,22 @@ def run(args: argparse.Namespace) -> tuple[dict, Path]:
         report=str(out / "report.md"),
     )
     return record, out
+
+
+def scoring_evaluator(args: argparse.Namespace, work: Path, corpus: Path, records: Path | None) -> tuple[Path, Path | None]:
+    """The frozen evaluator, and the records folder to continue from. Every run of one comparison must be
+    scored by the same evaluator, and one trained again elsewhere differs (floating point, thread counts),
+    so the records keep the evaluator their runs were scored with: it is used when there, and one trained
+    here is copied there. An --evaluator of one's own is not mixed with the records."""
+    if args.evaluator:
+        return args.evaluator, None
+    kept = records / "evaluator" if records else None
+    if kept is not None and (kept / EVALUATOR_CONFIG).is_file():
+        return kept, records
+    evaluator = make_evaluator(work, corpus, args.evaluator_epochs)
+    if kept is not None:
+        shutil.copytree(evaluator, kept)
+    return evaluator, records
 
 
 def build_parser() -> argparse.ArgumentParser:
