@@ -11,6 +11,7 @@ Everything runs on the `tiny` backbone in a few minutes on 2 cores.
 """
 import json
 import math
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict, replace
@@ -445,10 +446,12 @@ def test_a_benchmark_continues_elsewhere_from_the_records_of_its_finished_runs(i
     from training.continual.trainer import RUN_FILE
 
     record, out = benchmark
-    records, fresh = tmp_path / "records", tmp_path / "fresh"
+    records, here, fresh = tmp_path / "records", tmp_path / "here", tmp_path / "fresh"
     kept = dict(config=TEST_CONFIG, methods=["seq-lora", "moe-hard"], orders=1, first=[FIRST, SECOND], profile="tiny",
                 progress=False, records=records)
-    run_benchmark(**inputs, out=out, **kept)  # every run finished: records them, loads nothing
+    for name in kept["methods"]:  # the finished runs, in a work folder of their own (the report is rewritten)
+        shutil.copytree(out / name / "order_0", here / name / "order_0")
+    run_benchmark(**inputs, out=here, **kept)  # every run finished: records them, loads nothing
     for name in kept["methods"]:
         assert (records / name / "order_0" / RUN_FILE).read_bytes() == (out / name / "order_0" / RUN_FILE).read_bytes()
     again = run_benchmark(**inputs, out=fresh, **kept)
