@@ -802,12 +802,14 @@ def part_ratios(bench: Bench) -> dict:
     agent = bench.agent()
     mixed = mixed_batch_vs_switching(agent, bench.counts.batch_repeats)
     decoders = torch_vs_onnx_decoder(bench, agent, bench.counts.decode_repeats)
+    routers = torch_vs_onnx_router(agent, bench.counts.decode_repeats)
     install = hot_install_vs_restart(bench, bench.counts.install_repeats)
     cold_start_s = bench.shared.get("node_cold_start_s")
     ratios = {
         "switch_adapter_over_mixed_batch": ratio(mixed["set_adapter_ms"], mixed["mixed_batch_ms"]),
         "peft_layers_over_merged_serving": ratio(mixed["peft_layers_ms"], mixed["merged_ms"]),
         "torch_over_onnx_decoder": ratio(decoders["torch_ms"], decoders["onnx_ms"]),
+        "router_torch_over_onnx": ratio(routers["torch_ms"], routers["onnx_ms"]),
         "restart_over_hot_install": ratio(install["restart_ms"], install["hot_install_ms"]),
         "node_start_over_hot_install": ratio(cold_start_s * 1000.0 if cold_start_s else None,
                                              install["hot_install_ms"]),
@@ -824,6 +826,10 @@ def part_ratios(bench: Bench) -> dict:
         "torch_over_onnx_decoder": (
             f"A: MotionAgent.decode of a {HEADLINE_S} s motion's codes with the torch MotionTokenizer; B: the same "
             f"with onnxruntime (OnnxTokenDecoder, {decoders['onnx_source']}). Includes the shared joint recovery."),
+        "router_torch_over_onnx": (
+            f"MotionAgent.route of a {HEADLINE_S} s request (features + {SERVING_EXPERTS} experts' autoencoders), "
+            "A: routing.features torch (the trunk through transformers); B: onnx (motion_agent.onnx_trunk, the "
+            "default)."),
         "restart_over_hot_install": (
             "A: a new MotionAgent.from_config (base model, store with the new expert) + its first request; "
             "B: MotionAgent.install_bundle on the serving agent (verify, commit, reload) + its first request."),
@@ -832,7 +838,8 @@ def part_ratios(bench: Bench) -> dict:
             "None when that part did not run); B: as B above."),
     }
     return {"ratios": ratios, "ratios_doc": doc,
-            "ratios_details": {"mixed_batch": mixed, "decoder": decoders, "install": install}}
+            "ratios_details": {"mixed_batch": mixed, "decoder": decoders, "router": routers,
+                                                       "install": install}}
 
 
 def mixed_batch_vs_switching(agent, repeats: int) -> dict:
@@ -915,6 +922,34 @@ def torch_vs_onnx_decoder(bench: Bench, agent, repeats: int) -> dict:
         agent.decoder = torch_decoder
     return {"torch_ms": median(times["torch"]), "onnx_ms": median(times["onnx"]), "tokens": len(codes),
             "max_abs_diff_m": difference, "onnx_source": source}
+
+
+def torch_vs_onnx_router(agent, repeats: int) -> dict:
+    """agent.route (the `route` stage of a request) with the routers' features from either backend; also
+    how far apart the features are, so a fast but wrong export would show."""
+    from dataclasses import replace
+
+    from motion_agent.language_model import t2m_prompt, without_duration
+
+    prompt = t2m_prompt(without_duration(serving_request(0, np.random.default_rng(SEED), HEADLINE_S)))
+    config = agent.config
+
+    def route_with(backend: str) -> Callable[[], object]:
+        def call() -> object:
+            agent.config = replace(config, routing=replace(config.routing, features=backend))
+            return agent.route(prompt, "t2m")
+        return call
+
+    try:
+        torch_decision, onnx_decision = route_with("torch")(), route_with("onnx")()
+        times = time_side_by_side({"torch": route_with("torch"), "onnx": route_with("onnx")}, repeats,
+                                  "torch vs onnx router")
+    finally:
+        agent.config = config
+    return {"torch_ms": median(times["torch"]), "onnx_ms": median(times["onnx"]),
+            "same_expert": torch_decision.expert == onnx_decision.expert,
+            "max_abs_score_diff": max((abs(torch_decision.scores[k] - onnx_decision.scores[k])
+                                       for k in torch_decision.scores), default=0.0)}
 
 
 def hot_install_vs_restart(bench: Bench, repeats: int) -> dict:

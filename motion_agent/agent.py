@@ -32,6 +32,7 @@ from motion_agent.language_model import (
     t2m_prompt,
     without_duration,
 )
+from motion_agent.onnx_trunk import FEATURES_BACKENDS, OnnxPromptFeatures
 from motion_agent.routing import UNKNOWN, AutoencoderRouter, Decision, ExpertRouter, prompt_features, softmax_weights
 from motion_agent.retarget import Retargeter, Trajectory, load_robot
 from motion_agent.skeleton import NUM_JOINTS
@@ -54,6 +55,7 @@ class RoutingConfig:
     mode: str = "hard"  # "hard": the winning expert alone; "soft": every expert blended by softmax(-loss / T)
     temperature: float = 0.1  # of the soft blend (as the continual trainer's moe-soft)
     merged: bool = True  # hard routing runs the expert merged into a copy of its layers (experts.ExpertSet.serving)
+    features: str = "onnx"  # the routers' feature trunk: "onnx" (exported when first routing) or "torch"
 
     def __post_init__(self) -> None:
         if self.unknown not in FALLBACKS:
@@ -62,6 +64,8 @@ class RoutingConfig:
             raise ValueError(f"routing.mode must be 'hard' or 'soft', got {self.mode!r}")
         if self.temperature <= 0:
             raise ValueError(f"routing.temperature must be positive, got {self.temperature}")
+        if self.features not in FEATURES_BACKENDS:
+            raise ValueError(f"routing.features must be one of {', '.join(FEATURES_BACKENDS)}, got {self.features!r}")
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,7 @@ class MotionAgent:
         self.tokenizer_fingerprint = tokenizer_fingerprint  # bundles must name it (and the base fingerprint)
         self.experts = ExpertSet(lm, merged=config.routing.merged)
         self.router = AutoencoderRouter()
+        self._onnx_features: OnnxPromptFeatures | None = None  # made when first routing (routing.features: onnx)
         self.store = ExpertStore(Path(config.routing.experts).expanduser()) if config.routing.experts else None
         if self.store is not None:
             self.reload_experts()
@@ -207,8 +212,16 @@ class MotionAgent:
         if not self.router.experts:
             return Decision(None, {})
         with self.experts.serving(None) as base:
-            features = prompt_features(base, [prompt])
+            features = self._features(base, prompt)
         return self.router.route(features, direction)[0]
+
+    def _features(self, base: MotionLanguageModel, prompt: str) -> np.ndarray:
+        """The routers' features of one prompt, from `base` (the frozen model, no expert active)."""
+        if self.config.routing.features == "torch":
+            return prompt_features(base, [prompt])
+        if self._onnx_features is None:
+            self._onnx_features = OnnxPromptFeatures(base)
+        return self._onnx_features([prompt])
 
     def _expert_label(self, decision: Decision) -> str:
         if not self.router.experts:

@@ -78,7 +78,7 @@ class Decision:
 @torch.inference_mode()
 def prompt_features(lm: MotionLanguageModel, prompts: list[str], batch_size: int = 32) -> np.ndarray:
     """(N, hidden) hidden states of the frozen base model (no expert active) after its first half of
-    layers (`_trunk`), mean-pooled over each prompt's own tokens: the instruction every prompt of a
+    layers (`router_trunk`), mean-pooled over each prompt's own tokens: the instruction every prompt of a
     direction starts with has the same causal hidden states for every request, so pooling it in only
     dilutes what tells requests apart (on the default model's scenarios, unknown-scenario AUROC 0.77 with
     it, 0.92 without). For the same reason the instruction's keys and values are computed once per model
@@ -98,11 +98,11 @@ def _prompt_states(lm: MotionLanguageModel, prompts: list[str]) -> tuple[torch.T
     """Whole prompts through the trunk; the mask keeps each prompt's own tokens."""
     batch = lm.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     batch = {k: v.to(lm.model.device) for k, v in batch.items()}
-    hidden = _trunk(lm)(**batch).last_hidden_state
+    hidden = router_trunk(lm)(**batch).last_hidden_state
     return hidden, _content_mask(lm, prompts, batch["attention_mask"])
 
 
-def _trunk(lm: MotionLanguageModel) -> nn.Module:
+def router_trunk(lm: MotionLanguageModel) -> nn.Module:
     """The backbone's first half of its decoder layers (rounded up), then its final norm, sharing the
     backbone's modules; made once per loaded model. Routing reads features there rather than after the
     last layer: on the default model's scenarios that routes as well (accuracy 0.961 vs 0.950,
@@ -129,7 +129,7 @@ def _content_states(lm: MotionLanguageModel, prompts: list[str], head: str) -> t
     # the cache appends by concatenation, so views of the stored keys and values are never written to
     cache = DynamicCache([(k.expand(n, *k.shape[1:]), v.expand(n, *v.shape[1:])) for k, v in prefix])
     attention = torch.cat([mask.new_ones(n, cache.get_seq_length()), mask], dim=1)
-    trunk = _trunk(lm)
+    trunk = router_trunk(lm)
     out = trunk(input_ids=ids, attention_mask=attention, use_cache=True, **with_cache(trunk, cache))
     return out.last_hidden_state, mask
 
@@ -139,7 +139,7 @@ def _instruction_cache(lm: MotionLanguageModel, head: str) -> list[tuple[torch.T
     the backbone is frozen, so they never change (callers hold `running_adapters(lm.model, [])`)."""
     caches = lm.__dict__.setdefault("_instruction_caches", {})
     if head not in caches:
-        trunk = _trunk(lm)
+        trunk = router_trunk(lm)
         ids = lm.tokenizer(head, return_tensors="pt", add_special_tokens=False)["input_ids"].to(lm.model.device)
         cache = returned_cache(trunk(input_ids=ids, use_cache=True))  # sized for every backbone layer
         caches[head] = [(layer.keys, layer.values) for layer in cache.layers[: len(trunk.layers)]]

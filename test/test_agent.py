@@ -2,6 +2,7 @@
 checks that refuse bad requests before any model runs, determinism, and the ONNX decoder backend.
 No ROS here: this is everything the nodes do besides copying arrays into messages."""
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from motion_agent.agent import AgentConfig, MotionAgent, RequestError, load_agent_config
 from motion_agent.config import ConfigError, config_dir
 from motion_agent.demo import demo_motion
+from motion_agent.language_model import t2m_prompt
 from motion_agent.retarget import load_robot
 
 WALK = "a person walks forward for 2 seconds"
@@ -127,6 +129,24 @@ def test_requests_route_to_the_expert_that_knows_them_and_unknown_falls_back(tin
     refusing = routed_agent(tiny_base_model, tmp_path / "store", unknown="refuse")
     with pytest.raises(RequestError, match="no installed expert knows"):
         refusing.generate("a swimmer dives into the pool calmly")
+
+
+def test_routing_features_from_onnx_route_as_those_from_torch(tiny_base_model, expert_bundles, tmp_path):
+    from motion_agent.agent import RoutingConfig
+
+    keyring, bundles = expert_bundles
+    agent = routed_agent(tiny_base_model, tmp_path / "store")
+    for family in ("juggling", "piano"):
+        agent.install_bundle(bundles[family], keyring)
+    requests = ["a clown tosses clubs in the air proudly", "the musician presses piano keys sadly",
+                "a swimmer dives into the pool calmly"]
+    torch_agent = MotionAgent.from_config(replace(agent.config, routing=replace(agent.config.routing, features="torch")))
+    for text in requests:
+        onnx, torch_ = agent.route(t2m_prompt(text), "t2m"), torch_agent.route(t2m_prompt(text), "t2m")
+        assert onnx.expert == torch_.expert
+        assert all(abs(onnx.scores[k] - torch_.scores[k]) < 1e-4 for k in torch_.scores)
+    with pytest.raises(ValueError, match="routing.features"):
+        RoutingConfig(features="tensorrt")
 
 
 def test_installing_an_expert_while_serving_leaves_the_others_unchanged(tiny_base_model, expert_bundles, tmp_path):

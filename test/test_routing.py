@@ -230,3 +230,20 @@ def test_features_come_from_the_first_half_of_the_layers_and_leave_the_backbone_
     with torch.no_grad():
         expected = decoder.norm(before.hidden_states[(layers + 1) // 2]).mean(1).numpy()
     assert np.allclose(features, expected, atol=1e-5)
+
+
+def test_onnx_trunk_gives_the_features_routers_were_trained_on(tiny_base_model):
+    """The agent routes on features from the trunk exported to onnxruntime; routers are trained on
+    transformers' features, so the two must agree, for texts and motion prompts, alone or batched."""
+    from motion_agent.language_model import m2t_prompt
+    from motion_agent.onnx_trunk import OnnxPromptFeatures
+
+    lm = load_base_model(tiny_base_model)
+    prompts = [t2m_prompt(t) for t in ("wave", "a person dances happily for a long while, turning and jumping")]
+    prompts += [m2t_prompt(lm.vocabulary, np.arange(4 + 9 * i) % 32) for i in range(2)] + ["no instruction here", "x"]
+    onnx = OnnxPromptFeatures(lm)
+    batched = onnx(prompts)
+    assert batched.shape == (len(prompts), lm.model.config.hidden_size) and batched.dtype == np.float32
+    assert np.allclose(batched, prompt_features(lm, prompts), atol=1e-5)
+    assert np.allclose(np.concatenate([onnx([p]) for p in prompts]), batched, atol=1e-5)  # batch-independent
+    assert onnx([]).shape == (0, lm.model.config.hidden_size)
