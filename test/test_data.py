@@ -213,3 +213,6 @@ def test_synth_cli_writes_a_corpus_and_the_emotion_preview(tmp_path, capsys):
         assert (more / f"{split}.txt").read_text() == (tmp_path / f"{split}.txt").read_text()
     assert len((more / "test.txt").read_text().split()) == len((tmp_path / "test.txt").read_text().split()) + 8
     assert data_main(["streams", "--corpus", str(tmp_path / "nowhere"), "--kind", "unseen", "--out", str(tmp_path)]) == 1
+    small = tmp_path / "small"  # no action performed with every emotion: the preview still shows each emotion
+    assert data_main(["synth", "--out", str(small), "--motions", "24"]) == 0
+    assert (small / "emotions.png").read_bytes()[:4] == b"\x89PNG"

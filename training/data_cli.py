@@ -29,11 +29,14 @@ def emotion_preview(corpus_root: Path, path: Path, per_emotion: int = PREVIEW_PE
     emotions = sorted({m["emotion"] for m in metadata.values()})
     actions = [a for a in ("walk", "jog", "wave", "bow", "jump") if set(by_action.get(a, {})) == set(emotions)]
     actions = (actions or [a for a, e in by_action.items() if len(e) == len(emotions)])[:per_emotion]
+    picks = [(emotion, action, by_action[action][emotion]) for emotion in emotions for action in actions]
+    if not picks:  # a small corpus where no action was performed with every emotion: any actions then
+        picks = [(meta["emotion"], meta["action"], motion_id) for motion_id, meta in sorted(metadata.items())]
+        picks = [p for e in emotions for p in [q for q in picks if q[0] == e][:per_emotion]]
     rows = {}
-    for emotion in emotions:
-        for action in actions:
-            joints = np.load(corpus_root / "new_joints" / f"{by_action[action][emotion]}.npy")
-            rows[f"{emotion}\n{action}"] = canonicalize(joints).numpy()
+    for emotion, action, motion_id in picks:
+        joints = np.load(corpus_root / "new_joints" / f"{motion_id}.npy")
+        rows[f"{emotion}\n{action}"] = canonicalize(joints).numpy()
     return plot_stick_figures(rows, path, frames_per_motion=5, title="procedural corpus: actions by emotion")
 
 
