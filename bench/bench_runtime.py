@@ -380,16 +380,15 @@ class ExpertFactory:
         return folder
 
     def _family_features(self, family: str) -> dict[str, np.ndarray]:
-        """Router training features per direction: a family's requests (with and without durations) and
-        M2T prompts of random motion codes (routing cost, not quality, is measured)."""
+        """Router training features per direction: a family's requests and M2T prompts of random motion
+        codes (routing cost, not quality, is measured). No durations: the agent routes a request
+        without its "for N seconds" (routers trained with them refused 70 % of the requests they own)."""
         from motion_agent.language_model import m2t_prompt, t2m_prompt
         from motion_agent.routing import prompt_features
 
         if family not in self._features:
             rng = np.random.default_rng(SEED + FAMILY_NAMES.index(family))
-            durations = [None, *range(1, 10)]
-            texts = [t2m_prompt(family_request(family, rng, durations[rng.integers(len(durations))]))
-                     for _ in range(ROUTER_PROMPTS)]
+            texts = [t2m_prompt(family_request(family, rng)) for _ in range(ROUTER_PROMPTS)]
             vocabulary = self.lm.vocabulary
             motions = [m2t_prompt(vocabulary, rng.integers(vocabulary.codebook_size, size=rng.integers(10, 50)))
                        for _ in range(ROUTER_PROMPTS)]
