@@ -215,6 +215,12 @@ class MotionAgent:
             features = self._features(base, prompt)
         return self.router.route(features, direction)[0]
 
+    def warm_up(self) -> None:
+        """Make now what the first routed request would otherwise make (the ONNX routing trunk, about a
+        second on tiny; the instruction's cached keys and values; the merged-serving view), so that a
+        node's first answer comes as fast as the others."""
+        self.route(t2m_prompt("a person waves"), "t2m")
+
     def _features(self, base: MotionLanguageModel, prompt: str) -> np.ndarray:
         """The routers' features of one prompt, from `base` (the frozen model, no expert active)."""
         if self.config.routing.features == "torch":

@@ -84,6 +84,7 @@ def guarded(node: Node, callback: Callable) -> Callable:
 def load_agent(node: Node, config: AgentConfig) -> MotionAgent:
     node.get_logger().info(f"loading base model {config.base_model} (decoder: {config.decoder_backend})")
     agent = MotionAgent.from_config(config)
+    agent.warm_up()
     node.get_logger().info(f"model ready, fingerprint {agent.fingerprint[:12]}")
     return agent
 
