@@ -739,7 +739,10 @@ def part_latency(bench: Bench) -> dict:
         f"Client time from publishing a std_msgs/String on text_command to the JointTrajectory arriving, one request "
         f"at a time, the node in its own process serving {SERVING_EXPERTS} experts. latency_split_ms: medians of the "
         f"node's per-stage times for {HEADLINE_S} s requests; middleware = client time - agent total (transport, "
-        "request callback, building and serialising the messages). real_time_factor: seconds of motion / seconds "
+        "request callback, building and serialising the messages); language_model_fixed and _per_token: the "
+        "language_model stage as a line through (motion tokens, ms) of every request of every length (fixed: "
+        "tokenisation, prompt prefill, sampler setup; per token: one decoding step with the KV cache); tokenize: "
+        f"tokenising a {HEADLINE_S} s request's prompt, in the benchmark's process. real_time_factor: seconds of motion / seconds "
         f"waited over every timed request. router_fraction: median route / total for the {HEADLINE_S} s requests "
         "of the tiny profile.")
     return figures
@@ -798,6 +801,8 @@ def latency_figures(profile: str, replies: dict[int, list[Reply]], cold_start_s:
     waited_s = sum(r.client_ms for r in everything) / 1000.0
     split = {stage: median([r.stage_ms(stage) for r in headline]) for stage in STAGES}
     split["middleware"] = median([r.client_ms - r.stage_ms("total") for r in headline])
+    split.update(language_model_split(everything))
+    split["tokenize"] = tokenize_ms(base_dir)
     return {
         "latency_ms": {profile: {f"{s}s": percentiles([r.client_ms for r in ok[s]]) for s in LENGTHS_S}},
         "real_time_factor": {profile: round(motion_s / waited_s, 3) if waited_s else None},
@@ -817,6 +822,40 @@ def latency_figures(profile: str, replies: dict[int, list[Reply]], cold_start_s:
             "node_rss_mb": node_rss,
         }},
     }
+
+
+def language_model_split(replies: list[Reply]) -> dict[str, float | None]:
+    """The language-model stage as a fixed part plus a cost per motion token: a least-squares line
+    through every request's (motion tokens, stage ms) over the motion lengths. `language_model_fixed` is
+    tokenisation, the prompt's prefill and the sampler's setup; `language_model_per_token` one decoding
+    step with the KV cache."""
+    tokens = np.asarray([float(r.values["motion_tokens"]) for r in replies])
+    stage = np.asarray([r.stage_ms("language_model") for r in replies])
+    if len(np.unique(tokens)) < 2:
+        return {"language_model_fixed": None, "language_model_per_token": None}
+    per_token, fixed = np.polyfit(tokens, stage, 1)
+    return {"language_model_fixed": round(float(fixed), 3), "language_model_per_token": round(float(per_token), 3)}
+
+
+def tokenize_ms(base_dir: Path, repeats: int = 200) -> float:
+    """Median ms to tokenise one 4 s request's T2M prompt with the base model's tokenizer (the backbone's,
+    with the motion tokens added), in this process: part of language_model_fixed."""
+    from transformers import AutoTokenizer
+
+    from motion_agent.backbone import resolve_backbone
+    from motion_agent.base_model import BaseModelSpec
+    from motion_agent.language_model import MotionVocabulary, t2m_prompt
+
+    spec = BaseModelSpec.read(base_dir)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(spec.backbone))
+    tokenizer.add_tokens(MotionVocabulary.token_strings(spec.codebook_size), special_tokens=True)
+    prompt = t2m_prompt(serving_request(0, np.random.default_rng(SEED), HEADLINE_S))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tokenizer([prompt], return_tensors="pt", padding=True)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return median(times)
 
 
 # --- captioning ------------------------------------------------------------------------------------
@@ -1366,6 +1405,11 @@ def latency_lines(figures: dict) -> list[str]:
     lines += ["", f"Split of a {HEADLINE_S} s request (median ms):", "",
               "| profile | " + " | ".join(stages) + " |", "|---" * (len(stages) + 1) + "|"]
     lines += [f"| {profile} | " + " | ".join(fmt(split[s]) for s in stages) + " |"
+              for profile, split in figures["latency_split_ms"].items() if "skipped" not in split]
+    lines += ["", "Language-model stage (ms): fixed part (tokenisation, prompt prefill) + per motion token "
+              "(line through every request's tokens and time); tokenisation alone:", ""]
+    lines += [f"- {profile}: {fmt(split.get('language_model_fixed'))} + {fmt(split.get('language_model_per_token'))}"
+              f" per token; tokenize {fmt(split.get('tokenize'), 3)}"
               for profile, split in figures["latency_split_ms"].items() if "skipped" not in split]
     router = fmt(figures.get("router_fraction"), 4)
     return lines + ["", f"Router fraction (route / total, tiny, {HEADLINE_S} s): {router}", ""]
