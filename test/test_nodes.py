@@ -130,6 +130,37 @@ def test_settings_take_parameter_overrides_and_check_the_window(tmp_path):
     assert load_node_config().caption
 
 
+def test_torch_threads_setting_caps_the_node_process_threads(tiny_base_model):
+    """On a robot whose cores are busy, node.torch_threads: 1 keeps torch's threads from waiting on
+    each other; 0 leaves torch's default; a negative count is refused."""
+    import torch
+
+    from motion_agent.agent import AgentConfig
+    from motion_agent.nodes.common import load_agent
+    from motion_agent.nodes.settings import NodeConfig
+
+    class Logger:
+        lines: list[str] = []
+
+        def info(self, line: str) -> None:
+            self.lines.append(line)
+
+    class StubNode:
+        logger = Logger()
+
+        def get_logger(self) -> Logger:
+            return self.logger
+
+    before = torch.get_num_threads()
+    try:
+        load_agent(StubNode(), AgentConfig(base_model=str(tiny_base_model)), torch_threads=1)
+        assert torch.get_num_threads() == 1 and "torch threads: 1" in StubNode.logger.lines[0]
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="torch_threads"):
+        NodeConfig(torch_threads=-1)
+
+
 def test_launch_commands_run_every_node_module_with_string_parameters():
     assert NODE_SET and all(spec.module.startswith("motion_agent.nodes.") for spec in NODE_SET)
     parameters = launch_parameters(None, "/models/it's here", "map")

@@ -76,7 +76,8 @@ class CaptionNode(Node):
     def __init__(self, agent: MotionAgent | None = None, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self.settings = read_settings(self)
-        self.agent = agent or on_model_thread(load_agent, self, self.settings.agent)
+        self.agent = agent or on_model_thread(load_agent, self, self.settings.agent,
+                                                  self.settings.node.torch_threads)
         self.diagnostics = Diagnostics(self, self.settings.node.diagnostics_topic)
         self.captioner = PoseCaptioner(self, self.agent, self.settings.node, self.diagnostics)
         self.get_logger().info(f"captioning {self.settings.node.pose_topic} -> {self.settings.node.caption_topic}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import rclpy
+import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -81,8 +82,13 @@ def guarded(node: Node, callback: Callable) -> Callable:
     return call
 
 
-def load_agent(node: Node, config: AgentConfig) -> MotionAgent:
-    node.get_logger().info(f"loading base model {config.base_model} (decoder: {config.decoder_backend})")
+def load_agent(node: Node, config: AgentConfig, torch_threads: int = 0) -> MotionAgent:
+    """The agent of a node process, ready to answer (`torch_threads` > 0 caps torch's CPU threads for the
+    whole process: on cores busy with other work, torch's OpenMP threads wait on each other)."""
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    node.get_logger().info(f"loading base model {config.base_model} (decoder: {config.decoder_backend}, "
+                           f"torch threads: {torch.get_num_threads()})")
     agent = MotionAgent.from_config(config)
     agent.warm_up()
     node.get_logger().info(f"model ready, fingerprint {agent.fingerprint[:12]}")

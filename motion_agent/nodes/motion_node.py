@@ -52,7 +52,8 @@ class MotionNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self.settings = read_settings(self)
         config = self.settings.node
-        self.agent = agent or on_model_thread(load_agent, self, self.settings.agent)
+        self.agent = agent or on_model_thread(load_agent, self, self.settings.agent,
+                                                  self.settings.node.torch_threads)
         self.diagnostics = Diagnostics(self, config.diagnostics_topic)
         self.trajectory_publisher = self.create_publisher(JointTrajectory, config.trajectory_topic, 10)
         self.marker_publisher = self.create_publisher(MarkerArray, config.markers_topic, 10)

@@ -35,6 +35,7 @@ class NodeConfig:
     deploy_topic: str = "experts/deploy"  # std_msgs/String: path of a bundle to install
     keyring: str = ""  # folder of trusted *.pub signing keys; empty: no installs from the node
     store_poll_s: float = 2.0  # how often the inbox and the expert store are checked
+    torch_threads: int = 0  # threads of torch's CPU kernels; 0: torch's default (one per core)
 
     def __post_init__(self) -> None:
         if not self.text_topics:
@@ -45,6 +46,8 @@ class NodeConfig:
             raise ValueError(f"pose_axes {self.pose_axes!r} must be one of {', '.join(POSE_AXES)}")
         if self.store_poll_s <= 0:
             raise ValueError(f"store_poll_s must be positive, got {self.store_poll_s}")
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads must be >= 0 (0: one per core), got {self.torch_threads}")
         if self.marker_frames < 1 or self.queue_depth < 1:
             raise ValueError("marker_frames and queue_depth must be at least 1")
 
