@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from motion_agent.language_model import MotionLanguageModel
-from motion_agent.routing import INSTRUCTION_HEADS, router_trunk
+from motion_agent.routing import INSTRUCTION_HEADS, router_trunk, shared_instruction
 
 FEATURES_BACKENDS = ("onnx", "torch")
 
@@ -68,10 +68,8 @@ class OnnxPromptFeatures:
 
     def _split(self, prompt: str) -> tuple[list[int], list[int]]:
         """(instruction ids, content ids) as `prompt_features` tokenises them."""
-        for head, ids in self._heads.items():
-            if prompt.startswith(head) and len(prompt) > len(head):
-                return ids, self._ids(prompt[len(head):])
-        return [], self._ids(prompt)
+        head = shared_instruction([prompt])
+        return ([], self._ids(prompt)) if head is None else (self._heads[head], self._ids(prompt[len(head):]))
 
     @torch.inference_mode()
     def __call__(self, prompts: list[str]) -> np.ndarray:

@@ -86,7 +86,7 @@ def prompt_features(lm: MotionLanguageModel, prompts: list[str], batch_size: int
     rows = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
-        head = _shared_instruction(chunk)
+        head = shared_instruction(chunk)
         with running_adapters(lm.model, []), torch.no_grad():  # the frozen base alone
             hidden, mask = _content_states(lm, chunk, head) if head else _prompt_states(lm, chunk)
         mask = mask.unsqueeze(-1).to(hidden.dtype)
@@ -146,7 +146,7 @@ def _instruction_cache(lm: MotionLanguageModel, head: str) -> list[tuple[torch.T
     return caches[head]
 
 
-def _shared_instruction(prompts: list[str]) -> str | None:
+def shared_instruction(prompts: list[str]) -> str | None:
     """The instruction head (up to its colon) every prompt starts with, or None."""
     for head in INSTRUCTION_HEADS:
         if prompts and all(p.startswith(head) and len(p) > len(head) for p in prompts):
