@@ -211,3 +211,52 @@ def test_base_stage_keeps_excluded_motions_out(base_dir, tmp_path):
     assert 0 < kept["train_clips"] < every and kept["excluded_motions"] == len(train_ids[::2])
     with pytest.raises(ValueError, match="outside the excluded ids"):
         train_base(base_dir / "corpus", tokenizer, tmp_path / "none", config, progress=False, exclude=train_ids)
+
+
+def test_interrupted_base_training_resumes_to_the_same_model(base_dir, tmp_path, monkeypatch):
+    """A base run that dies after a checkpoint continues from it, with the batches, dropout and optimizer
+    state the uninterrupted run had: the saved adapter is bit for bit the same. Hours-long CPU runs
+    depend on it."""
+    import training.base_training as base_training
+
+    config = BaseTrainingConfig(training=BaseRunConfig(steps=6, batch_size=2, log_every=2, val_batches=1,
+                                                       checkpoint_every=3))
+    corpus, tokenizer = base_dir / "corpus", base_dir / "tok" / "tokenizer"
+    train_base(corpus, tokenizer, tmp_path / "whole", config, progress=False)
+
+    draws, sample = [], base_training.sample_batch
+
+    def dies_at_step_five(*args, **kwargs):  # draws 1-2: the validation batches of both directions
+        draws.append(1)
+        if len(draws) == 2 + 5:
+            raise KeyboardInterrupt
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(base_training, "sample_batch", dies_at_step_five)
+    with pytest.raises(KeyboardInterrupt):
+        train_base(corpus, tokenizer, tmp_path / "resumed", config, progress=False)
+    assert (tmp_path / "resumed" / "checkpoint").is_dir() and not (tmp_path / "resumed" / SPEC_FILE).exists()
+    monkeypatch.setattr(base_training, "sample_batch", sample)
+    figures = train_base(corpus, tokenizer, tmp_path / "resumed", config, progress=False)
+
+    assert figures["resumed_from_step"] == 3 and not (tmp_path / "resumed" / "checkpoint").exists()
+    whole, resumed = (load_file(tmp_path / d / ADAPTER_DIR / "adapter_model.safetensors") for d in ("whole", "resumed"))
+    assert whole.keys() == resumed.keys()
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert (json.loads((tmp_path / "whole" / "history.json").read_text())
+            == json.loads((tmp_path / "resumed" / "history.json").read_text()))
+
+
+def test_base_training_refuses_a_checkpoint_of_another_configuration(base_dir, tmp_path, monkeypatch):
+    import training.base_training as base_training
+
+    config = BaseTrainingConfig(training=BaseRunConfig(steps=4, batch_size=2, log_every=2, val_batches=1,
+                                                       checkpoint_every=2))
+    corpus, tokenizer = base_dir / "corpus", base_dir / "tok" / "tokenizer"
+    monkeypatch.setattr(base_training, "save_base", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        train_base(corpus, tokenizer, tmp_path / "base", config, progress=False)
+    monkeypatch.undo()
+    other = replace(config, training=replace(config.training, lr=1e-3))
+    with pytest.raises(ValueError, match=r"another configuration \(differs in: training\.lr\)"):
+        train_base(corpus, tokenizer, tmp_path / "base", other, progress=False)

@@ -10,6 +10,10 @@ text-to-motion and motion-to-text, and writes OUT:
   OUT/history.json    training and validation losses
   OUT/loss.png        the same, plotted
 
+Long runs checkpoint every `checkpoint_every` steps into OUT/checkpoint/ (model, optimizer, random
+states, progress); the same command with the same OUT and settings continues from there after an
+interruption, bit for bit as if it had not stopped. The checkpoint is removed once the model is saved.
+
 Load it with motion_agent.base_model.load_base_model(OUT). Multi-GPU: `accelerate launch -m training.cli base ...`.
 """
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from motion_agent.config import ConfigError
+from training.base_training import MIXED_PRECISION
 from training.humanml3d import DatasetError
 
 
@@ -39,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, help="examples per step (overrides the config)")
     parser.add_argument("--lr", type=float, help="peak learning rate (overrides the config)")
     parser.add_argument("--seed", type=int, help="random seed (overrides the config)")
+    parser.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints, 0 for none (overrides the config)")
+    parser.add_argument("--mixed-precision", choices=MIXED_PRECISION,
+                        help="bf16 autocasts the forward pass: faster on CPUs with AMX or AVX512-BF16 and on GPUs (overrides the config)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -74,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             if not path.is_dir():
                 raise FileNotFoundError(f"{flag} {path} is not a folder")
         config = load_base_config(args.config)
-        flags = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "seed") if getattr(args, k) is not None}
+        flags = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "seed", "checkpoint_every", "mixed_precision")
+                 if getattr(args, k) is not None}
         config = replace(config, training=replace(config.training, **flags))
         if args.backbone:
             config = replace(config, backbone=args.backbone)
@@ -85,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     history = json.loads((args.out / HISTORY_FILE).read_text())
     plot = plot_history(history, args.out / "loss.png")
     print(f"base model ({config.backbone}) written to {args.out}")
-    print(f"  trained {config.training.steps} steps on {figures['train_clips']} clips in {figures['train_seconds']:.0f} s")
+    resumed = f" (resumed at step {figures['resumed_from_step']})" if figures["resumed_from_step"] else ""
+    print(f"  trained {config.training.steps} steps on {figures['train_clips']} clips in {figures['train_seconds']:.0f} s{resumed}")
     print(f"  validation loss: text->motion {figures['val_t2m_loss']:.3f}, motion->text {figures['val_m2t_loss']:.3f}")
     print(f"  loss curve: {plot}")
     return 0

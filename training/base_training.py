@@ -27,6 +27,8 @@ from motion_agent.tokenizer import MotionTokenizer, folder_fingerprint
 from training.humanml3d import HumanML3D, MotionClip
 
 HISTORY_FILE = "history.json"
+CHECKPOINT_DIR = "checkpoint"  # inside OUT while a run is unfinished; removed when the model is saved
+MIXED_PRECISION = ("no", "bf16", "fp16")  # accelerate's names
 IGNORE = -100  # label value the loss skips (prompt and padding positions)
 
 
@@ -67,10 +69,16 @@ class BaseRunConfig:
     seed: int = 0
     log_every: int = 25
     val_batches: int = 8
+    checkpoint_every: int = 100  # steps between resumable checkpoints; 0: none
+    mixed_precision: str = "no"  # "bf16" autocasts the forward pass (CPUs with AMX/AVX512-BF16, GPUs)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("steps, batch_size and lr must be positive")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}")
         if not 0.0 <= self.t2m_fraction <= 1.0:
             raise ValueError(f"t2m_fraction must be in [0, 1], got {self.t2m_fraction}")
 
@@ -208,16 +216,23 @@ def train_base(corpus_root: str | Path, tokenizer_dir: str | Path, out: str | Pa
     vocabulary = add_motion_tokens(model, tokenizer, motion_tokenizer.config.codebook_size)
     model = peft_model(model, vocabulary, config.lora,
                        caption_token_ids(tokenizer, train) if config.caption_rows else [])
-    accelerator = Accelerator()
+    accelerator = Accelerator(mixed_precision=run.mixed_precision)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=run.lr,
                                   weight_decay=run.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
-    rng = np.random.default_rng(run.seed + accelerator.process_index)
-    history = [{"step": 0, **validation_loss(model, val or train, vocabulary, tokenizer, run)}]
+    progress_state = RunProgress(config, np.random.default_rng(run.seed + accelerator.process_index))
+    checkpoint = out / CHECKPOINT_DIR
+    if (checkpoint / PROGRESS_FILE).is_file():
+        progress_state.load(checkpoint)
+        accelerator.load_state(str(checkpoint))
+    else:
+        progress_state.history = [{"step": 0, **validation_loss(model, val or train, vocabulary, tokenizer, run)}]
+    rng, history = progress_state.rng, progress_state.history
     model.train()
     began = time.perf_counter()
-    bar = tqdm(range(run.steps), desc=f"base ({config.backbone})", disable=not (progress and accelerator.is_main_process))
-    running = 0.0
+    bar = tqdm(range(progress_state.step, run.steps), desc=f"base ({config.backbone})", initial=progress_state.step,
+               total=run.steps, disable=not (progress and accelerator.is_main_process))
+    running, resumed_from = progress_state.running, progress_state.step
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, run)
@@ -234,6 +249,9 @@ def train_base(corpus_root: str | Path, tokenizer_dir: str | Path, out: str | Pa
             history.append({"step": step + 1, "lr": group["lr"], "loss": running / count})
             bar.set_postfix(loss=f"{running / count:.3f}")
             running = 0.0
+        if run.checkpoint_every and (step + 1) % run.checkpoint_every == 0 and step + 1 < run.steps:
+            progress_state.step, progress_state.running = step + 1, running
+            save_checkpoint(accelerator, progress_state, checkpoint)
     seconds = time.perf_counter() - began
     history.append({"step": run.steps, **validation_loss(model, val or train, vocabulary, tokenizer, run)})
     accelerator.wait_for_everyone()
@@ -241,9 +259,69 @@ def train_base(corpus_root: str | Path, tokenizer_dir: str | Path, out: str | Pa
         save_base(accelerator.unwrap_model(model), Path(tokenizer_dir), out, config.backbone, backbone_hash,
                   motion_tokenizer.config.codebook_size)
         (out / HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n")
+        shutil.rmtree(checkpoint, ignore_errors=True)
     return {"train_seconds": round(seconds, 1), "train_clips": len(train), "val_clips": len(val),
-            "excluded_motions": len(exclude),
+            "excluded_motions": len(exclude), "resumed_from_step": resumed_from,
             **{k: v for k, v in history[-1].items() if k.startswith("val_")}, "config": asdict(config)}
+
+
+PROGRESS_FILE = "progress.json"
+
+
+class RunProgress:
+    """What a checkpoint holds beside accelerate's model, optimizer and torch/numpy RNG states: the step,
+    the loss history and the batch sampler's generator (so that a resumed run draws the very batches the
+    uninterrupted one would have drawn), and the configuration it belongs to."""
+
+    def __init__(self, config: BaseTrainingConfig, rng: np.random.Generator) -> None:
+        self.config, self.rng = config, rng
+        self.step, self.history, self.running = 0, [], 0.0  # running: loss sum since the last log line
+
+    def save(self, folder: Path) -> None:
+        state = {"step": self.step, "history": self.history, "running": self.running, "rng": self.rng.bit_generator.state,
+                 "config": _resumable(self.config)}
+        (folder / PROGRESS_FILE).write_text(json.dumps(state) + "\n")
+
+    def load(self, folder: Path) -> None:
+        """Take the step, history and sampler state of a checkpoint; refuse one of another configuration,
+        since a resume would then mix two runs."""
+        state = json.loads((folder / PROGRESS_FILE).read_text())
+        if state["config"] != _resumable(self.config):
+            mine, saved = _flatten(_resumable(self.config)), _flatten(state["config"])
+            changed = sorted(k for k in mine.keys() | saved.keys() if mine.get(k) != saved.get(k))
+            raise ValueError(f"{folder} is a checkpoint of another configuration (differs in: {', '.join(changed)}); "
+                             "remove it to start over, or train into another folder")
+        self.step, self.history, self.running = state["step"], state["history"], state["running"]
+        self.rng.bit_generator.state = state["rng"]
+
+
+def _resumable(config: BaseTrainingConfig) -> dict:
+    """The configuration as JSON sees it, less what a resume may change (how often to checkpoint)."""
+    settings = json.loads(json.dumps(asdict(config)))
+    del settings["training"]["checkpoint_every"]
+    return settings
+
+
+def _flatten(settings: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in settings.items():
+        flat.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+    return flat
+
+
+def save_checkpoint(accelerator, progress: RunProgress, checkpoint: Path) -> None:
+    """accelerate's `save_state` (model, optimizer, RNGs) and the run's progress into a fresh folder that
+    then replaces the previous checkpoint, so an interruption while writing leaves the older one whole."""
+    fresh = checkpoint.with_name(checkpoint.name + ".new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    accelerator.save_state(str(fresh))
+    if accelerator.is_main_process:
+        progress.save(fresh)
+        old = checkpoint.with_name(checkpoint.name + ".old")
+        if checkpoint.exists():
+            checkpoint.rename(old)
+        fresh.rename(checkpoint)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def save_base(model, tokenizer_dir: Path, out: Path, backbone: str, backbone_hash: str, codebook_size: int) -> None:
