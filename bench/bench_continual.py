@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> tuple[dict, Path]:
         with timed("tokenizer", seconds):
             tokenizer = make_tokenizer(work, corpus, args.tokenizer_steps)
         with timed("base", seconds):
-            base = make_base(work, corpus, tokenizer, args.profile, args.base_steps)
+            base = make_base(work, corpus, tokenizer, args.profile, args.base_steps, args.mixed_precision)
     config, methods, orders = benchmark_settings(args)
     out = work / f"benchmark_{args.kind}_{args.profile}"
     with timed("benchmark", seconds):
@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-clips", type=int, help="test clips scored per task (default: the config's)")
     parser.add_argument("--tokenizer-steps", type=int, help="tokenizer training steps (default: its config's)")
     parser.add_argument("--base-steps", type=int, help="base-model training steps (default: its config's)")
+    parser.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"),
+                        help="base-model training precision (default: its config's); bf16 is ~2x faster on CPUs with AMX")
     parser.add_argument("--evaluator-epochs", type=int, help="evaluator epochs (default: its config's)")
     parser.add_argument("--no-result", action="store_true",
                         help="write nothing to bench/results, neither the comparison nor run records (quick checks)")

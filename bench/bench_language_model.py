@@ -43,7 +43,7 @@ def base_model(args: argparse.Namespace, work: Path, corpus: Path, seconds: dict
         shipped = default_base_model()
         tokenizer = tokenizer_folder(shipped) if shipped is not None else make_tokenizer(work, corpus, None)
     with timed("base", seconds):
-        return make_base(work, corpus, tokenizer, args.profile, args.base_steps)
+        return make_base(work, corpus, tokenizer, args.profile, args.base_steps, args.mixed_precision)
 
 
 def score(base: Path, evaluator_dir: Path, corpus: Path, clips: int | None) -> dict:
@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", default=TINY, help=f"backbone profile: {TINY} (default) or {SMOLLM2}")
     parser.add_argument("--train", action="store_true", help="train a base model here even when the embedded one fits")
     parser.add_argument("--base-steps", type=int, help="base-model training steps (default: its config's)")
+    parser.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"),
+                        help="base-model training precision (default: its config's); bf16 is ~2x faster on CPUs with AMX")
     parser.add_argument("--base", type=Path, help="score this base-model folder instead")
     parser.add_argument("--clips", type=int, help="score only the first N test clips (default: all)")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR,

@@ -90,14 +90,16 @@ def embedded_base(profile: str, motions: int) -> Path | None:
     return default_base_model() if any(synth in command for command in built.get("commands", [])) else None
 
 
-def make_base(work: Path, corpus: Path, tokenizer: Path, profile: str, steps: int | None) -> Path:
+def make_base(work: Path, corpus: Path, tokenizer: Path, profile: str, steps: int | None,
+              mixed_precision: str | None = None) -> Path:
+    """The base model of `profile`, trained once; an interrupted training continues from its checkpoint."""
     from motion_agent.base_model import SPEC_FILE
     from training.base_training import load_base_config, train_base
 
     folder = work / f"base_{profile}"
     if not (folder / SPEC_FILE).is_file():
         config = replace(load_base_config(), backbone=profile)
-        if steps:
-            config = replace(config, training=replace(config.training, steps=steps))
+        overrides = {k: v for k, v in (("steps", steps), ("mixed_precision", mixed_precision)) if v}
+        config = replace(config, training=replace(config.training, **overrides))
         train_base(corpus, tokenizer, folder, config)
     return folder
