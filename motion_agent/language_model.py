@@ -28,7 +28,8 @@ END_OF_MOTION = "<end_of_motion>"
 T2M_INSTRUCTION = "Generate a motion sequence that aligns with the following emotional text description: {text}"
 M2T_INSTRUCTION = "Describe this motion: {motion}"
 ANSWER = "\nAnswer: "
-T2M_HEAD = T2M_INSTRUCTION.split("{")[0].rstrip()  # what every T2M prompt starts with, up to its colon
+# what every T2M / M2T prompt starts with: its instruction up to the colon, the same tokens in every request
+T2M_HEAD, M2T_HEAD = (instruction.split("{")[0].rstrip() for instruction in (T2M_INSTRUCTION, M2T_INSTRUCTION))
 Direction = Literal["t2m", "m2t"]  # what a request asks: a motion for a text, or a caption for a motion
 DIRECTIONS: tuple[Direction, ...] = ("t2m", "m2t")
 

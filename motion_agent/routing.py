@@ -35,8 +35,8 @@ from torch import nn
 from motion_agent.experts import ROUTER_DIR, running_adapters
 from motion_agent.language_model import (
     DIRECTIONS,
-    M2T_INSTRUCTION,
-    T2M_INSTRUCTION,
+    M2T_HEAD,
+    T2M_HEAD,
     Direction,
     MotionLanguageModel,
     returned_cache,
@@ -46,8 +46,7 @@ from motion_agent.language_model import (
 ROUTER_FILE = "router.safetensors"
 GATE_FILE = "gate.safetensors"
 UNKNOWN = "unknown"
-# what every T2M / M2T prompt starts with (the instruction up to its colon): shared, so never pooled
-INSTRUCTION_HEADS = tuple(i.split("{")[0].rstrip() for i in (T2M_INSTRUCTION, M2T_INSTRUCTION))
+INSTRUCTION_HEADS = (T2M_HEAD, M2T_HEAD)  # shared by every prompt of a direction, so never pooled
 FEATURE_KIND = "prompt-content-mean-half-depth"  # what prompt_features computes; a router trained on another kind is refused
 
 
