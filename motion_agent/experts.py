@@ -119,7 +119,6 @@ class ExpertSet:
         self.lock = threading.RLock()
         self.merged = merged  # serve single experts merged (see `serving`)
         self._merged: MergedServing | None = None  # made on the first request that uses it
-        self._base_instruction_cache: dict = {}  # lm's T2M instruction cache while it runs the plain base
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -140,7 +139,6 @@ class ExpertSet:
         with self.lock:
             if name in self.folders:
                 self.remove(name)
-            self.lm.instruction_cache = None  # lm becomes (or stays) a peft model with adapters to choose from
             if isinstance(self.lm.model, PeftModel):
                 self.lm.model.load_adapter(folder, adapter_name=name, is_trainable=False)
             else:
@@ -207,11 +205,9 @@ class ExpertSet:
             if expert not in (None, "base"):
                 self._require(expert)
             name = None if expert in (None, "base") else expert
-            if not self.folders:  # lm runs the frozen base itself
-                self.lm.instruction_cache = self._base_instruction_cache
+            if not self.folders:
                 yield self.lm
                 return
-            self.lm.instruction_cache = None  # lm is a peft model now: what it runs depends on its adapters
             if self.merged:
                 if self._merged is None:
                     self._merged = MergedServing(self.lm)

@@ -189,11 +189,6 @@ class MotionLanguageModel:
                  fingerprint: str = "") -> None:
         self.model, self.tokenizer, self.vocabulary, self.config = model, tokenizer, vocabulary, config
         self.fingerprint = fingerprint  # of the frozen base model; experts and bundles must name the same
-        # Keys and values of the T2M instruction, computed once and reused by every one-request T2M
-        # generation (more than half of a request's prompt tokens). None: not cached. Only whoever keeps
-        # this model's weights fixed sets it, and hands it a fresh dict whenever they change (see
-        # motion_agent.experts.ExpertSet.serving and MergedServing.serve).
-        self.instruction_cache: dict | None = None
 
     def _encode(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -217,41 +212,17 @@ class MotionLanguageModel:
         prefix = torch.full((len(texts), 1), self.vocabulary.start_id, device=batch["input_ids"].device)
         batch["input_ids"] = torch.cat([batch["input_ids"], prefix], dim=1)
         batch["attention_mask"] = torch.cat([batch["attention_mask"], torch.ones_like(prefix)], dim=1)
-        if adapter_names is not None:
-            return self._sample_motion(batch, lo, hi, config, seed, {"adapter_names": adapter_names})
-        return self._sample_motion(batch, lo, hi, config, seed, self._instruction_cached(batch))
-
-    def _instruction_cached(self, batch: dict[str, torch.Tensor]) -> dict:
-        """For a single prompt that starts with the T2M instruction's tokens: drops them from `batch`
-        (in place) and returns the forward's cache argument holding their keys and values; otherwise {}."""
-        from transformers import DynamicCache
-
-        store = self.instruction_cache
-        if store is None or len(batch["input_ids"]) != 1:
-            return {}
-        if "ids" not in store:
-            store["ids"] = self._encode([T2M_HEAD])["input_ids"]
-        head = store["ids"]
-        ids = batch["input_ids"]
-        if ids.shape[1] <= head.shape[1] or not torch.equal(ids[:, : head.shape[1]], head):
-            return {}  # a prompt that tokenizes across the instruction's end
-        if "layers" not in store:
-            with self.restricted_head([self.vocabulary.end_id]):  # no logits wanted
-                cache = returned_cache(self.model(input_ids=head, use_cache=True, logits_to_keep=1))
-            store["layers"] = [(layer.keys, layer.values) for layer in cache.layers]
-        batch["input_ids"] = ids[:, head.shape[1]:]
-        # the cache appends by concatenation, so the stored keys and values are never written to
-        return with_cache(self.network, DynamicCache(list(store["layers"])))
+        extra = {"adapter_names": adapter_names} if adapter_names is not None else {}
+        return self._sample_motion(batch, lo, hi, config, seed, extra)
 
     def _sample_motion(self, batch: dict[str, torch.Tensor], lo: int, hi: int, config: GenerationConfig,
                        seed: int, extra: dict) -> list[np.ndarray]:
         """Decode lo..hi motion codes per row with the KV cache, sampling among the motion codes and
         end-of-motion only. A loop of our own rather than `generate`: T2M needs the logits of 513 of
         ~50k tokens (with a small backbone the full vocabulary projection is most of the work) and a
-        fixed-length answer. The attention mask covers every position, including those whose keys
-        and values a cache in `extra` already holds; `input_ids` only the tokens still to run."""
+        fixed-length answer."""
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]  # left padding: each row counts its own
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: each row counts its own tokens
         generator = torch.Generator(device=ids.device).manual_seed(seed)
         first, size = self.vocabulary.first_id, self.vocabulary.codebook_size
         rows: list[list[int]] = [[] for _ in range(len(ids))]
@@ -271,9 +242,8 @@ class MotionLanguageModel:
                 token = torch.where(choice == size, self.vocabulary.end_id, first + choice)
                 mask = torch.cat([mask, torch.ones_like(token)[:, None]], dim=1)
                 position = position + 1
-                extra = {**extra, **with_cache(self.network, returned_cache(out))}
                 out = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=position, use_cache=True,
-                                 **extra)
+                                 **with_cache(self.network, returned_cache(out)), **extra)
         return [np.asarray(codes, dtype=np.int64) for codes in rows]
 
     @property

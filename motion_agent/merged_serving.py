@@ -48,8 +48,6 @@ class MergedServing:
         self._targets: dict[str, nn.Linear] = {}  # path -> this view's linear layer there
         self._in_buffers: str | None = None  # whose merge the buffers hold
         self._serving: str | None = None
-        self._instruction_caches: dict[str | None, dict] = {}  # expert (None: base) -> its T2M instruction cache
-        self._restore()
 
     def serve(self, peft_model, expert: str | None) -> MotionLanguageModel | None:
         """The model to run `expert` (None: the base) on, valid until the next call; None when the
@@ -66,7 +64,6 @@ class MergedServing:
             for path in layers:
                 self._linear(path)._parameters["weight"] = self._buffers[path]
         self._serving = expert
-        self.lm.instruction_cache = self._instruction_caches.setdefault(expert, {})
         return self.lm
 
     def forget(self, expert: str) -> None:
@@ -76,13 +73,11 @@ class MergedServing:
         if self._in_buffers == expert:
             self._in_buffers = None
         self._layers.pop(expert, None)
-        self._instruction_caches.pop(expert, None)
 
     def _restore(self) -> None:
         for path, weight in self._original.items():
             self._linear(path)._parameters["weight"] = weight
         self._serving = None
-        self.lm.instruction_cache = self._instruction_caches.setdefault(None, {})
 
     def _merge(self, layers: dict, expert: str) -> None:
         """W + scaling * B A per layer (what peft's merge adds), one fused addmm into the layer's buffer:

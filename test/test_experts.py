@@ -179,36 +179,3 @@ def test_an_expert_that_is_not_plain_lora_is_served_through_peft(experts, expert
         assert torch.equal(served, peft_logits(experts.lm.model, batch, "dora"))
         with experts.serving("sports") as lm:
             assert lm is not experts.lm  # the plain LoRA expert beside it is still merged
-
-
-def served_motion(experts: ExpertSet, name: str | None, text: str = TEXTS[0]) -> np.ndarray:
-    with experts.serving(name) as lm:
-        return lm.generate_motion([text], seed=5, seconds=2.0)[0]
-
-
-def uncached_motion(experts: ExpertSet, name: str | None, text: str = TEXTS[0]) -> np.ndarray:
-    with experts.serving(name) as lm:
-        store, lm.instruction_cache = lm.instruction_cache, None
-        try:
-            return lm.generate_motion([text], seed=5, seconds=2.0)[0]
-        finally:
-            lm.instruction_cache = store
-
-
-def test_one_request_reuses_the_instruction_keys_and_values_of_the_expert_it_runs(experts, expert_dirs):
-    """A served request runs only its own tokens after the instruction, whose keys and values each expert
-    computes once. The motion is the one the whole prompt gives, for the base and for every expert, and
-    an expert replaced under the same name never decodes with its predecessor's keys and values."""
-    plain = served_motion(experts, None)
-    assert experts.lm.instruction_cache and "layers" in experts.lm.instruction_cache  # filled by that request
-    assert np.array_equal(plain, uncached_motion(experts, None))
-    experts.sync({"sports": expert_dirs["sports"], "dance": expert_dirs["dance"]})
-    first = {name: served_motion(experts, name) for name in ("sports", "dance", None)}
-    for name in ("dance", "sports", None):  # the second round reads the caches the first one filled
-        assert np.array_equal(served_motion(experts, name), first[name])
-        assert np.array_equal(uncached_motion(experts, name), first[name])
-    assert not np.array_equal(first["sports"], first["dance"])
-    experts.sync({"sports": expert_dirs["dance"], "dance": expert_dirs["dance"]})
-    assert np.array_equal(served_motion(experts, "sports"), first["dance"])
-    for text in ("for 2 seconds: wave", "3 people wave"):  # odd openings: cached or not, the same motion
-        assert np.array_equal(served_motion(experts, "dance", text), uncached_motion(experts, "dance", text))
