@@ -1145,17 +1145,20 @@ def _scaling_pass(agent, texts: list[str], label: str) -> tuple[dict, list[float
     reload_ms = (time.perf_counter() - start) * 1000.0
     for text in texts[:WARMUP_REQUESTS]:
         agent.generate(text)
-    times, experts, route = [], Counter(), []
+    times, experts, route, served = [], Counter(), [], []
     for text in tqdm(texts, desc=label, unit="request"):
         start = time.perf_counter()
         result = agent.generate(text)
         times.append((time.perf_counter() - start) * 1000.0)
         experts[result.expert] += 1
+        served.append(result.expert)
         route.append(result.timings_ms["route"])
     stats = percentiles(times)
     figures = {"p50_ms": stats["p50"], "p99_ms": stats["p99"], "rss_mb": rss_mb(), "experts": len(agent.experts.names),
                "route_ms_p50": median(route), "reload_ms": round(reload_ms, 1),
-               "routed_to_an_expert": round(1.0 - experts.get("unknown", 0) / len(times), 3)}
+               "routed_to_an_expert": round(1.0 - experts.get("unknown", 0) / len(times), 3),
+               # experts of the same request family share the requests; each change of expert re-merges
+               "experts_served": len(experts), "expert_changes": sum(a != b for a, b in zip(served, served[1:]))}
     print(f"{label}: {figures}", flush=True)
     return figures, times
 
