@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-clips", type=int, help="test clips scored per task (default: the config's)")
     parser.add_argument("--tokenizer-steps", type=int, help="tokenizer training steps (default: its config's)")
     parser.add_argument("--base-steps", type=int, help="base-model training steps (default: its config's)")
-    parser.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"),
+    parser.add_argument("--mixed-precision", choices=("no", "bf16"),
                         help="base-model training precision (default: its config's); bf16 trained smollm2-135m 1.6x as fast on a 2-core AMX CPU")
     parser.add_argument("--evaluator-epochs", type=int, help="evaluator epochs (default: its config's)")
     parser.add_argument("--no-result", action="store_true",

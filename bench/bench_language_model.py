@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", default=TINY, help=f"backbone profile: {TINY} (default) or {SMOLLM2}")
     parser.add_argument("--train", action="store_true", help="train a base model here even when the embedded one fits")
     parser.add_argument("--base-steps", type=int, help="base-model training steps (default: its config's)")
-    parser.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"),
+    parser.add_argument("--mixed-precision", choices=("no", "bf16"),
                         help="base-model training precision (default: its config's); bf16 trained smollm2-135m 1.6x as fast on a 2-core AMX CPU")
     parser.add_argument("--base", type=Path, help="score this base-model folder instead")
     parser.add_argument("--clips", type=int, help="score only the first N test clips (default: all)")

@@ -28,7 +28,7 @@ from training.humanml3d import HumanML3D, MotionClip
 
 HISTORY_FILE = "history.json"
 CHECKPOINT_DIR = "checkpoint"  # inside OUT while a run is unfinished; removed when the model is saved
-MIXED_PRECISION = ("no", "bf16", "fp16")  # accelerate's names
+MIXED_PRECISION = ("no", "bf16")  # bf16: the forward pass under torch.autocast
 IGNORE = -100  # label value the loss skips (prompt and padding positions)
 
 
@@ -70,7 +70,7 @@ class BaseRunConfig:
     log_every: int = 25
     val_batches: int = 8
     checkpoint_every: int = 100  # steps between resumable checkpoints; 0: none
-    mixed_precision: str = "no"  # "bf16" autocasts the forward pass (CPUs with AMX/AVX512-BF16, GPUs)
+    mixed_precision: str = "no"  # "bf16" autocasts the forward pass (CPUs with AMX/AVX512-BF16, GPUs); weights stay fp32
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -216,7 +216,7 @@ def train_base(corpus_root: str | Path, tokenizer_dir: str | Path, out: str | Pa
     vocabulary = add_motion_tokens(model, tokenizer, motion_tokenizer.config.codebook_size)
     model = peft_model(model, vocabulary, config.lora,
                        caption_token_ids(tokenizer, train) if config.caption_rows else [])
-    accelerator = Accelerator(mixed_precision=run.mixed_precision)
+    accelerator = Accelerator()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=run.lr,
                                   weight_decay=run.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -237,7 +237,10 @@ def train_base(corpus_root: str | Path, tokenizer_dir: str | Path, out: str | Pa
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, run)
         batch = sample_batch(train, run.batch_size, run.t2m_fraction, vocabulary, tokenizer, rng)
-        loss = model(**{k: v.to(accelerator.device) for k, v in batch.items()}).loss
+        # torch's autocast rather than Accelerator(mixed_precision=): accelerate keeps one state per process,
+        # and an earlier stage in the same process (the tokenizer's training) has fixed it already
+        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=run.mixed_precision == "bf16"):
+            loss = model(**{k: v.to(accelerator.device) for k, v in batch.items()}).loss
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         if run.grad_clip > 0:
