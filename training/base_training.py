@@ -157,6 +157,13 @@ def sample_batch(examples, size, t2m_fraction, vocabulary, tokenizer, rng,
     return batch
 
 
+def forward_precision(run: BaseRunConfig, device: torch.device) -> torch.autocast:
+    """The forward pass's autocast for `run.mixed_precision`. torch's own rather than accelerate's
+    `Accelerator(mixed_precision=)`: accelerate keeps one state per process, which an earlier stage in
+    the same process (the tokenizer's training in a benchmark) has fixed already."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.mixed_precision == "bf16")
+
+
 def learning_rate(step: int, run: BaseRunConfig) -> float:
     """Linear warm-up, then cosine decay to a tenth."""
     if step < run.warmup_steps:
@@ -237,9 +244,7 @@ def train_base(corpus_root: str | Path, tokenizer_dir: str | Path, out: str | Pa
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, run)
         batch = sample_batch(train, run.batch_size, run.t2m_fraction, vocabulary, tokenizer, rng)
-        # torch's autocast rather than Accelerator(mixed_precision=): accelerate keeps one state per process,
-        # and an earlier stage in the same process (the tokenizer's training) has fixed it already
-        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=run.mixed_precision == "bf16"):
+        with forward_precision(run, accelerator.device):
             loss = model(**{k: v.to(accelerator.device) for k, v in batch.items()}).loss
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)

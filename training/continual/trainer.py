@@ -33,7 +33,7 @@ from tqdm import tqdm
 from motion_agent.base_model import BaseModelSpec, load_base_model, tokenizer_folder
 from motion_agent.experts import EVAL_FILE
 from motion_agent.tokenizer import MotionTokenizer
-from training.base_training import Example, learning_rate, sample_batch
+from training.base_training import Example, forward_precision, learning_rate, sample_batch
 from training.continual.config import ContinualConfig
 from training.continual.methods import ContinualMethod, make_method, method_class
 from training.continual.report import json_ready
@@ -156,7 +156,8 @@ def train_task(method: ContinualMethod, examples: list[Example], config: Continu
             group["lr"] = learning_rate(step, run)
         batch = sample_batch(examples, run.batch_size, run.t2m_fraction, lm.vocabulary, lm.tokenizer, rng,
                              method.emotion_classes)
-        loss, parts = method.loss(model, {k: v.to(accelerator.device) for k, v in batch.items()})
+        with forward_precision(run, accelerator.device):
+            loss, parts = method.loss(model, {k: v.to(accelerator.device) for k, v in batch.items()})
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         if run.grad_clip > 0:
