@@ -44,7 +44,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from common import RESULTS_DIR, write_result  # noqa: E402  (bench/common.py, beside this file)
 from stages import (CORPUS_MOTIONS, CORPUS_SEED, EXTRA_TEST_MOTIONS, SMOLLM2, TINY, embedded_base,  # noqa: E402
-                    make_base, make_corpus, make_evaluator, make_stream, make_tokenizer, timed)
+                    add_base_training_arguments, make_base, make_corpus, make_evaluator, make_stream, make_tokenizer, timed)
 
 from training.continual.config import ContinualConfig, load_continual_config  # noqa: E402
 from training.evaluator import CONFIG_FILE as EVALUATOR_CONFIG  # noqa: E402
@@ -148,9 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, help="training steps per task (default: the config's)")
     parser.add_argument("--eval-clips", type=int, help="test clips scored per task (default: the config's)")
     parser.add_argument("--tokenizer-steps", type=int, help="tokenizer training steps (default: its config's)")
-    parser.add_argument("--base-steps", type=int, help="base-model training steps (default: its config's)")
-    parser.add_argument("--mixed-precision", choices=("no", "bf16"),
-                        help="base-model training precision (default: its config's); bf16 trained smollm2-135m 1.6x as fast on a 2-core AMX CPU")
+    add_base_training_arguments(parser)
     parser.add_argument("--evaluator-epochs", type=int, help="evaluator epochs (default: its config's)")
     parser.add_argument("--no-result", action="store_true",
                         help="write nothing to bench/results, neither the comparison nor run records (quick checks)")

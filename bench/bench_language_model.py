@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from common import write_result  # noqa: E402  (bench/common.py, beside this file)
-from stages import (CORPUS_MOTIONS, CORPUS_SEED, EXTRA_TEST_MOTIONS, SMOLLM2, TINY, embedded_base,  # noqa: E402
-                    make_base, make_corpus, make_evaluator, make_tokenizer, timed)
+from stages import (CORPUS_MOTIONS, CORPUS_SEED, EXTRA_TEST_MOTIONS, SMOLLM2, TINY, add_base_training_arguments,  # noqa: E402
+                    embedded_base, make_base, make_corpus, make_evaluator, make_tokenizer, timed)
 
 DEFAULT_WORK_DIR = REPO / "out" / "bench_language_model"
 TARGET_SHARE = 0.8  # of the ground truth's R-Precision top-3, in both directions
@@ -125,9 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default=TINY, help=f"backbone profile: {TINY} (default) or {SMOLLM2}")
     parser.add_argument("--train", action="store_true", help="train a base model here even when the embedded one fits")
-    parser.add_argument("--base-steps", type=int, help="base-model training steps (default: its config's)")
-    parser.add_argument("--mixed-precision", choices=("no", "bf16"),
-                        help="base-model training precision (default: its config's); bf16 trained smollm2-135m 1.6x as fast on a 2-core AMX CPU")
+    add_base_training_arguments(parser)
     parser.add_argument("--base", type=Path, help="score this base-model folder instead")
     parser.add_argument("--clips", type=int, help="score only the first N test clips (default: all)")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR,

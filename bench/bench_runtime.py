@@ -1151,15 +1151,14 @@ def _scaling_pass(agent, texts: list[str], label: str) -> tuple[dict, list[float
     reload_ms = (time.perf_counter() - start) * 1000.0
     for text in texts[:WARMUP_REQUESTS]:
         agent.generate(text)
-    times, experts, route, served = [], Counter(), [], []
+    times, route, served = [], [], []
     for text in tqdm(texts, desc=label, unit="request"):
         start = time.perf_counter()
         result = agent.generate(text)
         times.append((time.perf_counter() - start) * 1000.0)
-        experts[result.expert] += 1
         served.append(result.expert)
         route.append(result.timings_ms["route"])
-    stats = percentiles(times)
+    stats, experts = percentiles(times), Counter(served)
     figures = {"p50_ms": stats["p50"], "p99_ms": stats["p99"], "rss_mb": rss_mb(), "experts": len(agent.experts.names),
                "route_ms_p50": median(route), "reload_ms": round(reload_ms, 1),
                "routed_to_an_expert": round(1.0 - experts.get("unknown", 0) / len(times), 3),
