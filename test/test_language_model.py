@@ -216,11 +216,11 @@ def test_base_stage_keeps_excluded_motions_out(base_dir, tmp_path):
 def test_interrupted_base_training_resumes_to_the_same_model(base_dir, tmp_path, monkeypatch):
     """A base run that dies after a checkpoint continues from it, with the batches, dropout and optimizer
     state the uninterrupted run had: the saved adapter is bit for bit the same. Hours-long CPU runs
-    depend on it."""
+    depend on it. The checkpoint falls after the warm-up, where the cosine schedule sets the rate."""
     import training.base_training as base_training
 
     config = BaseTrainingConfig(training=BaseRunConfig(steps=6, batch_size=2, log_every=2, val_batches=1,
-                                                       checkpoint_every=3))
+                                                       warmup_steps=2, checkpoint_every=3))
     corpus, tokenizer = base_dir / "corpus", base_dir / "tok" / "tokenizer"
     train_base(corpus, tokenizer, tmp_path / "whole", config, progress=False)
 

@@ -9,6 +9,7 @@ merges the adapter into the backbone at load and freezes the result; experts are
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from collections.abc import Collection
@@ -165,11 +166,12 @@ def forward_precision(run: BaseRunConfig, device: torch.device) -> torch.autocas
 
 
 def learning_rate(step: int, run: BaseRunConfig) -> float:
-    """Linear warm-up, then cosine decay to a tenth."""
+    """Linear warm-up, then cosine decay to a tenth. A Python float: it lands in the optimizer's state,
+    which a checkpoint reloads with torch's weights-only unpickler (a numpy scalar there is refused)."""
     if step < run.warmup_steps:
         return run.lr * (step + 1) / run.warmup_steps
     progress = (step - run.warmup_steps) / max(1, run.steps - run.warmup_steps)
-    return run.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * progress)))
+    return run.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 @torch.no_grad()
