@@ -68,6 +68,8 @@ def benchmark_settings(args: argparse.Namespace) -> tuple[ContinualConfig, list[
         config = replace(config, training=replace(config.training, steps=args.steps))
     if args.eval_clips is not None:
         config = replace(config, evaluation=replace(config.evaluation, clips_per_task=args.eval_clips))
+    if args.mixed_precision:
+        config = replace(config, training=replace(config.training, mixed_precision=args.mixed_precision))
     methods, orders = args.methods, args.orders
     if args.profile != TINY:
         methods = methods or [m for m in REAL_BACKBONE_METHODS if m in METHODS]
@@ -113,12 +115,16 @@ def scoring_evaluator(args: argparse.Namespace, work: Path, corpus: Path, record
     """The frozen evaluator, and the records folder to continue from. Every run of one comparison must be
     scored by the same evaluator, and one trained again elsewhere differs (floating point, thread counts),
     so the records keep the evaluator their runs were scored with: it is used when there, and one trained
-    here is copied there. An --evaluator of one's own is not mixed with the records."""
+    here is copied there. A profile without one of its own uses the tiny profile's (the same procedural
+    corpus), so that both backbones are scored alike. An --evaluator of one's own is not mixed with the records."""
     if args.evaluator:
         return args.evaluator, None
     kept = records / "evaluator" if records else None
     if kept is not None and (kept / EVALUATOR_CONFIG).is_file():
         return kept, records
+    tiny = RESULTS_DIR / f"{result_name(args.kind, TINY)}_runs" / "evaluator"
+    if kept is not None and not args.corpus and (tiny / EVALUATOR_CONFIG).is_file():
+        return tiny, records  # the same corpus: a real backbone is scored as the tiny one was
     evaluator = make_evaluator(work, corpus, args.evaluator_epochs)
     if kept is not None:
         shutil.copytree(evaluator, kept)

@@ -97,8 +97,9 @@ def add_base_training_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--base-steps", type=int, help="base-model training steps (default: its config's)")
     parser.add_argument("--mixed-precision", choices=MIXED_PRECISION,
-                        help="base-model training precision (default: its config's); bf16 trained smollm2-135m "
-                             "1.6x as fast on a 2-core AMX CPU")
+                        help="training precision of the base model (and of the experts, where the benchmark "
+                             "trains them) (default: the configs'); bf16 trained smollm2-135m 1.6x as fast on "
+                             "a 2-core AMX CPU")
 
 
 def make_base(work: Path, corpus: Path, tokenizer: Path, profile: str, steps: int | None,
