@@ -394,6 +394,33 @@ def test_every_method_writes_experts_scores_and_report(benchmark):
 
 
 @pytest.mark.slow
+def test_a_finished_moe_hard_run_ships_as_the_default_model_with_its_experts_unchanged(inputs, benchmark, tmp_path):
+    """`make default-model` from a benchmark's run: the package serves the very experts and routers that
+    were scored (byte for byte, signed and installed as a robot receives them); runs that are not a
+    finished moe-hard run on that base are refused, naming why."""
+    from motion_agent.agent import AgentConfig, MotionAgent, RoutingConfig
+    from training.default_model import main as default_model
+
+    _, out = benchmark
+    run, model = out / "moe-hard" / "order_0", tmp_path / "model"
+    args = ["--from-run", str(run), "--base", str(inputs["base"]), "--out", str(model), "--scratch", str(tmp_path / "scratch")]
+    assert default_model(args) == 0
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["experts"] == [FIRST, SECOND] and manifest["from_run"]["tasks"] == [FIRST, SECOND]
+    for task in (FIRST, SECOND):
+        for part in ("adapter/adapter_model.safetensors", "router/router.safetensors"):
+            shipped = model / "experts" / "versions" / task / "1.0.0" / part
+            assert shipped.read_bytes() == (run / "experts" / task / part).read_bytes()
+    agent = MotionAgent.from_config(AgentConfig(base_model=str(model / "base"),
+                                                routing=RoutingConfig(experts=str(model / "experts"))))
+    assert sorted(agent.router.experts) == [FIRST, SECOND]
+    with pytest.raises(SystemExit, match="a finished moe-hard run is needed, this is seq-lora"):
+        default_model(["--from-run", str(out / "seq-lora" / "order_0"), *args[2:]])
+    with pytest.raises(SystemExit, match="--scenarios dance: not tasks of"):
+        default_model([*args, "--scenarios", "dance"])
+
+
+@pytest.mark.slow
 def test_o_lora_keeps_one_frozen_adapter_per_task_and_serves_their_sum(inputs, benchmark):
     from motion_agent.base_model import load_base_model
     from training.continual.adapters import lora_pairs

