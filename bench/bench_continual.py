@@ -19,8 +19,9 @@ Each finished run (one method, one task order) also leaves its record, its run.j
 bench/results/continual_<kind>[_<profile>]_runs/, committed with the results, beside a copy of the
 evaluator that scored them: the benchmark continues from those on a fresh checkout or another machine,
 scoring with that evaluator, as long as the base model and settings are the same.
-Hours of runs can be split over processes with --methods (say, two on 2 cores); such a run records its
-finished runs but writes no comparison, which one plain run does at the end from every record.
+Hours of runs can be split over processes with --methods (say, two on 2 cores); such a `tiny` run records
+its finished runs but writes no comparison, which one plain run does at the end from every record. A real
+backbone's run (one order, one process) writes the comparison of the methods it ran.
 
 `--profile tiny` (default) runs every method in 3 orders on 5 of the stream's 8 tasks (the other 3 are
 held out of training for the routers' unknown detection; config/training/continual.yaml), hours on 2 CPU
@@ -145,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train the tokenizer and base model here even when the embedded default one fits")
     parser.add_argument("--config", type=Path, help="continual YAML (default: config/training/continual.yaml)")
     parser.add_argument("--methods", nargs="+", help="methods (default: the config's; mtl, seq-lora[, moe-hard] "
-                        "for a real backbone); with a subset, finished runs are recorded but no comparison is "
-                        "written")
+                        "for a real backbone); with a subset of tiny's, finished runs are recorded but no "
+                        "comparison is written")
     parser.add_argument("--orders", type=int, help="task orders (default: the config's; 1 for a real backbone)")
     parser.add_argument("--motions", type=int, default=CORPUS_MOTIONS, help="procedural corpus size")
     parser.add_argument("--extra-test-motions", type=int, default=EXTRA_TEST_MOTIONS,
@@ -168,14 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     record["wall_seconds"] = round(time.perf_counter() - began, 1)
     print("\n".join(summary_lines(record)))
     print(f"table: {out / 'report.md'}  heatmaps: {out / 'heatmaps'}  wall time {record['wall_seconds']:.0f} s")
-    if not args.no_result and args.methods:
+    if not args.no_result and args.methods and args.profile == TINY:
         print(f"finished runs recorded in {RESULTS_DIR / (result_name(args.kind, args.profile) + '_runs')}; "
               "run without --methods to write the comparison")
     elif not args.no_result:
         path = write_result(result_name(args.kind, args.profile), record)
         summary = path.with_suffix(".md")
         summary.write_text(f"# Continual benchmark: {args.kind} stream, {args.profile}\n\n"
-                           f"`python bench/bench_continual.py` at commit {json.loads(path.read_text())['commit'][:10]}"
+                           f"`{' '.join(['python bench/bench_continual.py', *(argv if argv is not None else sys.argv[1:])])}` "
+                           f"at commit {json.loads(path.read_text())['commit'][:10]}"
                            f", {record['orders']} task order(s)\n\n"
                            + (out / "report.md").read_text())
         print(f"wrote {path} and {summary}")
