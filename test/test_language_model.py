@@ -236,6 +236,8 @@ def test_interrupted_base_training_resumes_to_the_same_model(base_dir, tmp_path,
     with pytest.raises(KeyboardInterrupt):
         train_base(corpus, tokenizer, tmp_path / "resumed", config, progress=False)
     assert (tmp_path / "resumed" / "checkpoint").is_dir() and not (tmp_path / "resumed" / SPEC_FILE).exists()
+    saved = load_file(tmp_path / "resumed" / "checkpoint" / "model.safetensors")
+    assert any("lora_A" in k for k in saved) and not any("base_layer" in k for k in saved)  # no frozen backbone
     monkeypatch.setattr(base_training, "sample_batch", sample)
     figures = train_base(corpus, tokenizer, tmp_path / "resumed", config, progress=False)
 

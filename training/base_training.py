@@ -229,11 +229,13 @@ def train_base(corpus_root: str | Path, tokenizer_dir: str | Path, out: str | Pa
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=run.lr,
                                   weight_decay=run.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    accelerator.register_save_state_pre_hook(only(trainable))
     progress_state = RunProgress(config, np.random.default_rng(run.seed + accelerator.process_index))
     checkpoint = out / CHECKPOINT_DIR
     if (checkpoint / PROGRESS_FILE).is_file():
         progress_state.load(checkpoint)
-        accelerator.load_state(str(checkpoint))
+        load_checkpoint(accelerator, checkpoint, trainable)
     else:
         progress_state.history = [{"step": 0, **validation_loss(model, val or train, vocabulary, tokenizer, run)}]
     rng, history = progress_state.rng, progress_state.history
@@ -317,6 +319,30 @@ def _flatten(settings: dict, prefix: str = "") -> dict:
     for key, value in settings.items():
         flat.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
     return flat
+
+
+def only(trainable: set[str]):
+    """accelerate save-state hook that keeps the trained tensors of the model's state: the frozen backbone
+    is loaded again on resume, so a smollm2-135m checkpoint holds 25 MB of it rather than 560."""
+    def hook(models, weights: list[dict], output_dir: str) -> None:
+        for state in weights:
+            for key in [k for k in state if k not in trainable]:
+                del state[key]
+    return hook
+
+
+def load_checkpoint(accelerator, checkpoint: Path, trainable: set[str]) -> None:
+    """accelerate's `load_state` over the freshly loaded backbone; every trained tensor must come back."""
+    from safetensors import safe_open
+
+    weights = checkpoint / "model.safetensors"
+    if weights.is_file():
+        with safe_open(str(weights), "pt") as saved:
+            missing = sorted(trainable - set(saved.keys()))
+        if missing:
+            raise ValueError(f"{checkpoint} lacks {len(missing)} trained tensors (first: {missing[0]}); "
+                             "remove it to start over")
+    accelerator.load_state(str(checkpoint), strict=False)
 
 
 def save_checkpoint(accelerator, progress: RunProgress, checkpoint: Path) -> None:
