@@ -33,9 +33,10 @@ run: $(STAMP)
 		$(VENV)/bin/motion-agent demo --out out/demo; \
 	fi
 
-# Rebuild the embedded default model (motion_agent/models/default) with the project's training commands.
+# Rebuild an embedded model (motion_agent/models/<profile>) with the project's training commands;
+# ARGS="--from-run RUN --base BASE" ships a finished moe-hard run instead (python -m training.default_model --help).
 default-model: $(STAMP)
-	$(PY) -m training.default_model
+	$(PY) -m training.default_model $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -rs

@@ -42,10 +42,10 @@ setup(
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"]),
     data_files=data_files(),
     # The embedded default model (`make default-model`), read by the runtime from inside the package.
-    package_data={PACKAGE: [  # the embedded default model: base model, tokenizer, expert store
-        "models/default/*.json", "models/default/base/*.json", "models/default/base/*/*",
-        "models/default/experts/*.json", "models/default/experts/versions/*/*/*",
-        "models/default/experts/versions/*/*/*/*",
+    package_data={PACKAGE: [  # the embedded models/<profile>/: base model, tokenizer, expert store
+        "models/*/*.json", "models/*/base/*.json", "models/*/base/*/*",
+        "models/*/experts/*.json", "models/*/experts/versions/*/*/*",
+        "models/*/experts/versions/*/*/*/*",
     ]},
     install_requires=[
         "setuptools",

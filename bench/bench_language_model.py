@@ -33,7 +33,7 @@ PLOTTED = ("r_precision_top1", "r_precision_top2", "r_precision_top3", "emotion_
 
 
 def base_model(args: argparse.Namespace, work: Path, corpus: Path, seconds: dict[str, float]) -> Path:
-    """The embedded default model when it fits the request, else one trained here (kept for reruns)."""
+    """The embedded model of the profile when it fits the request, else one trained here (kept for reruns)."""
     from motion_agent.base_model import default_base_model, tokenizer_folder
 
     embedded = None if args.train else embedded_base(args.profile, CORPUS_MOTIONS)

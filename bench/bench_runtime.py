@@ -34,7 +34,8 @@ family of requests, signed with motion_agent.bundle.pack_bundle and installed th
 ExpertStore.install / MotionAgent.install_bundle / the node's bundle inbox.
 
 The smollm2-135m latency needs a base model of that backbone. Without --smollm2-base the benchmark
-builds a latency-only one once (out/bench-runtime/, reused afterwards): SmolLM2-135M with the motion
+uses the embedded one (motion_agent/models/smollm2-135m) when the checkout has it, else builds a
+latency-only one once (out/bench-runtime/, reused afterwards): SmolLM2-135M with the motion
 tokens added, trained for LATENCY_BASE_STEPS steps on a small procedural corpus. Its motions mean
 nothing, but a request's work does not depend on training: the requested duration fixes the number of
 motion tokens decoded. --no-smollm2 skips the profile.
@@ -623,9 +624,10 @@ class AgentClient:
 
 
 def default_tiny_base() -> Path:
-    """The embedded default model when this checkout has one, else `make default-model`'s scratch copy."""
-    embedded = REPO / "motion_agent" / "models" / "default" / "base"
-    return embedded if (embedded / "base.json").is_file() else REPO / "out" / "default-model" / "base"
+    """The embedded tiny model when this checkout has one, else `make default-model`'s scratch copy."""
+    from motion_agent.base_model import default_base_model
+
+    return default_base_model("tiny") or REPO / "out" / "default-model" / "base"
 
 
 def latency_base(tiny_base: Path) -> Path:
@@ -658,6 +660,8 @@ class Bench:
     """What the parts share: counts, the work folder, the signing key, expert factories, stores, an agent."""
 
     def __init__(self, args: argparse.Namespace, counts: Counts, work: Path) -> None:
+        from motion_agent.base_model import default_base_model
+
         self.counts, self.work = counts, work
         self.bases: dict[str, Path] = {}
         self.skipped: dict[str, str] = {}
@@ -671,7 +675,7 @@ class Bench:
             self.skipped["smollm2-135m"] = "--no-smollm2 given"
         elif not args.smollm2_base:
             try:
-                self.bases["smollm2-135m"] = latency_base(self.bases["tiny"])
+                self.bases["smollm2-135m"] = (default_base_model("smollm2-135m") or latency_base(self.bases["tiny"])).resolve()
             except RuntimeError as error:
                 self.skipped["smollm2-135m"] = str(error)
         elif not (Path(args.smollm2_base).expanduser() / "base.json").is_file():
@@ -1498,9 +1502,10 @@ PART_FUNCTIONS: dict[str, Callable[[Bench], dict]] = {
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny-base", help="tiny base-model folder (default: motion_agent/models/default/base, "
+    parser.add_argument("--tiny-base", help="tiny base-model folder (default: motion_agent/models/tiny/base, "
                                             "else out/default-model/base)")
-    parser.add_argument("--smollm2-base", help="smollm2-135m base-model folder (default: a latency-only one, "
+    parser.add_argument("--smollm2-base", help="smollm2-135m base-model folder (default: the embedded one in "
+                                               "motion_agent/models/smollm2-135m/base, else a latency-only one, "
                                                f"built once in {LATENCY_BASE_DIR.relative_to(REPO)}/)")
     parser.add_argument("--no-smollm2", action="store_true", help="skip the smollm2-135m profile")
     parser.add_argument("--requests", type=int, help="timed requests per motion length, per expert count and "

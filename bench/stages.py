@@ -76,19 +76,19 @@ def make_evaluator(work: Path, corpus: Path, epochs: int | None) -> Path:
 
 
 def embedded_base(profile: str, motions: int) -> Path | None:
-    """The embedded default base model, when it is the one this benchmark would train: the tiny profile
-    on the same procedural corpus (its manifest's synth command) with the default steps. It saves the
-    hour the tokenizer and base stages take on 2 cores, and benchmarks the model users get."""
-    from motion_agent.base_model import DEFAULT_MODEL_DIR, default_base_model
+    """The embedded model's base of `profile`, when it is the one this benchmark would train: built on the
+    same procedural corpus (its manifest's corpus, or for older manifests their synth command). It
+    saves the hours the tokenizer and base stages take on 2 cores, and benchmarks the model users get."""
+    from motion_agent.base_model import MANIFEST_FILE, embedded_model
 
-    manifest = DEFAULT_MODEL_DIR / "manifest.json"
-    if profile != TINY:
+    folder = embedded_model(profile)
+    if folder is None or not (folder / MANIFEST_FILE).is_file():
         return None
-    if default_base_model() is None or not manifest.is_file():
-        return None
+    built = json.loads((folder / MANIFEST_FILE).read_text())
     synth = f"--motions {motions} --seed {CORPUS_SEED}"
-    built = json.loads(manifest.read_text())
-    return default_base_model() if any(synth in command for command in built.get("commands", [])) else None
+    same = built.get("corpus") == {"motions": motions, "seed": CORPUS_SEED} or any(
+        synth in command for command in built.get("commands", []))
+    return folder / "base" if same else None
 
 
 def add_base_training_arguments(parser: argparse.ArgumentParser) -> None:

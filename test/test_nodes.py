@@ -439,7 +439,7 @@ def test_launch_forwards_sigint_and_exits_with_its_nodes(agent_process, client):
 def test_launch_without_a_model_serves_the_embedded_default_model_and_its_experts(tmp_path):
     """What `make run` does: `motion-agent launch` with no model anywhere starts the node set on the
     embedded default model, and `motion-agent say` gets a motion from one of its experts back."""
-    from motion_agent.base_model import DEFAULT_MODEL_DIR, MANIFEST_FILE
+    from motion_agent.base_model import MANIFEST_FILE, embedded_model
 
     env = {**os.environ, "ROS_DOMAIN_ID": str(101 + os.getpid() % 100)}  # apart from the module's agent
     log = tmp_path / "launch.log"
@@ -455,6 +455,6 @@ def test_launch_without_a_model_serves_the_embedded_default_model_and_its_expert
     finally:
         stop_process(process)
     assert result.returncode == 0, result.stdout + result.stderr + log.read_text()
-    experts = json.loads((DEFAULT_MODEL_DIR / MANIFEST_FILE).read_text())["experts"]
+    experts = json.loads((embedded_model() / MANIFEST_FILE).read_text())["experts"]
     served = json.loads((tmp_path / "say" / "trajectory.json").read_text())["diagnostics"]["expert"]
     assert served in experts + ["unknown"]

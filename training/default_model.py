@@ -1,5 +1,6 @@
 """`make default-model`: build the embedded default model that `make run` serves, with the project's
-own training commands, and write it into the package (motion_agent/models/default/).
+own training commands, and write it into the package (motion_agent/models/<profile>/; the runtime serves
+the first of smollm2-135m and tiny that is there, see motion_agent.base_model.embedded_model).
 
 Stages (each is the public command, called in process): `motion-agent-data synth` (the procedural
 corpus), `motion-agent-train tokenizer`, `motion-agent-train base`, `motion-agent-train evaluator`,
@@ -29,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from motion_agent.base_model import DEFAULT_MODEL_DIR, MANIFEST_FILE, BaseModelSpec
+from motion_agent.base_model import MANIFEST_FILE, MODELS_DIR, BaseModelSpec
 from training.continual.trainer import EXPERTS_DIR, RUN_FILE, is_complete
 from training.provenance import git_commit
 
@@ -141,9 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", default="tiny", help="backbone profile of the base model (default: tiny)")
     parser.add_argument("--scratch", type=Path, default=Path("out/default-model"),
                         help="where the stages write their full output (default: out/default-model)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help=f"package folder (default: {DEFAULT_MODEL_DIR})")
-    parser.add_argument("--motions", type=int, default=1200, help="procedural corpus size (default: 1200)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help=f"package folder (default: {MODELS_DIR}/<profile>)")
+    parser.add_argument("--motions", type=int, default=1200,
+                        help="procedural corpus size (default: 1200); with --from-run, the corpus the run and its "
+                             "base were trained on, recorded in the manifest")
+    parser.add_argument("--seed", type=int, default=0, help="procedural corpus seed (default: 0)")
     parser.add_argument("--base-steps", type=int, help="base-stage steps (default: config/training/base.yaml)")
     parser.add_argument("--scenarios", nargs="+",
                         help=f"scenarios that get an expert (default: {' '.join(SCENARIOS)}; with --from-run, "
@@ -161,17 +164,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.from_run is None) != (args.base is None):
         parser.error("--from-run and --base go together")
-    args.out = Path(os.path.relpath(args.out))  # the manifest's commands name no machine's folders
     began = time.perf_counter()
     origin: dict = {}
     marks = {} if args.from_run else finished_marks(args.scratch)
+    profile = BaseModelSpec.read(args.base).backbone if args.from_run else args.profile
+    args.out = Path(os.path.relpath(args.out or MODELS_DIR / profile))  # the manifest names no machine's folders
     if args.from_run:
         scenarios, origin = finished_run(args.from_run, args.base, args.scenarios)
-        base, profile = args.base, BaseModelSpec.read(args.base).backbone
+        base = args.base
         steps = bundle_commands(args.scratch, args.from_run / EXPERTS_DIR, args.out, tuple(scenarios))
         expert_steps, reused = steps, []
     else:
-        scenarios, base, profile = list(args.scenarios or SCENARIOS), args.scratch / "base", args.profile
+        scenarios, base = list(args.scenarios or SCENARIOS), args.scratch / "base"
         steps = commands(args.scratch, args.out, profile, args.motions, args.seed, args.base_steps,
                          tuple(scenarios), args.eval_clips)
         base_steps, expert_steps = steps[:3], steps[3:]
@@ -187,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"the default model is {size / 2**20:.1f} MB, over the {limit:.0f} MB limit of {profile}")
     spec = BaseModelSpec.read(args.out / "base")
     manifest = {"profile": profile, "fingerprint": spec.fingerprint, "commit": git_commit(),
-                "experts": scenarios, "commands": [" ".join(c) for c in steps], "bytes": size,
+                "experts": scenarios, "corpus": {"motions": args.motions, "seed": args.seed}, "commands": [" ".join(c) for c in steps], "bytes": size,
                 "seconds": round(time.perf_counter() - began, 1),  # this run; `reused` stages ran before it
                 "reused": reused} | ({"from_run": origin} if origin else {})
     (args.out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
