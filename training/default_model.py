@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"the default model is {size / 2**20:.1f} MB, over the {limit:.0f} MB limit of {profile}")
     spec = BaseModelSpec.read(args.out / "base")
     manifest = {"profile": profile, "fingerprint": spec.fingerprint, "commit": git_commit(),
-                "experts": scenarios, "corpus": {"motions": args.motions, "seed": args.seed}, "commands": [" ".join(c) for c in steps], "bytes": size,
+                "experts": scenarios, "corpus": {"motions": args.motions, "seed": args.seed},
+                "commands": [" ".join(c) for c in steps], "bytes": size,
                 "seconds": round(time.perf_counter() - began, 1),  # this run; `reused` stages ran before it
                 "reused": reused} | ({"from_run": origin} if origin else {})
     (args.out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
