@@ -1,0 +1,1 @@
+ed25519 1dcf19fd94b195c0 gHeksQrnF9vYhkOVppD1VUsnj4FuZA3Zya7adkmGpQtfe33bTryGx7uXJTu44EL19icqKszYy4ZokITjrZ/UAQ==

@@ -1,0 +1,1 @@
+ed25519 1dcf19fd94b195c0 KBn9zuuf2TEFbvBC8S4gSOlq3ZRXljotg703Bc8WWssGy3ra6OCsYwylfL2rXuYtsqmGTxzzoSkIPNrvun+FDQ==

@@ -1,0 +1,1 @@
+ed25519 1dcf19fd94b195c0 yMORkzofyp0BxRBrq9cjAYlm37GA+PqhB+yps3BQhH05IpUGXRH0j4nJsdZojnfvBT8X/ZDazU1px/8cyQWTBg==
