@@ -159,27 +159,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def plan(args: argparse.Namespace, profile: str) -> tuple[list[str], Path, list[list[str]], list[str], dict]:
+    """Scenarios, base folder, every command, the expert commands still to run and where a shipped run
+    came from; the base stages run here (they come before packaging)."""
+    if args.from_run:
+        scenarios, origin = finished_run(args.from_run, args.base, args.scenarios)
+        steps = bundle_commands(args.scratch, args.from_run / EXPERTS_DIR, args.out, tuple(scenarios))
+        return scenarios, args.base, steps, steps, origin
+    scenarios = list(args.scenarios or SCENARIOS)
+    steps = commands(args.scratch, args.out, profile, args.motions, args.seed, args.base_steps,
+                     tuple(scenarios), args.eval_clips)
+    return scenarios, args.scratch / "base", steps, steps[3:], {}
+
+
+def write_manifest(args: argparse.Namespace, profile: str, scenarios: list[str], steps: list[list[str]],
+                   reused: list[str], origin: dict, size: int, seconds: float) -> str:
+    """Record how the package was made beside it; returns its fingerprint."""
+    spec = BaseModelSpec.read(args.out / "base")
+    manifest = {"profile": profile, "fingerprint": spec.fingerprint, "commit": git_commit(),
+                "experts": scenarios, "corpus": {"motions": args.motions, "seed": args.seed},
+                "commands": [" ".join(c) for c in steps], "bytes": size,
+                "seconds": round(seconds, 1),  # this run; `reused` stages ran before it
+                "reused": reused} | ({"from_run": origin} if origin else {})
+    (args.out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+    return spec.fingerprint
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if (args.from_run is None) != (args.base is None):
         parser.error("--from-run and --base go together")
     began = time.perf_counter()
-    origin: dict = {}
     marks = {} if args.from_run else finished_marks(args.scratch)
     profile = BaseModelSpec.read(args.base).backbone if args.from_run else args.profile
     args.out = Path(os.path.relpath(args.out or MODELS_DIR / profile))  # the manifest names no machine's folders
-    if args.from_run:
-        scenarios, origin = finished_run(args.from_run, args.base, args.scenarios)
-        base = args.base
-        steps = bundle_commands(args.scratch, args.from_run / EXPERTS_DIR, args.out, tuple(scenarios))
-        expert_steps, reused = steps, []
-    else:
-        scenarios, base = list(args.scenarios or SCENARIOS), args.scratch / "base"
-        steps = commands(args.scratch, args.out, profile, args.motions, args.seed, args.base_steps,
-                         tuple(scenarios), args.eval_clips)
-        base_steps, expert_steps = steps[:3], steps[3:]
-        reused = [" ".join(c) for c in base_steps if not run(c, marks.get(c[1]))]
+    scenarios, base, steps, expert_steps, origin = plan(args, profile)
+    reused = [" ".join(c) for c in steps if c not in expert_steps and not run(c, marks.get(c[1]))]
     package_base(base, args.out / "base")  # the bundles are packed against its base.json
     shutil.rmtree(args.out / "experts", ignore_errors=True)
     shutil.rmtree(args.scratch / "keys", ignore_errors=True)
@@ -189,19 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     size, limit = folder_bytes(args.out), SIZE_LIMIT_MB.get(profile, max(SIZE_LIMIT_MB.values()))
     if size > limit * 2**20:
         raise SystemExit(f"the default model is {size / 2**20:.1f} MB, over the {limit:.0f} MB limit of {profile}")
-    spec = BaseModelSpec.read(args.out / "base")
-    manifest = {"profile": profile, "fingerprint": spec.fingerprint, "commit": git_commit(),
-                "experts": scenarios, "corpus": {"motions": args.motions, "seed": args.seed},
-                "commands": [" ".join(c) for c in steps], "bytes": size,
-                "seconds": round(time.perf_counter() - began, 1),  # this run; `reused` stages ran before it
-                "reused": reused} | ({"from_run": origin} if origin else {})
-    (args.out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+    seconds = time.perf_counter() - began
+    fingerprint = write_manifest(args, profile, scenarios, steps, reused, origin, size, seconds)
     print(f"\ndefault model ({profile}, {len(scenarios)} experts, {size / 2**20:.1f} MB, "
-          f"fingerprint {spec.fingerprint[:12]}) written to {args.out} in {manifest['seconds']:.0f} s"
+          f"fingerprint {fingerprint[:12]}) written to {args.out} in {seconds:.0f} s"
           + (f" ({len(reused)} stages reused from {args.scratch})" if reused else "")
           + (f" from the run in {args.from_run}" if args.from_run else ""))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
