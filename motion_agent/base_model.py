@@ -113,6 +113,16 @@ def default_experts(profile: str | None = None) -> Path | None:
     return folder / "experts" if folder and (folder / "experts" / "index.json").is_file() else None
 
 
+def embedded_experts(base: str | Path) -> Path | None:
+    """The expert store that ships with `base` when it is an embedded model's base folder (so naming
+    motion_agent/models/tiny/base serves tiny with its experts, as the default does), else None."""
+    base = Path(base).expanduser().resolve()
+    for folder in sorted(MODELS_DIR.iterdir()) if MODELS_DIR.is_dir() else []:
+        if (folder / "base").resolve() == base:
+            return default_experts(folder.name)
+    return None
+
+
 def tokenizer_folder(folder: str | Path) -> Path:
     return Path(folder) / TOKENIZER_DIR
 

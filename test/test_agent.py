@@ -185,6 +185,22 @@ def test_the_default_embedded_model_is_smollm2_where_its_backbone_is_installed_e
     assert base_model.default_experts() is None  # none installed in this one
 
 
+def test_naming_an_embedded_models_base_serves_it_with_its_experts_and_another_base_without(tmp_path):
+    """`--base-model motion_agent/models/tiny/base` keeps a robot on tiny with tiny's experts; any other
+    base model folder gets no experts it was not trained with."""
+    from motion_agent.base_model import MODELS_DIR, default_experts
+    from motion_agent.nodes.settings import resolve_settings
+
+    agent_config, _ = resolve_settings(None, base_model=str(MODELS_DIR / "tiny" / "base"))
+    assert agent_config.routing.experts == str(default_experts("tiny"))
+    agent_config, _ = resolve_settings(None, base_model=str(tmp_path / "base"))
+    assert agent_config.routing.experts == ""
+    config = tmp_path / "agent.yaml"
+    config.write_text("agent: {}\nnode: {keyring: keys}\n")  # installs need a writable store of one's own
+    agent_config, _ = resolve_settings(config, base_model=str(MODELS_DIR / "tiny" / "base"))
+    assert agent_config.routing.experts == ""
+
+
 def test_the_embedded_default_model_is_what_the_nodes_serve_without_a_base_model():
     """`make run` serves the model that ships in the package, with its default scenarios' experts:
     its manifest names how it was built, and a request is served by one of them or called unknown."""

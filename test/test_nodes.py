@@ -296,17 +296,18 @@ def test_motion_captioner_node_in_process(ros, tmp_path):
         publisher = client.create_publisher(PoseArray, "test_pose", 100)
         client.create_subscription(String, "test_caption", lambda m: captions.append(m.data), 10)
         deadline = time.monotonic() + ANSWER_TIMEOUT
-        while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
+        connected = (publisher, captioner.captioner.publisher)  # a caption sent before discovery is lost
+        while not all(p.get_subscription_count() for p in connected) and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.05)
-        frames = demo_motion("walk", seconds=2.0)  # 40 frames: captions after 30 and 40
-        # A window that arrives while the previous one still waits supersedes it (latest wins), so the
-        # second stride is sent once the first caption is back.
-        for count, chunk in enumerate((frames[:30], frames[30:]), start=1):
-            for frame in chunk:
-                publisher.publish(pose_array(frame))
+        # 40 frames at the motion rate (20 Hz), as a tracker sends them: captions after 30 and 40. Sent
+        # at once, a window could arrive while the previous one still waits and supersede it (latest wins).
+        for frame in demo_motion("walk", seconds=2.0):
+            publisher.publish(pose_array(frame))
+            sent = time.monotonic()
+            while time.monotonic() - sent < 0.05:
                 executor.spin_once(timeout_sec=0.01)
-            while len(captions) < count and time.monotonic() < deadline:
-                executor.spin_once(timeout_sec=0.05)
+        while len(captions) < 2 and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
         assert captions == ["30 frames seen", "30 frames seen"]
         assert captioner.get_name() == "motion_captioner"
     finally:

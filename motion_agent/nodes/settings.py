@@ -70,7 +70,7 @@ def resolve_settings(config_path: str | Path | None = None, base_model: str = ""
     from dataclasses import replace
 
     from motion_agent.agent import load_agent_config
-    from motion_agent.base_model import default_base_model, default_experts
+    from motion_agent.base_model import default_base_model, embedded_experts
     from motion_agent.config import ConfigError
 
     path = Path(config_path) if config_path else default_config_path()
@@ -79,9 +79,10 @@ def resolve_settings(config_path: str | Path | None = None, base_model: str = ""
         agent = replace(agent, base_model=base_model)
     if not agent.base_model and default_base_model() is not None:
         agent = replace(agent, base_model=str(default_base_model()))
-        # its experts come with it, unless installs are enabled: those need a writable store of one's own
-        if not agent.routing.experts and not node.keyring and default_experts() is not None:
-            agent = replace(agent, routing=replace(agent.routing, experts=str(default_experts())))
+    # an embedded model's experts come with it, unless installs are enabled: those need a writable store
+    shipped = embedded_experts(agent.base_model) if agent.base_model else None
+    if shipped is not None and not agent.routing.experts and not node.keyring:
+        agent = replace(agent, routing=replace(agent.routing, experts=str(shipped)))
     if agent.base_model:
         agent = replace(agent, base_model=str(Path(agent.base_model).expanduser()))
     if frame_id:
