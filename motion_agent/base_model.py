@@ -117,10 +117,8 @@ def embedded_experts(base: str | Path) -> Path | None:
     """The expert store that ships with `base` when it is an embedded model's base folder (so naming
     motion_agent/models/tiny/base serves tiny with its experts, as the default does), else None."""
     base = Path(base).expanduser().resolve()
-    for folder in sorted(MODELS_DIR.iterdir()) if MODELS_DIR.is_dir() else []:
-        if (folder / "base").resolve() == base:
-            return default_experts(folder.name)
-    return None
+    embedded = base.name == "base" and base.parent.parent == MODELS_DIR.resolve()
+    return default_experts(base.parent.name) if embedded else None
 
 
 def tokenizer_folder(folder: str | Path) -> Path:

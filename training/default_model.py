@@ -159,17 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def plan(args: argparse.Namespace, profile: str) -> tuple[list[str], Path, list[list[str]], list[str], dict]:
-    """Scenarios, base folder, every command, the expert commands still to run and where a shipped run
-    came from; the base stages run here (they come before packaging)."""
+def plan(args: argparse.Namespace, profile: str) -> tuple[list[str], Path, list[list[str]], int, dict]:
+    """Scenarios, base folder, every command, how many of them make the base model (they run before
+    it is packaged, the rest after) and where a shipped run came from."""
     if args.from_run:
         scenarios, origin = finished_run(args.from_run, args.base, args.scenarios)
         steps = bundle_commands(args.scratch, args.from_run / EXPERTS_DIR, args.out, tuple(scenarios))
-        return scenarios, args.base, steps, steps, origin
+        return scenarios, args.base, steps, 0, origin
     scenarios = list(args.scenarios or SCENARIOS)
     steps = commands(args.scratch, args.out, profile, args.motions, args.seed, args.base_steps,
                      tuple(scenarios), args.eval_clips)
-    return scenarios, args.scratch / "base", steps, steps[3:], {}
+    return scenarios, args.scratch / "base", steps, 3, {}
 
 
 def write_manifest(args: argparse.Namespace, profile: str, scenarios: list[str], steps: list[list[str]],
@@ -194,13 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     marks = {} if args.from_run else finished_marks(args.scratch)
     profile = BaseModelSpec.read(args.base).backbone if args.from_run else args.profile
     args.out = Path(os.path.relpath(args.out or MODELS_DIR / profile))  # the manifest names no machine's folders
-    scenarios, base, steps, expert_steps, origin = plan(args, profile)
-    reused = [" ".join(c) for c in steps if c not in expert_steps and not run(c, marks.get(c[1]))]
+    scenarios, base, steps, base_stages, origin = plan(args, profile)
+    reused = [" ".join(c) for c in steps[:base_stages] if not run(c, marks.get(c[1]))]
     package_base(base, args.out / "base")  # the bundles are packed against its base.json
     shutil.rmtree(args.out / "experts", ignore_errors=True)
     shutil.rmtree(args.scratch / "keys", ignore_errors=True)
     (args.scratch / "keys").mkdir(parents=True)  # a fresh build key signs this build's experts
-    reused += [" ".join(c) for c in expert_steps if not run(c, marks.get(c[1]))]
+    reused += [" ".join(c) for c in steps[base_stages:] if not run(c, marks.get(c[1]))]
     (args.out / "experts" / ".lock").unlink(missing_ok=True)  # a writer's lock file, not part of the model
     size, limit = folder_bytes(args.out), SIZE_LIMIT_MB.get(profile, max(SIZE_LIMIT_MB.values()))
     if size > limit * 2**20:
@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f" ({len(reused)} stages reused from {args.scratch})" if reused else "")
           + (f" from the run in {args.from_run}" if args.from_run else ""))
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())
