@@ -26,14 +26,14 @@ $(STAMP): setup.py
 	touch $@
 
 run: $(STAMP)
-	@if $(PY) -c "from motion_agent.base_model import default_base_model as d; raise SystemExit(d() is None)"; then \
+	@if $(PY) -c "from motion_agent.model.base_model import default_base_model as d; raise SystemExit(d() is None)"; then \
 		$(VENV)/bin/motion-agent launch; \
 	else \
 		echo "no embedded default model in this checkout yet: 'make default-model' builds it; running the motion demo"; \
 		$(VENV)/bin/motion-agent demo --out out/demo; \
 	fi
 
-# Rebuild an embedded model (motion_agent/models/<profile>) with the project's training commands;
+# Rebuild an embedded model (motion_agent/embedded/<profile>) with the project's training commands;
 # ARGS="--from-run RUN --base BASE" ships a finished moe-hard run instead (python -m training.default_model --help).
 default-model: $(STAMP)
 	$(PY) -m training.default_model $(ARGS)

@@ -42,10 +42,10 @@ setup(
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"]),
     data_files=data_files(),
     # The embedded default model (`make default-model`), read by the runtime from inside the package.
-    package_data={PACKAGE: [  # the embedded models/<profile>/: base model, tokenizer, expert store
-        "models/*/*.json", "models/*/base/*.json", "models/*/base/*/*",
-        "models/*/experts/*.json", "models/*/experts/versions/*/*/*",
-        "models/*/experts/versions/*/*/*/*",
+    package_data={PACKAGE: [  # the embedded/<profile>/ models: base model, tokenizer, expert store
+        "embedded/*/*.json", "embedded/*/base/*.json", "embedded/*/base/*/*",
+        "embedded/*/experts/*.json", "embedded/*/experts/versions/*/*/*",
+        "embedded/*/experts/versions/*/*/*/*",
     ]},
     install_requires=[
         "setuptools",
@@ -61,7 +61,7 @@ setup(
         "cryptography>=42",
         "tqdm>=4.66",
         "matplotlib>=3.7",
-        "gguf>=0.10",  # reads the SmolLM2 backbone file (see motion_agent/backbone.py)
+        "gguf>=0.10",  # reads the SmolLM2 backbone file (see motion_agent/model/backbone.py)
     ],
     extras_require={
         "ros": ROS_WHEELS,
@@ -79,11 +79,11 @@ setup(
     entry_points={
         "console_scripts": [
             "motion-agent = motion_agent.cli:main",
-            "motion-agent-bundle = motion_agent.bundle_cli:main",
+            "motion-agent-bundle = motion_agent.bundles.cli:main",
             "motion-agent-node = motion_agent.nodes.motion_node:main",
             "motion-agent-captioner = motion_agent.nodes.caption_node:main",
             "motion-agent-speech = motion_agent.nodes.speech_node:main",
-            "motion-agent-data = training.data_cli:main",
+            "motion-agent-data = training.data.cli:main",
             "motion-agent-train = training.cli:main",
         ],
     },

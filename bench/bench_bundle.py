@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmark the
 
 from common import write_result  # noqa: E402
 
-from motion_agent.bundle import generate_keypair, load_keyring, load_private_key, pack_bundle, verify_bundle  # noqa: E402
-from motion_agent.expert_store import ExpertStore  # noqa: E402
+from motion_agent.bundles.bundle import generate_keypair, load_keyring, load_private_key, pack_bundle, verify_bundle  # noqa: E402
+from motion_agent.bundles.store import ExpertStore  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,9 @@ from stages import (CORPUS_MOTIONS, CORPUS_SEED, EXTRA_TEST_MOTIONS, SMOLLM2, TI
                     add_base_training_arguments, make_base, make_corpus, make_evaluator, make_stream, make_tokenizer, timed)
 
 from training.continual.config import ContinualConfig, load_continual_config  # noqa: E402
-from training.evaluator import CONFIG_FILE as EVALUATOR_CONFIG  # noqa: E402
+from training.evaluation.evaluator import CONFIG_FILE as EVALUATOR_CONFIG  # noqa: E402
 from training.continual.report import json_ready, summary_lines  # noqa: E402
-from training.streams import KINDS  # noqa: E402
+from training.data.streams import KINDS  # noqa: E402
 
 REAL_BACKBONE_METHODS = ("mtl", "seq-lora", "moe-hard")  # moe-hard only where it is registered
 DEFAULT_WORK_DIR = REPO / "out" / "bench_continual"

@@ -34,7 +34,7 @@ PLOTTED = ("r_precision_top1", "r_precision_top2", "r_precision_top3", "emotion_
 
 def base_model(args: argparse.Namespace, work: Path, corpus: Path, seconds: dict[str, float]) -> Path:
     """The embedded model of the profile when it fits the request, else one trained here (kept for reruns)."""
-    from motion_agent.base_model import default_base_model, tokenizer_folder
+    from motion_agent.model.base_model import default_base_model, tokenizer_folder
 
     embedded = None if args.train else embedded_base(args.profile, CORPUS_MOTIONS)
     if embedded is not None:
@@ -48,11 +48,11 @@ def base_model(args: argparse.Namespace, work: Path, corpus: Path, seconds: dict
 
 def score(base: Path, evaluator_dir: Path, corpus: Path, clips: int | None) -> dict:
     """Model and ground-truth figures on the same held-out clips, by the same evaluator."""
-    from motion_agent.base_model import BaseModelSpec, load_base_model, tokenizer_folder
-    from motion_agent.tokenizer import MotionTokenizer
-    from training.evaluator import Evaluator, evaluate_ground_truth
-    from training.humanml3d import HumanML3D
-    from training.lm_eval import EvalSettings, evaluate_m2t, evaluate_t2m, ground_truth
+    from motion_agent.model.base_model import BaseModelSpec, load_base_model, tokenizer_folder
+    from motion_agent.model.tokenizer import MotionTokenizer
+    from training.evaluation.evaluator import Evaluator, evaluate_ground_truth
+    from training.data.humanml3d import HumanML3D
+    from training.evaluation.lm_eval import EvalSettings, evaluate_m2t, evaluate_t2m, ground_truth
 
     evaluator = Evaluator.load(evaluator_dir)
     test = HumanML3D(corpus).clips("test")[:clips]

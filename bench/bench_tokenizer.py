@@ -23,11 +23,11 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from common import machine_info, write_result  # noqa: E402  (bench/common.py, beside this file)
 
-from training.synth.corpus import CorpusConfig, write_corpus  # noqa: E402
-from training.tokenizer_cli import FeatureSplits, load_humanml3d  # noqa: E402
-from training.tokenizer_eval import evaluate_tokenizer, format_summary  # noqa: E402
-from training.tokenizer_export import export_onnx, onnx_max_abs_diff  # noqa: E402
-from training.tokenizer_training import default_config_path, load_training_config, train_tokenizer  # noqa: E402
+from training.data.synth.corpus import CorpusConfig, write_corpus  # noqa: E402
+from training.tokenizer.cli import FeatureSplits, load_humanml3d  # noqa: E402
+from training.tokenizer.evaluate import evaluate_tokenizer, format_summary  # noqa: E402
+from training.tokenizer.export import export_onnx, onnx_max_abs_diff  # noqa: E402
+from training.tokenizer.train import default_config_path, load_training_config, train_tokenizer  # noqa: E402
 
 RESULT_NAME = "tokenizer"
 FPS = 20.0

@@ -28,7 +28,7 @@ def timed(stage: str, seconds: dict[str, float]):
 def make_corpus(work: Path, motions: int, extra_test: int) -> Path:
     """The procedural corpus; one made with other extra test motions is extended or cut in place (its
     first `motions` and their split are the same either way, so models trained on it stay valid)."""
-    from training.synth.corpus import CorpusConfig, write_corpus
+    from training.data.synth.corpus import CorpusConfig, write_corpus
 
     folder = work / "corpus"
     config = CorpusConfig(motions=motions, seed=CORPUS_SEED, extra_test_motions=extra_test)
@@ -39,7 +39,7 @@ def make_corpus(work: Path, motions: int, extra_test: int) -> Path:
 
 
 def make_stream(work: Path, corpus: Path, kind: str) -> Path:
-    from training.streams import StreamConfig, write_stream
+    from training.data.streams import StreamConfig, write_stream
 
     folder = work / f"stream_{kind}"
     made, synth = folder / "tasks.json", corpus / "corpus.json"
@@ -49,9 +49,9 @@ def make_stream(work: Path, corpus: Path, kind: str) -> Path:
 
 
 def make_tokenizer(work: Path, corpus: Path, steps: int | None) -> Path:
-    from motion_agent.tokenizer import CONFIG_FILE
-    from training.tokenizer_cli import load_humanml3d
-    from training.tokenizer_training import default_config_path, load_training_config, train_tokenizer
+    from motion_agent.model.tokenizer import CONFIG_FILE
+    from training.tokenizer.cli import load_humanml3d
+    from training.tokenizer.train import default_config_path, load_training_config, train_tokenizer
 
     folder = work / "tokenizer"
     if not (folder / "tokenizer" / CONFIG_FILE).is_file():
@@ -64,7 +64,7 @@ def make_tokenizer(work: Path, corpus: Path, steps: int | None) -> Path:
 
 
 def make_evaluator(work: Path, corpus: Path, epochs: int | None) -> Path:
-    from training.evaluator import CONFIG_FILE, default_config_path, load_config, train_evaluator
+    from training.evaluation.evaluator import CONFIG_FILE, default_config_path, load_config, train_evaluator
 
     folder = work / "evaluator"
     if not (folder / CONFIG_FILE).is_file():
@@ -79,7 +79,7 @@ def embedded_base(profile: str, motions: int) -> Path | None:
     """The embedded model's base of `profile`, when it is the one this benchmark would train: built on the
     same procedural corpus (its manifest's corpus, or for older manifests their synth command). It
     saves the hours the tokenizer and base stages take on 2 cores, and benchmarks the model users get."""
-    from motion_agent.base_model import MANIFEST_FILE, embedded_model
+    from motion_agent.model.base_model import MANIFEST_FILE, embedded_model
 
     folder = embedded_model(profile)
     if folder is None or not (folder / MANIFEST_FILE).is_file():
@@ -93,7 +93,7 @@ def embedded_base(profile: str, motions: int) -> Path | None:
 
 def add_base_training_arguments(parser: argparse.ArgumentParser) -> None:
     """The base stage's flags, the same in every benchmark that trains a base model."""
-    from training.base_training import MIXED_PRECISION
+    from training.base.train import MIXED_PRECISION
 
     parser.add_argument("--base-steps", type=int, help="base-model training steps (default: its config's)")
     parser.add_argument("--mixed-precision", choices=MIXED_PRECISION,
@@ -105,8 +105,8 @@ def add_base_training_arguments(parser: argparse.ArgumentParser) -> None:
 def make_base(work: Path, corpus: Path, tokenizer: Path, profile: str, steps: int | None,
               mixed_precision: str | None = None) -> Path:
     """The base model of `profile`, trained once; an interrupted training continues from its checkpoint."""
-    from motion_agent.base_model import SPEC_FILE
-    from training.base_training import load_base_config, train_base
+    from motion_agent.model.base_model import SPEC_FILE
+    from training.base.train import load_base_config, train_base
 
     folder = work / f"base_{profile}"
     if not (folder / SPEC_FILE).is_file():

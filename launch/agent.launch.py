@@ -1,5 +1,5 @@
 """`ros2 launch motion_agent agent.launch.py [config:=FILE] [base_model:=DIR]`: start every node of
-motion_agent.node_set.enabled_nodes(config) with the same parameters (as `motion-agent launch` does
+motion_agent.nodes.node_set.enabled_nodes(config) with the same parameters (as `motion-agent launch` does
 without the ROS 2 launch tool). Optional nodes (speech) start only when the config file turns them on,
 so the node list is resolved when the launch runs, once `config` is known."""
 from launch import LaunchDescription
@@ -9,7 +9,7 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 from motion_agent.nodes.settings import default_config_path
-from motion_agent.node_set import PACKAGE, enabled_nodes
+from motion_agent.nodes.node_set import PACKAGE, enabled_nodes
 
 ARGUMENTS = ("config", "base_model", "frame_id")
 

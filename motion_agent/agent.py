@@ -4,7 +4,7 @@ Everything a node does that is not ROS lives here, so it runs and is tested with
 nodes stay thin adapters. Inputs are checked before any model runs: a bad request raises RequestError
 naming what is wrong, which the node turns into an error diagnostic instead of dying.
 
-Experts come from an expert store (motion_agent.expert_store, filled by `motion-agent-bundle install`
+Experts come from an expert store (motion_agent.bundles.store, filled by `motion-agent-bundle install`
 or the node's bundle inbox). Each request is routed by the experts' autoencoder routers to one expert,
 or to none ("unknown"), in which case the configured fallback serves it with the base model or refuses
 it. `reload_experts` brings the served set in line with the store while requests keep coming: files are
@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from motion_agent.base_model import BaseModelSpec, load_base_model, tokenizer_folder
+from motion_agent.model.base_model import BaseModelSpec, load_base_model, tokenizer_folder
 from motion_agent.config import load_yaml
-from motion_agent.expert_store import ExpertStore, InstallResult
-from motion_agent.experts import ExpertSet
-from motion_agent.features import FeatureConfig, joints_to_features, recover_joints
-from motion_agent.language_model import (
+from motion_agent.bundles.store import ExpertStore, InstallResult
+from motion_agent.experts.expert_set import ExpertSet
+from motion_agent.motion.features import FeatureConfig, joints_to_features, recover_joints
+from motion_agent.model.language_model import (
     Direction,
     GenerationConfig,
     MotionLanguageModel,
@@ -32,11 +32,11 @@ from motion_agent.language_model import (
     t2m_prompt,
     without_duration,
 )
-from motion_agent.onnx_trunk import FEATURES_BACKENDS, OnnxPromptFeatures
-from motion_agent.routing import UNKNOWN, AutoencoderRouter, Decision, ExpertRouter, prompt_features, softmax_weights
-from motion_agent.retarget import Retargeter, Trajectory, load_robot
-from motion_agent.skeleton import NUM_JOINTS
-from motion_agent.tokenizer import MotionTokenizer, load_decoder
+from motion_agent.experts.onnx_trunk import FEATURES_BACKENDS, OnnxPromptFeatures
+from motion_agent.experts.routing import UNKNOWN, AutoencoderRouter, Decision, ExpertRouter, prompt_features, softmax_weights
+from motion_agent.motion.retarget import Retargeter, Trajectory, load_robot
+from motion_agent.motion.skeleton import NUM_JOINTS
+from motion_agent.model.tokenizer import MotionTokenizer, load_decoder
 
 
 class RequestError(ValueError):

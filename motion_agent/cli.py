@@ -2,7 +2,7 @@
 
   demo    a built-in motion through the whole motion representation (kinematics -> HumanML3D
           features -> joints -> BVH and previews); needs no model and serves nothing
-  launch  the agent's node set (motion_agent.node_set.NODE_SET) as child processes, for machines
+  launch  the agent's node set (motion_agent.nodes.node_set.NODE_SET) as child processes, for machines
           without the ROS 2 launch tool
   say     publish one request to a running agent, wait for its motion, write JSON, BVH and an animated GIF
 
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from motion_agent.config import ConfigError, config_dir, load_yaml
-from motion_agent.demo import DEMO_KINDS, demo_motion
-from motion_agent.export import ExportConfig, plot_stick_figures, write_bvh, write_obj
-from motion_agent.features import FeatureConfig, canonicalize, joints_to_features, recover_joints
+from motion_agent.motion.demo import DEMO_KINDS, demo_motion
+from motion_agent.motion.export import ExportConfig, plot_stick_figures, write_bvh, write_obj
+from motion_agent.motion.features import FeatureConfig, canonicalize, joints_to_features, recover_joints
 
 NOT_SERVING_NOTE = (
     "Note: `demo` only writes built-in motions through the motion representation; nothing is served.\n"
@@ -47,7 +47,7 @@ def _demo(args: argparse.Namespace) -> int:
         previews[f"{kind}"] = recovered
         summary[kind] = {"frames": len(recovered), "round_trip_error_mm": error_mm, "bvh": str(bvh)}
         if export_cfg.body_model_path:
-            from motion_agent.body_mesh import body_mesh
+            from motion_agent.motion.body_mesh import body_mesh
 
             mesh = body_mesh(recovered, export_cfg.body_model_path, export_cfg.body_model_gender)
             summary[kind]["mesh"] = str(write_obj(out / f"{kind}_mid.obj", mesh.vertices[len(recovered) // 2], mesh.faces))
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     launch = sub.add_parser(
         "launch",
         help="start the agent's ROS 2 nodes without the ROS 2 launch tool",
-        description="Start every node of motion_agent.node_set.NODE_SET as a child process "
+        description="Start every node of motion_agent.nodes.node_set.NODE_SET as a child process "
         "(python -m MODULE --ros-args -p config:=... -p base_model:=...), forward SIGINT/SIGTERM to them "
         "and exit when they exit.",
     )

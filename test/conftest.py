@@ -20,11 +20,11 @@ def build_tiny_base_model(root: Path) -> Path:
     base-model folder (what `motion-agent-train base` writes). The recipe of test_language_model's
     `base_dir`, cut further (40 motions, 20 tokenizer steps, 4 base steps): tests of the agent and its
     nodes need the files and the plumbing, not a model that has learned anything. About 15 s on 2 cores."""
-    from motion_agent.tokenizer import TokenizerConfig
-    from training.base_training import BaseRunConfig, BaseTrainingConfig, train_base
-    from training.synth.corpus import CorpusConfig, write_corpus
-    from training.tokenizer_cli import load_humanml3d
-    from training.tokenizer_training import TrainingOptions, train_tokenizer
+    from motion_agent.model.tokenizer import TokenizerConfig
+    from training.base.train import BaseRunConfig, BaseTrainingConfig, train_base
+    from training.data.synth.corpus import CorpusConfig, write_corpus
+    from training.tokenizer.cli import load_humanml3d
+    from training.tokenizer.train import TrainingOptions, train_tokenizer
 
     write_corpus(root / "corpus", CorpusConfig(motions=40, seed=0))
     data = load_humanml3d(root / "corpus", 32)
@@ -69,9 +69,9 @@ def write_expert(lm, folder: Path, seed: int, family: str | None = None) -> Path
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from motion_agent.language_model import t2m_prompt
-    from motion_agent.routing import ExpertRouter, prompt_features
-    from training.router_training import AutoencoderSettings, fit_autoencoder
+    from motion_agent.model.language_model import t2m_prompt
+    from motion_agent.experts.routing import ExpertRouter, prompt_features
+    from training.continual.router_training import AutoencoderSettings, fit_autoencoder
 
     torch.manual_seed(seed)
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
@@ -91,8 +91,8 @@ def expert_bundles(tiny_base_model, tmp_path_factory):
     piano, swimming), each with an autoencoder router fitted on its request family."""
     import shutil
 
-    from motion_agent.base_model import BaseModelSpec, load_base_model
-    from motion_agent.bundle import generate_keypair, load_private_key, pack_bundle
+    from motion_agent.model.base_model import BaseModelSpec, load_base_model
+    from motion_agent.bundles.bundle import generate_keypair, load_private_key, pack_bundle
 
     root = tmp_path_factory.mktemp("expert_bundles")
     lm = load_base_model(tiny_base_model)

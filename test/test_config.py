@@ -3,8 +3,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from motion_agent.config import ConfigError, config_dir, from_mapping, load_yaml
-from motion_agent.export import ExportConfig
-from motion_agent.features import FeatureConfig
+from motion_agent.motion.export import ExportConfig
+from motion_agent.motion.features import FeatureConfig
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ import pytest
 import torch
 
 from motion_agent.config import ConfigError
-from training import metrics
-from training.base_training import BaseRunConfig
+from training.evaluation import metrics
+from training.base.train import BaseRunConfig
 from training.continual.config import ContinualConfig, ContinualEvalSettings, load_continual_config
 from training.continual.losses import distillation_loss, orthogonality_loss
 from training.continual.report import comparison, markdown_table, method_summary, run_figures, write_report
@@ -79,7 +79,7 @@ def test_distillation_is_zero_for_the_teacher_itself_and_only_reads_target_posit
 def test_epi_refuses_statistics_from_older_runs_and_reads_back_its_own(tmp_path):
     from safetensors.numpy import save_file
 
-    from motion_agent.routing import FeatureStatistics, RouterError
+    from motion_agent.experts.routing import FeatureStatistics, RouterError
     from training.continual.methods.epi import load_statistics, save_statistics
 
     stats = FeatureStatistics.of(np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
@@ -288,15 +288,15 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     its "unseen" stream, one scenario per task, has test clips), the stream, a small tokenizer, a tiny base model trained 20 steps
     without the two trained tasks' motions (as the benchmark's), and an untrained small evaluator (the
     figures it gives are plumbing, not quality)."""
-    from motion_agent.tokenizer import TokenizerConfig
-    from training.base_training import BaseTrainingConfig, train_base
-    from training.evaluator import Evaluator, EvaluatorConfig, EvaluatorModelConfig
-    from training.humanml3d import HumanML3D
-    from training.streams import StreamConfig, read_stream, write_stream
-    from training.synth.corpus import CorpusConfig, write_corpus
-    from training.synth.emotions import EMOTIONS
-    from training.tokenizer_cli import load_humanml3d
-    from training.tokenizer_training import TrainingOptions, train_tokenizer
+    from motion_agent.model.tokenizer import TokenizerConfig
+    from training.base.train import BaseTrainingConfig, train_base
+    from training.evaluation.evaluator import Evaluator, EvaluatorConfig, EvaluatorModelConfig
+    from training.data.humanml3d import HumanML3D
+    from training.data.streams import StreamConfig, read_stream, write_stream
+    from training.data.synth.corpus import CorpusConfig, write_corpus
+    from training.data.synth.emotions import EMOTIONS
+    from training.tokenizer.cli import load_humanml3d
+    from training.tokenizer.train import TrainingOptions, train_tokenizer
 
     root = tmp_path_factory.mktemp("continual")
     write_corpus(root / "corpus", CorpusConfig(motions=240, seed=0, split=(0.65, 0.05, 0.3),
@@ -422,7 +422,7 @@ def test_a_finished_moe_hard_run_ships_as_the_default_model_with_its_experts_unc
 
 @pytest.mark.slow
 def test_o_lora_keeps_one_frozen_adapter_per_task_and_serves_their_sum(inputs, benchmark):
-    from motion_agent.base_model import load_base_model
+    from motion_agent.model.base_model import load_base_model
     from training.continual.adapters import lora_pairs
     from training.continual.methods import make_method
 
@@ -519,9 +519,9 @@ def test_routed_methods_report_routing_and_unknown_detection(inputs, benchmark, 
 def test_moe_hard_experts_are_what_the_robot_runtime_loads_and_routes_alike(inputs, benchmark):
     """The continual trainer's moe-hard experts (adapter + autoencoder router) load into the runtime's
     ExpertSet and AutoencoderRouter, and the runtime routes requests exactly as the trainer scored them."""
-    from motion_agent.base_model import load_base_model
-    from motion_agent.experts import BASE, ExpertSet
-    from motion_agent.routing import AutoencoderRouter, prompt_features
+    from motion_agent.model.base_model import load_base_model
+    from motion_agent.experts.expert_set import BASE, ExpertSet
+    from motion_agent.experts.routing import AutoencoderRouter, prompt_features
     from training.continual.methods import make_method
 
     _, out = benchmark
@@ -545,8 +545,8 @@ def test_epi_keeps_its_statistics_per_direction(inputs, benchmark):
     deterministic, so a resumed run routes as a fresh restore does."""
     from safetensors.numpy import load_file
 
-    from motion_agent.base_model import load_base_model
-    from motion_agent.routing import prompt_features
+    from motion_agent.model.base_model import load_base_model
+    from motion_agent.experts.routing import prompt_features
     from training.continual.methods import make_method
     from training.continual.methods.epi import STATISTICS_FILE
 
@@ -567,9 +567,9 @@ def test_epi_keeps_its_statistics_per_direction(inputs, benchmark):
 def test_moe_soft_serves_moe_hards_experts_blended_as_the_runtime_blends_them(inputs, benchmark):
     """In a benchmark with both, moe-soft adopts moe-hard's experts instead of training them again, and a
     blended request runs exactly the runtime's soft blend (`ExpertSet.blended`) of those experts."""
-    from motion_agent.base_model import load_base_model
-    from motion_agent.experts import ExpertSet
-    from motion_agent.routing import Decision, softmax_weights
+    from motion_agent.model.base_model import load_base_model
+    from motion_agent.experts.expert_set import ExpertSet
+    from motion_agent.experts.routing import Decision, softmax_weights
     from training.continual.methods import make_method
 
     _, out = benchmark
@@ -605,9 +605,9 @@ def test_moe_soft_serves_moe_hards_experts_blended_as_the_runtime_blends_them(in
 def test_es_moe_learns_with_an_emotion_loss_and_serves_the_gates_blend(inputs, benchmark):
     """es-moe trains with the emotion loss on the corpus's labels, saves its gate and decoupling block
     with each expert, and a served request runs exactly the gate-weighted sum its training forward used."""
-    from motion_agent.base_model import load_base_model
+    from motion_agent.model.base_model import load_base_model
     from training.continual.methods import make_method
-    from motion_agent.experts import weighted_experts
+    from motion_agent.experts.expert_set import weighted_experts
 
     _, out = benchmark
     run = json.loads((out / "es-moe" / "order_0" / "run.json").read_text())
@@ -634,7 +634,7 @@ def test_es_moe_learns_with_an_emotion_loss_and_serves_the_gates_blend(inputs, b
 
 @pytest.mark.slow
 def test_lwf_teacher_is_a_frozen_copy_of_the_previous_adapter(inputs, benchmark):
-    from motion_agent.base_model import load_base_model
+    from motion_agent.model.base_model import load_base_model
     from training.continual.adapters import lora_pairs
     from training.continual.methods import make_method
     from training.continual.methods.lwf_lora import TEACHER

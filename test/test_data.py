@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from motion_agent.features import CONTACT_SLICE, FEATURE_DIM, FeatureConfig, canonicalize
-from motion_agent.skeleton import LEFT_FOOT_JOINTS, RIGHT_FOOT_JOINTS, bone_lengths
-from training.data_cli import main as data_main
-from training.humanml3d import DatasetError, HumanML3D
-from training.streams import StreamConfig, read_stream, write_stream
-from training.synth.actions import ACTIONS, SCENARIOS
-from training.synth.corpus import CorpusConfig, write_corpus
-from training.synth.emotions import EMOTIONS
+from motion_agent.motion.features import CONTACT_SLICE, FEATURE_DIM, FeatureConfig, canonicalize
+from motion_agent.motion.skeleton import LEFT_FOOT_JOINTS, RIGHT_FOOT_JOINTS, bone_lengths
+from training.data.cli import main as data_main
+from training.data.humanml3d import DatasetError, HumanML3D
+from training.data.streams import StreamConfig, read_stream, write_stream
+from training.data.synth.actions import ACTIONS, SCENARIOS
+from training.data.synth.corpus import CorpusConfig, write_corpus
+from training.data.synth.emotions import EMOTIONS
 
 CORPUS_MOTIONS = 264  # every (action, emotion) pair once, and a few more
 

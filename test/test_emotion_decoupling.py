@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from motion_agent.emotion_decoupling import DecouplingConfig, EmotionDecoupling
+from training.continual.emotion_decoupling import DecouplingConfig, EmotionDecoupling
 
 DIM, TOKENS, EMOTIONS = 16, 8, 3
 

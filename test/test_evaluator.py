@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from motion_agent.config import ConfigError
-from training.evaluator import (
+from training.evaluation.evaluator import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     Evaluator,
@@ -25,10 +25,10 @@ from training.evaluator import (
     load_config,
     train_evaluator,
 )
-from training.evaluator_cli import EVAL_JSON, EVAL_PNG
-from training.evaluator_cli import main as cli_main
-from training.humanml3d import HumanML3D
-from training.synth.corpus import CorpusConfig, write_corpus
+from training.evaluation.cli import EVAL_JSON, EVAL_PNG
+from training.evaluation.cli import main as cli_main
+from training.data.humanml3d import HumanML3D
+from training.data.synth.corpus import CorpusConfig, write_corpus
 
 MOTIONS = 200
 TINY = EvaluatorConfig(

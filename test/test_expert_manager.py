@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from motion_agent.bundle_inbox import BundleInbox
+from motion_agent.bundles.inbox import BundleInbox
 
 from conftest import family_requests, stop_process
 
@@ -100,8 +100,8 @@ def ros():
 def test_bundles_from_inbox_topic_and_cli_are_served_without_restart(ros, tiny_base_model, expert_bundles, tmp_path):
     from std_msgs.msg import String
 
-    from motion_agent.base_model import BaseModelSpec
-    from motion_agent.expert_store import ExpertStore
+    from motion_agent.model.base_model import BaseModelSpec
+    from motion_agent.bundles.store import ExpertStore
 
     keyring, bundles = expert_bundles
     store, inbox = tmp_path / "store", tmp_path / "inbox"

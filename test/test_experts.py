@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from motion_agent.base_model import load_base_model
-from motion_agent.experts import ExpertError, ExpertSet, check_name
+from motion_agent.model.base_model import load_base_model
+from motion_agent.experts.expert_set import ExpertError, ExpertSet, check_name
 
 from conftest import write_expert
 

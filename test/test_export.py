@@ -5,9 +5,9 @@ import pytest
 from bvh import Bvh
 from scipy.spatial.transform import Rotation
 
-from motion_agent.demo import DEMO_KINDS, demo_motion
-from motion_agent.export import plot_stick_figures, write_bvh
-from motion_agent.skeleton import JOINT_NAMES
+from motion_agent.motion.demo import DEMO_KINDS, demo_motion
+from motion_agent.motion.export import plot_stick_figures, write_bvh
+from motion_agent.motion.skeleton import JOINT_NAMES
 
 
 def _bvh_world_positions(mocap: Bvh) -> dict[str, np.ndarray]:

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from motion_agent.demo import DEMO_KINDS, demo_motion
-from motion_agent.features import (
+from motion_agent.motion.demo import DEMO_KINDS, demo_motion
+from motion_agent.motion.features import (
     CONTACT_SLICE,
     FEATURE_DIM,
     ROT_SLICE,
@@ -16,8 +16,8 @@ from motion_agent.features import (
     recover_joints,
     recover_root,
 )
-from motion_agent.rotations import rotation_6d_to_matrix, yaw_matrix
-from motion_agent.skeleton import KINEMATIC_CHAIN, NUM_JOINTS, RAW_OFFSETS, bone_lengths
+from motion_agent.motion.rotations import rotation_6d_to_matrix, yaw_matrix
+from motion_agent.motion.skeleton import KINEMATIC_CHAIN, NUM_JOINTS, RAW_OFFSETS, bone_lengths
 
 
 @pytest.fixture(scope="module", params=DEMO_KINDS)

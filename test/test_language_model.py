@@ -11,21 +11,21 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from motion_agent.backbone import BackboneError, load_backbone, resolve_backbone
-from motion_agent.base_model import ADAPTER_DIR, SPEC_FILE, BaseModelError, load_base_model
-from motion_agent.language_model import (
+from motion_agent.model.backbone import BackboneError, load_backbone, resolve_backbone
+from motion_agent.model.base_model import ADAPTER_DIR, SPEC_FILE, BaseModelError, load_base_model
+from motion_agent.model.language_model import (
     GenerationConfig,
     MotionLanguageModel,
     MotionVocabulary,
     add_motion_tokens,
     requested_seconds,
 )
-from motion_agent.tokenizer import TokenizerConfig
-from training.base_training import BaseRunConfig, BaseTrainingConfig, train_base
-from training.humanml3d import HumanML3D
-from training.synth.corpus import CorpusConfig, write_corpus
-from training.tokenizer_cli import load_humanml3d
-from training.tokenizer_training import TrainingOptions, train_tokenizer
+from motion_agent.model.tokenizer import TokenizerConfig
+from training.base.train import BaseRunConfig, BaseTrainingConfig, train_base
+from training.data.humanml3d import HumanML3D
+from training.data.synth.corpus import CorpusConfig, write_corpus
+from training.tokenizer.cli import load_humanml3d
+from training.tokenizer.train import TrainingOptions, train_tokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 CODEBOOK = 32
@@ -196,7 +196,7 @@ def test_restricted_head_gives_the_same_logits_for_its_rows_and_restores_the_hea
     ("a person walks forward", "a person walks forward"),
 ])
 def test_routing_reads_the_request_without_its_duration(text, what):
-    from motion_agent.language_model import without_duration
+    from motion_agent.model.language_model import without_duration
 
     assert without_duration(text) == what
 
@@ -217,7 +217,7 @@ def test_interrupted_base_training_resumes_to_the_same_model(base_dir, tmp_path,
     """A base run that dies after a checkpoint continues from it, with the batches, dropout and optimizer
     state the uninterrupted run had: the saved adapter is bit for bit the same. Hours-long CPU runs
     depend on it. The checkpoint falls after the warm-up, where the cosine schedule sets the rate."""
-    import training.base_training as base_training
+    import training.base.train as base_training
 
     config = BaseTrainingConfig(training=BaseRunConfig(steps=6, batch_size=2, log_every=2, val_batches=1,
                                                        warmup_steps=2, checkpoint_every=3))
@@ -250,7 +250,7 @@ def test_interrupted_base_training_resumes_to_the_same_model(base_dir, tmp_path,
 
 
 def test_base_training_refuses_a_checkpoint_of_another_configuration(base_dir, tmp_path, monkeypatch):
-    import training.base_training as base_training
+    import training.base.train as base_training
 
     config = BaseTrainingConfig(training=BaseRunConfig(steps=4, batch_size=2, log_every=2, val_batches=1,
                                                        checkpoint_every=2))

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from motion_agent.base_model import load_base_model, tokenizer_folder
-from motion_agent.tokenizer import MotionTokenizer
-from training.evaluator import Evaluator, EvaluatorConfig, EvaluatorModelConfig
-from training.humanml3d import HumanML3D
-from training.synth.emotions import EMOTIONS
-from training.lm_eval import EvalSettings, evaluate_m2t, evaluate_t2m, ground_truth
+from motion_agent.model.base_model import load_base_model, tokenizer_folder
+from motion_agent.model.tokenizer import MotionTokenizer
+from training.evaluation.evaluator import Evaluator, EvaluatorConfig, EvaluatorModelConfig
+from training.data.humanml3d import HumanML3D
+from training.data.synth.emotions import EMOTIONS
+from training.evaluation.lm_eval import EvalSettings, evaluate_m2t, evaluate_t2m, ground_truth
 
 CLIPS = 12
 SETTINGS = EvalSettings(mm_captions=3, mm_repeats=2, r_precision_seeds=2)

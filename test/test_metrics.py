@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.special import gammaln
 
-from training.metrics import (
+from training.evaluation.metrics import (
     average_after_last,
     backward_transfer,
     bleu,

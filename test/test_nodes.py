@@ -19,8 +19,8 @@ import pytest
 
 from motion_agent.agent import AgentConfig, CaptionResult, RequestError, check_poses
 from motion_agent.config import ConfigError
-from motion_agent.demo import demo_motion
-from motion_agent.node_set import NODE_SET
+from motion_agent.motion.demo import demo_motion
+from motion_agent.nodes.node_set import NODE_SET
 from motion_agent.nodes.core import (SMPL_TO_ROS, LatestWinsWorker, PoseWindow, key_frames, on_model_thread, pose_frame,
                                      request_label)
 from motion_agent.nodes.launcher import launch_parameters, node_command
@@ -321,7 +321,7 @@ def test_motion_captioner_node_in_process(ros, tmp_path):
 @pytest.mark.slow
 def test_text_command_gives_trajectory_markers_and_diagnostics(client):
     from motion_agent.nodes.messages import seconds_of
-    from motion_agent.retarget import load_robot
+    from motion_agent.motion.retarget import load_robot
 
     text = "a person walks forward for 2 seconds"
     client.request(text)
@@ -444,7 +444,7 @@ def test_launch_forwards_sigint_and_exits_with_its_nodes(agent_process, client):
 def test_launch_without_a_model_serves_the_embedded_default_model_and_its_experts(tmp_path):
     """What `make run` does: `motion-agent launch` with no model anywhere starts the node set on the
     embedded default model, and `motion-agent say` gets a motion from one of its experts back."""
-    from motion_agent.base_model import MANIFEST_FILE, embedded_model
+    from motion_agent.model.base_model import MANIFEST_FILE, embedded_model
 
     env = {**os.environ, "ROS_DOMAIN_ID": str(101 + os.getpid() % 100)}  # apart from the module's agent
     log = tmp_path / "launch.log"

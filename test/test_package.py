@@ -74,7 +74,7 @@ def test_colcon_build_installs_the_ros2_layout(tmp_path):
     assert (share / "launch" / "agent.launch.py").is_file()
     for config in (ROOT / "config").rglob("*.yaml"):
         assert (share / config.relative_to(ROOT)).is_file(), f"{config.relative_to(ROOT)} not installed"
-    from motion_agent.node_set import NODE_SET
+    from motion_agent.nodes.node_set import NODE_SET
 
     executables = set(_console_scripts()) | {spec.executable for spec in NODE_SET}
     for name in executables:
@@ -82,6 +82,6 @@ def test_colcon_build_installs_the_ros2_layout(tmp_path):
         assert exe.is_file() and exe.stat().st_mode & 0o111, f"{name} is not installed in lib/motion_agent"
     site = next((prefix / "lib").glob("python3*/site-packages"))
     assert (site / "motion_agent" / "skeleton.py").is_file() and (site / "training" / "__init__.py").is_file()
-    embedded = [f for f in (ROOT / "motion_agent" / "models").rglob("*") if f.is_file() and f.name != ".lock"]
+    embedded = [f for f in (ROOT / "motion_agent" / "embedded").rglob("*") if f.is_file() and f.name != ".lock"]
     missing = [str(f.relative_to(ROOT)) for f in embedded if not (site / f.relative_to(ROOT)).is_file()]
     assert embedded and not missing, f"embedded model files not installed: {missing[:3]}"

@@ -6,9 +6,9 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from motion_agent.config import ConfigError, config_dir
-from motion_agent.demo import TURN_RATE, demo_motion
-from motion_agent.retarget import Retargeter, RobotConfig, available_robots, load_robot
-from motion_agent.skeleton import JOINT_NAMES, NUM_JOINTS, Skeleton, forward_kinematics
+from motion_agent.motion.demo import TURN_RATE, demo_motion
+from motion_agent.motion.retarget import Retargeter, RobotConfig, available_robots, load_robot
+from motion_agent.motion.skeleton import JOINT_NAMES, NUM_JOINTS, Skeleton, forward_kinematics
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from motion_agent.base_model import load_base_model
-from motion_agent.language_model import t2m_prompt
-from motion_agent.routing import (
+from motion_agent.model.base_model import load_base_model
+from motion_agent.model.language_model import t2m_prompt
+from motion_agent.experts.routing import (
     AutoencoderRouter,
     Decision,
     ExpertRouter,
@@ -17,7 +17,7 @@ from motion_agent.routing import (
     RouterError,
     prompt_features,
 )
-from training.router_training import AutoencoderSettings, fit_autoencoder
+from training.continual.router_training import AutoencoderSettings, fit_autoencoder
 
 from conftest import family_requests
 
@@ -106,7 +106,7 @@ def test_router_file_round_trips_exactly_and_refuses_other_files(router, tmp_pat
     save_file({"x": torch.zeros(1)}, tmp_path / "odd" / "router" / "router.safetensors", metadata={"kind": "gate"})
     with pytest.raises(RouterError, match="not an autoencoder router"):
         ExpertRouter.load(tmp_path / "odd")
-    from motion_agent.routing import FEATURE_KIND
+    from motion_agent.experts.routing import FEATURE_KIND
 
     save_file({"x": torch.zeros(1)}, tmp_path / "odd" / "router" / "router.safetensors",
               metadata={"kind": "autoencoder", "features": FEATURE_KIND, "directions": "t2m"})
@@ -118,7 +118,7 @@ def test_a_router_of_the_earlier_one_autoencoder_format_serves_both_directions(r
     """Experts installed before routers had one autoencoder per direction keep working."""
     from safetensors.torch import save_file
 
-    from motion_agent.routing import FEATURE_KIND
+    from motion_agent.experts.routing import FEATURE_KIND
 
     walk = router.experts["walk"].autoencoders["t2m"]
     tensors, sizes = walk.tensors("t2m")
@@ -193,8 +193,8 @@ def test_a_router_on_prompt_features_tells_clearly_different_tasks_apart(tiny_ba
 def test_features_with_the_instruction_cached_equal_those_of_whole_prompts(tiny_base_model):
     """Routing runs only a request's own tokens, attending to the instruction's cached keys and values;
     the features must be those of the whole prompt (routers trained on either path stay valid)."""
-    from motion_agent import routing
-    from motion_agent.language_model import m2t_prompt
+    from motion_agent.experts import routing
+    from motion_agent.model.language_model import m2t_prompt
 
     lm = load_base_model(tiny_base_model)
     texts = ["wave", "a person dances happily for a long while, turning and jumping", "someone sits down"]
@@ -235,8 +235,8 @@ def test_features_come_from_the_first_half_of_the_layers_and_leave_the_backbone_
 def test_onnx_trunk_gives_the_features_routers_were_trained_on(tiny_base_model):
     """The agent routes on features from the trunk exported to onnxruntime; routers are trained on
     transformers' features, so the two must agree, for texts and motion prompts, alone or batched."""
-    from motion_agent.language_model import m2t_prompt
-    from motion_agent.onnx_trunk import OnnxPromptFeatures
+    from motion_agent.model.language_model import m2t_prompt
+    from motion_agent.experts.onnx_trunk import OnnxPromptFeatures
 
     lm = load_base_model(tiny_base_model)
     prompts = [t2m_prompt(t) for t in ("wave", "a person dances happily for a long while, turning and jumping")]

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from motion_agent.rotations import axis_angle_to_matrix, matrix_to_rotation_6d
-from motion_agent.skeleton import (
+from motion_agent.motion.rotations import axis_angle_to_matrix, matrix_to_rotation_6d
+from motion_agent.motion.skeleton import (
     JOINT_NAMES,
     KINEMATIC_CHAIN,
     NUM_JOINTS,

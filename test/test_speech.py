@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from motion_agent.config import ConfigError, config_dir
-from motion_agent.node_set import NODE_SET, enabled_nodes
+from motion_agent.nodes.node_set import NODE_SET, enabled_nodes
 from motion_agent.speech import (
     SAMPLE_RATE, AudioError, SpeechConfig, SpeechUnavailable, Transcriber, UtteranceSegmenter, load_speech_config,
     model_path, pcm_samples,

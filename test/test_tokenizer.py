@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from motion_agent.config import ConfigError, load_yaml
-from motion_agent.demo import DEMO_KINDS, demo_motion
-from motion_agent.features import FEATURE_DIM, joints_to_features, mean_std
-from motion_agent.tokenizer import (
+from motion_agent.motion.demo import DEMO_KINDS, demo_motion
+from motion_agent.motion.features import FEATURE_DIM, joints_to_features, mean_std
+from motion_agent.model.tokenizer import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     EMAQuantizer,
@@ -26,10 +26,10 @@ from motion_agent.tokenizer import (
     folder_fingerprint,
     load_decoder,
 )
-from training.tokenizer_cli import main as cli_main
-from training.tokenizer_eval import EVAL_JSON, EVAL_PNG, evaluate_tokenizer, format_summary
-from training.tokenizer_export import export_onnx, onnx_max_abs_diff
-from training.tokenizer_training import (
+from training.tokenizer.cli import main as cli_main
+from training.tokenizer.evaluate import EVAL_JSON, EVAL_PNG, evaluate_tokenizer, format_summary
+from training.tokenizer.export import export_onnx, onnx_max_abs_diff
+from training.tokenizer.train import (
     TokenizerTrainingConfig,
     TrainingOptions,
     WindowSampler,
@@ -233,7 +233,7 @@ def test_the_onnx_runtime_path_needs_neither_onnx_nor_training(trained):
     script = (
         "import sys; sys.modules['onnx'] = None\n"
         "import numpy as np\n"
-        "from motion_agent.tokenizer import load_decoder\n"
+        "from motion_agent.model.tokenizer import load_decoder\n"
         f"out = load_decoder({str(trained.folder)!r}, 'onnx').decode(np.zeros((1, 5), dtype=np.int64))\n"
         "assert out.shape == (1, 20, 263), out.shape\n"
         "assert not [m for m in sys.modules if m == 'training' or m.startswith('training.')]\n"
@@ -256,7 +256,7 @@ def test_evaluation_writes_figures_and_a_comparison_image(trained, data, tmp_pat
 def test_evaluation_of_a_perfect_reconstruction_is_zero(data, monkeypatch):
     model = _untrained()
     monkeypatch.setattr(
-        "training.tokenizer_eval.reconstruct",
+        "training.tokenizer.evaluate.reconstruct",
         lambda tokenizer, f: (f[: len(f) // 4 * 4], f[: len(f) // 4 * 4], np.zeros(len(f) // 4, dtype=np.int64)),
     )
     figures = evaluate_tokenizer(model, data["val"])

@@ -9,9 +9,9 @@ import importlib
 import sys
 
 STAGES = {
-    "tokenizer": ("training.tokenizer_cli", "train, evaluate and export the VQ-VAE motion tokenizer"),
-    "evaluator": ("training.evaluator_cli", "train the frozen text-motion evaluator and emotion classifier"),
-    "base": ("training.base_cli", "add motion tokens to a backbone and train the base adapter (T2M and M2T)"),
+    "tokenizer": ("training.tokenizer.cli", "train, evaluate and export the VQ-VAE motion tokenizer"),
+    "evaluator": ("training.evaluation.cli", "train the frozen text-motion evaluator and emotion classifier"),
+    "base": ("training.base.cli", "add motion tokens to a backbone and train the base adapter (T2M and M2T)"),
     "continual": ("training.continual.cli", "train one method on a task stream, scoring every task after each"),
     "benchmark": ("training.continual.benchmark_cli", "every method on a stream, several orders: the forgetting table"),
 }

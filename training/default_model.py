@@ -1,6 +1,6 @@
 """`make default-model`: build the embedded default model that `make run` serves, with the project's
-own training commands, and write it into the package (motion_agent/models/<profile>/; the runtime serves
-the first of smollm2-135m and tiny that is there, see motion_agent.base_model.embedded_model).
+own training commands, and write it into the package (motion_agent/embedded/<profile>/; the runtime serves
+the first of smollm2-135m and tiny that is there, see motion_agent.model.base_model.embedded_model).
 
 Stages (each is the public command, called in process): `motion-agent-data synth` (the procedural
 corpus), `motion-agent-train tokenizer`, `motion-agent-train base`, `motion-agent-train evaluator`,
@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from motion_agent.base_model import MANIFEST_FILE, MODELS_DIR, BaseModelSpec
+from motion_agent.model.base_model import MANIFEST_FILE, MODELS_DIR, BaseModelSpec
 from training.continual.trainer import EXPERTS_DIR, RUN_FILE, is_complete
 from training.provenance import git_commit
 
@@ -44,7 +44,7 @@ EXPERT_VERSION = "1.0.0"
 def finished_marks(scratch: Path) -> dict[str, Path]:
     """Per stage that does not resume itself, the file its command writes last: when it exists, a
     rebuild skips the stage (delete the stage's folder to redo it)."""
-    from training.evaluator_cli import EVAL_JSON
+    from training.evaluation.cli import EVAL_JSON
 
     return {"synth": scratch / "corpus" / "corpus.json", "base": scratch / "base" / "base.json",
             "evaluator": scratch / "evaluator" / EVAL_JSON}
@@ -87,9 +87,9 @@ def bundle_commands(scratch: Path, experts: Path, out: Path, scenarios: tuple[st
 def run(command: list[str], finished: Path | None = None) -> bool:
     """Run one project command in process through its own entry point, unless `finished` exists;
     returns whether it ran."""
-    from motion_agent import bundle_cli
+    from motion_agent.bundles import cli as bundle_cli
     from training import cli as train_cli
-    from training import data_cli
+    from training.data import cli as data_cli
 
     if finished is not None and finished.is_file():
         print(f"\n$ {' '.join(command)}\n  (done before: {finished} exists)", flush=True)

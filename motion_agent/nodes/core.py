@@ -22,7 +22,7 @@ from typing import Any, Callable, Generic, TypeVar
 import numpy as np
 
 from motion_agent.agent import CaptionResult, MotionResult, RequestError
-from motion_agent.skeleton import NUM_JOINTS, PARENTS
+from motion_agent.motion.skeleton import NUM_JOINTS, PARENTS
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")

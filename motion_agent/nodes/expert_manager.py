@@ -19,7 +19,7 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from motion_agent.agent import MotionAgent
-from motion_agent.bundle_inbox import BundleInbox
+from motion_agent.bundles.inbox import BundleInbox
 from motion_agent.nodes.common import Diagnostics, guarded
 from motion_agent.nodes.settings import NodeConfig
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from motion_agent.node_set import NodeSpec, enabled_nodes
+from motion_agent.nodes.node_set import NodeSpec, enabled_nodes
 
 STOP_GRACE_S = 10.0  # after a forwarded signal, how long children get before they are killed
 

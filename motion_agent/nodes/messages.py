@@ -18,8 +18,8 @@ from trajectory_msgs.msg import (
 from visualization_msgs.msg import Marker, MarkerArray
 
 from motion_agent.nodes.core import SMPL_TO_ROS, key_frames
-from motion_agent.retarget import Trajectory
-from motion_agent.skeleton import JOINT_NAMES, NUM_JOINTS
+from motion_agent.motion.retarget import Trajectory
+from motion_agent.motion.skeleton import JOINT_NAMES, NUM_JOINTS
 
 LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN, "ERROR": DiagnosticStatus.ERROR}
 LEVEL_NAMES = {int.from_bytes(v, "little") if isinstance(v, bytes) else int(v): k for k, v in LEVELS.items()}

@@ -70,7 +70,7 @@ def resolve_settings(config_path: str | Path | None = None, base_model: str = ""
     from dataclasses import replace
 
     from motion_agent.agent import load_agent_config
-    from motion_agent.base_model import default_base_model, embedded_experts
+    from motion_agent.model.base_model import default_base_model, embedded_experts
     from motion_agent.config import ConfigError
 
     path = Path(config_path) if config_path else default_config_path()

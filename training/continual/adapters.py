@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from motion_agent.language_model import MotionLanguageModel
-from training.base_training import LoraSettings, sort_saved_target_modules
+from motion_agent.model.language_model import MotionLanguageModel
+from training.base.train import LoraSettings, sort_saved_target_modules
 
 
 def adapter_name(task: str) -> str:

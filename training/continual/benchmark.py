@@ -20,7 +20,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from motion_agent.base_model import BaseModelSpec
+from motion_agent.model.base_model import BaseModelSpec
 from training.continual.config import ContinualConfig
 from training.continual.methods import method_class
 from training.continual.report import comparison, write_report

@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from motion_agent.config import ConfigError
-from training.humanml3d import DatasetError
+from training.data.humanml3d import DatasetError
 
 INPUT_FOLDERS = ("stream", "corpus", "base", "evaluator")
 
@@ -65,8 +65,8 @@ def settings(args: argparse.Namespace):
 
 
 def known_errors() -> tuple[type[Exception], ...]:
-    from motion_agent.backbone import BackboneError
-    from motion_agent.base_model import BaseModelError
+    from motion_agent.model.backbone import BackboneError
+    from motion_agent.model.base_model import BaseModelError
 
     return ConfigError, DatasetError, BackboneError, BaseModelError, ValueError, FileNotFoundError
 

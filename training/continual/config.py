@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from motion_agent.config import config_dir, load_yaml
-from training.base_training import BaseRunConfig, LoraSettings
-from training.lm_eval import EvalSettings
-from training.router_training import AutoencoderSettings
+from training.base.train import BaseRunConfig, LoraSettings
+from training.evaluation.lm_eval import EvalSettings
+from training.continual.router_training import AutoencoderSettings
 
 
 @dataclass(frozen=True)

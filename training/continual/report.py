@@ -2,7 +2,7 @@
 heatmaps, from the run states the trainer writes (OUT/run.json).
 
 Matrix r[i][j] = a figure of task j after training task i (tasks in the run's order; above the diagonal:
-tasks not trained yet). After the last task, with the ES-MoE definitions (training/metrics.py):
+tasks not trained yet). After the last task, with the ES-MoE definitions (training/evaluation/metrics.py):
 AF = mean FID, AR = mean T2M R-Precision top-1, AD = mean Diversity, AMM = mean MultiModality, AWF = mean
 emotion F1 of the generated motions, FR = forgetting rate of R-Precision top-1, BWT / FWT = GEM's
 backward / forward transfer of R-Precision top-1 (FWT against the base model before any task).
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from motion_agent.experts import BASE
-from training import metrics
+from motion_agent.experts.expert_set import BASE
+from training.evaluation import metrics
 from training.continual.adapters import adapter_name
 
 POINTS = 100.0  # R-Precision as points

@@ -1,5 +1,5 @@
 """Scoring every task of a stream with one model state: T2M and M2T through the frozen evaluator
-(`training.lm_eval`), the held-out loss of each direction, and for routed methods how well the router
+(`training.evaluation.lm_eval`), the held-out loss of each direction, and for routed methods how well the router
 tells tasks it was trained on from the ones still to come.
 
 The loss (mean cross-entropy over the target tokens of the scored test clips, first caption each) is
@@ -14,16 +14,16 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from motion_agent.experts import BASE
-from motion_agent.language_model import MotionLanguageModel
-from motion_agent.tokenizer import MotionTokenizer
-from training import metrics
-from training.base_training import Example, collate, pair
+from motion_agent.experts.expert_set import BASE
+from motion_agent.model.language_model import MotionLanguageModel
+from motion_agent.model.tokenizer import MotionTokenizer
+from training.evaluation import metrics
+from training.base.train import Example, collate, pair
 from training.continual.config import ContinualEvalSettings
 from training.continual.losses import token_loss_sum
 from training.continual.tasks import TaskData
-from training.evaluator import Evaluator
-from training.lm_eval import evaluate_m2t, evaluate_t2m
+from training.evaluation.evaluator import Evaluator
+from training.evaluation.lm_eval import evaluate_m2t, evaluate_t2m
 
 Router = Callable[[str, Sequence], "list[str] | None"]
 

@@ -1,7 +1,7 @@
 """The tasks of a stream as a continual run sees them: training examples, and the held-out clips that
 score the task after every step.
 
-A stream folder (`training.streams.write_stream`) names motion ids per task and split; the clips come
+A stream folder (`training.data.streams.write_stream`) names motion ids per task and split; the clips come
 from the corpus folder (HumanML3D layout), so one stream can be replayed on any copy of its corpus.
 Test clips are the first `clips_per_task` of the task's test split, so every method and every step is
 scored on exactly the same clips.
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from motion_agent.tokenizer import MotionTokenizer
-from training.base_training import Example, encode
-from training.humanml3d import HumanML3D, MotionClip
-from training.metrics import R_PRECISION_TOP_K
-from training.streams import read_stream
+from motion_agent.model.tokenizer import MotionTokenizer
+from training.base.train import Example, encode
+from training.data.humanml3d import HumanML3D, MotionClip
+from training.evaluation.metrics import R_PRECISION_TOP_K
+from training.data.streams import read_stream
 
 MIN_TEST_CLIPS = R_PRECISION_TOP_K  # R-Precision top-3 needs pools of at least 3 clips
 

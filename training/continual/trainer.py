@@ -30,17 +30,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from motion_agent.base_model import BaseModelSpec, load_base_model, tokenizer_folder
-from motion_agent.experts import EVAL_FILE
-from motion_agent.tokenizer import MotionTokenizer
-from training.base_training import Example, forward_precision, learning_rate, sample_batch
+from motion_agent.model.base_model import BaseModelSpec, load_base_model, tokenizer_folder
+from motion_agent.experts.expert_set import EVAL_FILE
+from motion_agent.model.tokenizer import MotionTokenizer
+from training.base.train import Example, forward_precision, learning_rate, sample_batch
 from training.continual.config import ContinualConfig
 from training.continual.methods import ContinualMethod, make_method, method_class
 from training.continual.report import json_ready
 from training.continual.scores import no_routing, score_tasks, unknown_auroc, unknown_shares
 from training.continual.tasks import TaskData, load_tasks, resolve_order, stream_tasks
-from training.evaluator import Evaluator
-from training.humanml3d import HumanML3D
+from training.evaluation.evaluator import Evaluator
+from training.data.humanml3d import HumanML3D
 
 RUN_FILE = "run.json"
 BASELINE_FILE = "baseline.json"

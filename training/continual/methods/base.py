@@ -9,7 +9,7 @@ trainer does not change.
 
 Serving: before every evaluation the trainer calls `prepare_inference()` (e.g. activate every adapter
 so their outputs add up), then `route(direction, inputs)` per task: a list with one adapter name per
-request goes to peft's per-sample `adapter_names=` (routed methods; `motion_agent.experts.BASE` = no adapter);
+request goes to peft's per-sample `adapter_names=` (routed methods; `motion_agent.experts.expert_set.BASE` = no adapter);
 None runs every request through the active adapters. Routed methods also say how unknown a request looks
 (`novelty`), which scores how well they flag inputs of tasks not trained yet.
 """
@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import torch
 
-from motion_agent.language_model import Direction, MotionLanguageModel
-from training.base_training import Example
+from motion_agent.model.language_model import Direction, MotionLanguageModel
+from training.base.train import Example
 from training.continual import adapters
 
 if TYPE_CHECKING:

@@ -16,15 +16,15 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from motion_agent.language_model import DIRECTIONS
-from motion_agent.routing import (FEATURE_KIND, Decision, FeatureStatistics, MahalanobisRouter, RouterError,
+from motion_agent.model.language_model import DIRECTIONS
+from motion_agent.experts.routing import (FEATURE_KIND, Decision, FeatureStatistics, MahalanobisRouter, RouterError,
                                   check_features, prompt_features)
 from training.continual import adapters
 from training.continual.methods.base import Direction
 from training.continual.methods.moe_hard import MoEHard
 from training.continual.methods.o_lora import OLoRA
 from training.continual.tasks import TaskData
-from training.router_training import direction_prompts
+from training.continual.router_training import direction_prompts
 
 STATISTICS_FILE = "router/epi_statistics.safetensors"
 

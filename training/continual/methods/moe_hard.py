@@ -3,9 +3,9 @@
 Each task trains its own named LoRA alone (it will serve alone), pushed orthogonal to every earlier
 expert's A matrices as in o-lora. When the task ends, a small autoencoder per direction is fitted to
 the frozen base's features of the task's prompts; its rejection threshold comes from cross-fitted
-losses (training.router_training). At inference every request goes to the expert whose autoencoder
+losses (training.continual.router_training). At inference every request goes to the expert whose autoencoder
 reconstructs it best among those that accept it, or to the plain base when none does ("unknown"). The expert folder
-holds what the robot runtime reads: `adapter/` and `router/` (`motion_agent.experts`).
+holds what the robot runtime reads: `adapter/` and `router/` (`motion_agent.experts.expert_set`).
 """
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from motion_agent.experts import BASE
-from motion_agent.language_model import request_prompts
-from motion_agent.routing import AutoencoderRouter, Decision, ExpertRouter, prompt_features
+from motion_agent.experts.expert_set import BASE
+from motion_agent.model.language_model import request_prompts
+from motion_agent.experts.routing import AutoencoderRouter, Decision, ExpertRouter, prompt_features
 from training.continual import adapters
 from training.continual.methods.base import Direction
 from training.continual.methods.o_lora import OLoRA
 from training.continual.tasks import TaskData
-from training.router_training import train_router
+from training.continual.router_training import train_router
 
 
 class MoEHard(OLoRA):

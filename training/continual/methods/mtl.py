@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from training.base_training import Example
+from training.base.train import Example
 from training.continual.methods.base import ContinualMethod
 from training.continual.tasks import TaskData
 

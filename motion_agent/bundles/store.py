@@ -1,0 +1,410 @@
+"""The on-robot expert store: verified, versioned experts with atomic install, rollback and removal.
+
+A robot must never lose the experts it has and never run a half-installed one, whatever happens
+during an install (a refusal, a crash, a power cut). So nothing the runtime can see is ever changed
+in place: new files go to a staging folder, are fsynced, and become visible through one atomic
+rename of the index.
+
+Layout::
+
+    <store>/index.json                     single source of truth: per expert, the active version
+                                           and the previous versions kept for rollback
+    <store>/versions/<expert>/<version>/   an expert folder (adapter/, router/, eval.json) plus the
+                                           bundle's manifest.yaml and manifest.sig
+    <store>/staging/                       private work folders of operations in progress
+    <store>/.lock                          advisory lock that serialises writers
+
+index.json::
+
+    {"format": 1, "generation": 7,
+     "experts": {"lane_merge": {"active": "1.2.0", "previous": ["1.1.0", "1.0.0"]}}}
+
+`previous` is newest first and holds at most `StoreConfig.keep_previous` versions.
+
+Install protocol (each step is durable before the next starts):
+  1. extract and verify the bundle into staging/<work>/expert;
+  2. fsync its files and folders, rename it to versions/<expert>/<version>, fsync the parent;
+  3. write index.json.tmp, fsync it, os.replace it over index.json, fsync the store folder --
+     the commit point: before it the old version is active, after it the new one;
+  4. prune: version folders the index no longer names are moved into staging and deleted.
+
+A crash anywhere leaves the index naming complete version folders only; whatever it left behind
+(staging folders, a version folder that was never committed) is unreferenced and is collected at
+the start of the next write. Readers never take the lock: they read index.json, which os.replace
+swaps atomically.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from motion_agent.bundles.bundle import (
+    DEFAULT_LIMITS,
+    MANIFEST_NAME,
+    BundleError,
+    BundleLimits,
+    Keyring,
+    Manifest,
+    SemVer,
+    clause,
+    extract_verified,
+    load_keyring,
+    sha256_file,
+)
+
+INDEX_NAME = "index.json"
+INDEX_FORMAT = 1
+VERSIONS_DIR = "versions"
+STAGING_DIR = "staging"
+LOCK_NAME = ".lock"
+
+# Test hook: a process whose environment names one of the steps below stops there and waits, so a
+# crash test can SIGKILL it at exactly that point of the install protocol.
+PAUSE_ENV = "MOTION_AGENT_STORE_PAUSE_AT"
+STEPS = ("verified", "staged", "renamed", "index-written", "index-replaced", "committed", "pruning", "deleting")
+
+
+def _checkpoint(step: str) -> None:
+    if os.environ.get(PAUSE_ENV) == step:
+        sys.stderr.write(f"paused at {step}\n")
+        sys.stderr.flush()
+        while True:
+            time.sleep(60)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """How many previous versions each expert keeps for rollback, and the bundle limits."""
+
+    keep_previous: int = 2
+    limits: BundleLimits = DEFAULT_LIMITS
+
+    def __post_init__(self) -> None:
+        if self.keep_previous < 0:
+            raise ValueError("keep_previous must be zero or more")
+
+
+@dataclass(frozen=True)
+class ExpertRecord:
+    """One expert in the index: its active version and the previous ones, newest first."""
+
+    name: str
+    active: str
+    previous: tuple[str, ...] = ()
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        return (self.active, *self.previous)
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    name: str
+    version: str
+    replaced: str | None  # the version that was active before, if any
+    path: Path
+    changed: bool  # False when this exact version was already active
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file and folder under root, children before their folder."""
+    for folder, _, files in os.walk(root, topdown=False):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(folder))
+
+
+class ExpertStore:
+    """A store folder on the robot. The runtime only needs `active_experts()`, which reads the
+    index and nothing else; every writer holds the store lock."""
+
+    def __init__(self, root: str | Path, config: StoreConfig | None = None) -> None:
+        self.root = Path(root)
+        self.config = config or StoreConfig()
+
+    # ---------------------------------------------------------------------------------- reading
+
+    @property
+    def index_path(self) -> Path:
+        return self.root / INDEX_NAME
+
+    def version_path(self, name: str, version: str) -> Path:
+        return self.root / VERSIONS_DIR / name / version
+
+    def read_index(self) -> dict[str, ExpertRecord]:
+        """The experts of the index, by name; an empty store (no index yet) has none."""
+        try:
+            data = json.loads(self.index_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as error:
+            raise BundleError(f"The store index {self.index_path} is unreadable: {clause(error)}.", "store") from None
+        try:
+            if data["format"] != INDEX_FORMAT:
+                raise ValueError(f"format {data['format']} is not {INDEX_FORMAT}")
+            return {
+                name: ExpertRecord(name, str(entry["active"]), tuple(str(v) for v in entry["previous"]))
+                for name, entry in data["experts"].items()
+            }
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise BundleError(f"The store index {self.index_path} is malformed ({clause(error)}).", "store") from None
+
+    def active_experts(self) -> dict[str, Path]:
+        """Folder of the active version of each expert: what the runtime loads. Reads the index only."""
+        return {name: self.version_path(name, record.active) for name, record in self.read_index().items()}
+
+    def manifest(self, name: str, version: str) -> Manifest:
+        return Manifest.from_yaml_bytes((self.version_path(name, version) / MANIFEST_NAME).read_bytes())
+
+    def check(self) -> list[str]:
+        """Problems of the store, one sentence each (empty when healthy): every version the index
+        names must be a complete folder whose files match its manifest's sizes and sha256."""
+        problems = []
+        for name, record in self.read_index().items():
+            for version in record.versions:
+                folder = self.version_path(name, version)
+                try:
+                    manifest = self.manifest(name, version)
+                except (OSError, BundleError) as error:
+                    problems.append(f"{name} {version}: the manifest cannot be read ({clause(error)}).")
+                    continue
+                if (manifest.name, manifest.version) != (name, version):
+                    problems.append(f"{name} {version}: the folder holds {manifest.name} {manifest.version}.")
+                for entry in manifest.files:
+                    path = folder / entry.path
+                    if not path.is_file():
+                        problems.append(f"{name} {version}: {entry.path} is missing.")
+                    elif path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
+                        problems.append(f"{name} {version}: {entry.path} does not match its manifest.")
+        return problems
+
+    # ---------------------------------------------------------------------------------- writing
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[dict[str, ExpertRecord]]:
+        """Hold the store lock, make sure the store exists, collect what crashes left behind."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            (self.root / STAGING_DIR).mkdir(exist_ok=True)
+            (self.root / VERSIONS_DIR).mkdir(exist_ok=True)
+            if not self.index_path.exists():
+                if any((self.root / VERSIONS_DIR).iterdir()):
+                    raise BundleError(
+                        f"The store {self.root} has expert versions but no index, so it is left untouched.", "store"
+                    )
+                self._write_index({}, generation=0, announce=False)
+            index = self.read_index()
+            self._collect_garbage(index)
+            yield index
+        finally:
+            os.close(lock)  # closing releases the lock; so does the death of the process
+
+    def generation(self) -> int:
+        """The index generation: it grows by one with every committed write (0 for an empty store)."""
+        try:
+            return int(json.loads(self.index_path.read_text()).get("generation", 0))
+        except (OSError, ValueError, AttributeError):
+            return 0
+
+    def _write_index(self, experts: dict[str, ExpertRecord], generation: int | None = None, announce: bool = True) -> None:
+        """Replace index.json atomically and durably (the commit point of every write)."""
+        data = {
+            "format": INDEX_FORMAT,
+            "generation": self.generation() + 1 if generation is None else generation,
+            "experts": {
+                name: {"active": record.active, "previous": list(record.previous)}
+                for name, record in sorted(experts.items())
+            },
+        }
+        temp = self.root / (INDEX_NAME + ".tmp")
+        with open(temp, "w") as handle:
+            json.dump(data, handle, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if announce:
+            _checkpoint("index-written")
+        os.replace(temp, self.index_path)
+        if announce:
+            _checkpoint("index-replaced")
+        _fsync_dir(self.root)
+        if announce:
+            _checkpoint("committed")
+
+    def _collect_garbage(self, experts: dict[str, ExpertRecord]) -> None:
+        """Delete staging leftovers and every version folder the index does not name.
+
+        Folders are first renamed into staging (atomic), then deleted, so versions/ never holds a
+        half-deleted folder even if the process dies while deleting.
+        """
+        staging = self.root / STAGING_DIR
+        for leftover in list(staging.iterdir()):
+            self._delete(leftover)
+        keep = {(name, version) for name, record in experts.items() for version in record.versions}
+        for expert_dir in sorted((self.root / VERSIONS_DIR).iterdir()):
+            for version_dir in sorted(expert_dir.iterdir()):
+                if (expert_dir.name, version_dir.name) not in keep:
+                    trash = Path(tempfile.mkdtemp(prefix="trash-", dir=staging))
+                    os.rename(version_dir, trash / "version")
+                    _checkpoint("pruning")
+                    self._delete(trash)
+            if not any(expert_dir.iterdir()):
+                expert_dir.rmdir()
+        _fsync_dir(self.root / VERSIONS_DIR)
+
+    @staticmethod
+    def _delete(path: Path) -> None:
+        if path.is_dir() and not path.is_symlink():
+            for folder, dirs, files in os.walk(path, topdown=False):
+                for name in files:
+                    os.unlink(os.path.join(folder, name))
+                    _checkpoint("deleting")
+                for name in dirs:
+                    os.rmdir(os.path.join(folder, name))
+            os.rmdir(path)
+        else:
+            path.unlink(missing_ok=True)
+
+    def install(
+        self,
+        bundle_path: str | Path,
+        keyring: Keyring | str | Path,
+        *,
+        backbone_fingerprint: str,
+        tokenizer_fingerprint: str,
+        force: bool = False,
+    ) -> InstallResult:
+        """Verify a bundle against the keyring and this robot's fingerprints, then make it active.
+
+        A version older than the active one is refused unless `force` (a deliberate downgrade). A
+        version already in the store is reused only if its manifest is byte-identical: one version
+        string never names two different experts. Any refusal leaves the store as it was.
+        """
+        if isinstance(keyring, (str, os.PathLike)):
+            keyring = load_keyring(keyring)
+        with self._writing() as experts:
+            work = Path(tempfile.mkdtemp(prefix="install-", dir=self.root / STAGING_DIR))
+            try:
+                verified = extract_verified(
+                    bundle_path,
+                    work / "expert",
+                    keyring,
+                    backbone_fingerprint=backbone_fingerprint,
+                    tokenizer_fingerprint=tokenizer_fingerprint,
+                    limits=self.config.limits,
+                )
+                _checkpoint("verified")
+                manifest = verified.manifest
+                current = experts.get(manifest.name)
+                self._refuse_version(manifest, current, force)
+                target = self.version_path(manifest.name, manifest.version)
+                if target.exists():
+                    if (target / MANIFEST_NAME).read_bytes() != (verified.root / MANIFEST_NAME).read_bytes():
+                        raise BundleError(
+                            f"Version {manifest.version} of expert {manifest.name!r} is already in the store with "
+                            "different content; publish the new build under a new version.",
+                            "version-conflict",
+                        )
+                else:
+                    _fsync_tree(verified.root)
+                    _checkpoint("staged")
+                    target.parent.mkdir(exist_ok=True)
+                    _fsync_dir(target.parent.parent)
+                    os.rename(verified.root, target)
+                    _fsync_dir(target.parent)
+                    _checkpoint("renamed")
+                if current is not None and current.active == manifest.version:
+                    return InstallResult(manifest.name, manifest.version, current.active, target, changed=False)
+                older = () if current is None else current.versions
+                previous = tuple(v for v in older if v != manifest.version)[: self.config.keep_previous]
+                experts = dict(experts)
+                experts[manifest.name] = ExpertRecord(manifest.name, manifest.version, previous)
+                self._write_index(experts)
+                self._collect_garbage(experts)
+                return InstallResult(
+                    manifest.name, manifest.version, current.active if current else None, target, changed=True
+                )
+            finally:
+                if work.exists():
+                    self._delete(work)
+
+    @staticmethod
+    def _refuse_version(manifest: Manifest, current: ExpertRecord | None, force: bool) -> None:
+        if current is None or force:
+            return
+        if manifest.semver < SemVer.parse(current.active):
+            raise BundleError(
+                f"Version {manifest.version} of expert {manifest.name!r} is older than the installed version "
+                f"{current.active}; force the install to downgrade.",
+                "older-version",
+            )
+
+    def rollback(self, name: str, to: str | None = None) -> ExpertRecord:
+        """Make a previous version active again (the newest previous one unless `to` names one).
+
+        The versions newer than the one rolled back to leave the store: a rolled-back build is
+        abandoned, and can be installed again from its bundle.
+        """
+        with self._writing() as experts:
+            record = self._record(experts, name)
+            if not record.previous:
+                raise BundleError(f"Expert {name!r} has no previous version to roll back to.", "no-previous")
+            target = to if to is not None else record.previous[0]
+            if target not in record.previous:
+                raise BundleError(
+                    f"Expert {name!r} has no previous version {target} (kept: {', '.join(record.previous)}).",
+                    "no-previous",
+                )
+            position = record.previous.index(target)
+            updated = ExpertRecord(name, target, record.previous[position + 1 :])
+            experts = dict(experts) | {name: updated}
+            self._write_index(experts)
+            self._collect_garbage(experts)
+            return updated
+
+    def remove(self, name: str, version: str | None = None) -> None:
+        """Remove an expert with all its versions, or only one of its previous (inactive) versions."""
+        with self._writing() as experts:
+            record = self._record(experts, name)
+            experts = dict(experts)
+            if version is None:
+                del experts[name]
+            elif version == record.active:
+                raise BundleError(
+                    f"Version {version} of expert {name!r} is active; roll back first or remove the whole expert.",
+                    "active-version",
+                )
+            elif version not in record.previous:
+                raise BundleError(f"Expert {name!r} has no version {version} in the store.", "unknown-version")
+            else:
+                experts[name] = ExpertRecord(name, record.active, tuple(v for v in record.previous if v != version))
+            self._write_index(experts)
+            self._collect_garbage(experts)
+
+    @staticmethod
+    def _record(experts: dict[str, ExpertRecord], name: str) -> ExpertRecord:
+        if name not in experts:
+            raise BundleError(f"The store has no expert named {name!r}.", "unknown-expert")
+        return experts[name]

@@ -1,0 +1,1 @@
+"""Adapters in memory and which expert answers: expert set, merged serving, routers."""

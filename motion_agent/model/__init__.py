@@ -1,0 +1,1 @@
+"""The networks: backbone, frozen base model, motion-language model, VQ-VAE tokenizer."""

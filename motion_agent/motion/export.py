@@ -1,0 +1,172 @@
+"""Motion files and previews for people and other tools: BVH (Blender, Unity, MotionBuilder),
+stick-figure plots and animated GIF previews.
+
+BVH channels are Z, X, Y rotations in degrees (the CMU mocap convention most importers expect);
+the hierarchy is the SMPL 22-joint chain with offsets fitted to the motion's own bone lengths.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+
+from motion_agent.motion.skeleton import CHILDREN, JOINT_NAMES, KINEMATIC_CHAIN, NUM_JOINTS, Skeleton, inverse_kinematics
+
+BVH_EULER_ORDER = "ZXY"  # intrinsic, as BVH's channel order "Zrotation Xrotation Yrotation" means
+END_SITE_LENGTH = 0.05  # metres; BVH needs an end segment to draw the last bone of each chain
+
+
+def _hierarchy(skeleton: Skeleton, joint: int, depth: int, lines: list[str]) -> None:
+    pad = "  " * depth
+    keyword = "ROOT" if joint == 0 else "JOINT"
+    x, y, z = skeleton.offsets[joint]
+    lines.append(f"{pad}{keyword} {JOINT_NAMES[joint]}")
+    lines.append(f"{pad}{{")
+    lines.append(f"{pad}  OFFSET {x:.6f} {y:.6f} {z:.6f}")
+    if joint == 0:
+        lines.append(f"{pad}  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation")
+    else:
+        lines.append(f"{pad}  CHANNELS 3 Zrotation Xrotation Yrotation")
+    kids = CHILDREN[joint]
+    for kid in kids:
+        _hierarchy(skeleton, kid, depth + 1, lines)
+    if not kids:
+        direction = skeleton.offsets[joint] / max(np.linalg.norm(skeleton.offsets[joint]), 1e-9)
+        ex, ey, ez = direction * END_SITE_LENGTH
+        lines += [f"{pad}  End Site", f"{pad}  {{", f"{pad}    OFFSET {ex:.6f} {ey:.6f} {ez:.6f}", f"{pad}  }}"]
+    lines.append(f"{pad}}}")
+
+
+def _depth_first_order(joint: int = 0) -> list[int]:
+    order = [joint]
+    for kid in CHILDREN[joint]:
+        order += _depth_first_order(kid)
+    return order
+
+
+def write_bvh(path: str | Path, joints: np.ndarray | torch.Tensor, fps: float = 20.0) -> Path:
+    """Write a (T, 22, 3) joint-position motion (metres) as BVH; returns the path written."""
+    joints = torch.as_tensor(np.asarray(joints), dtype=torch.float64)
+    if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3):
+        raise ValueError(f"joints must have shape (frames, {NUM_JOINTS}, 3), got {tuple(joints.shape)}")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    skeleton = Skeleton.from_joints(joints.numpy())
+    root, local = inverse_kinematics(joints, skeleton)
+    euler = Rotation.from_matrix(local.reshape(-1, 3, 3).numpy()).as_euler(BVH_EULER_ORDER, degrees=True)
+    euler = euler.reshape(joints.shape[0], NUM_JOINTS, 3)
+
+    lines = ["HIERARCHY"]
+    _hierarchy(skeleton, 0, 0, lines)
+    lines += ["MOTION", f"Frames: {joints.shape[0]}", f"Frame Time: {1.0 / fps:.6f}"]
+    order = _depth_first_order()
+    for frame in range(joints.shape[0]):
+        values = list(root[frame].numpy()) + [v for j in order for v in euler[frame, j]]
+        lines.append(" ".join(f"{v:.6f}" for v in values))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def plot_stick_figures(
+    motions: dict[str, np.ndarray], path: str | Path, frames_per_motion: int = 5, title: str | None = None
+) -> Path:
+    """One row per named (T, 22, 3) motion, a few evenly spaced frames side by side, seen from the side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        len(motions), frames_per_motion, figsize=(1.6 * frames_per_motion, 2.2 * len(motions)), squeeze=False
+    )
+    for row, (name, joints) in enumerate(motions.items()):
+        joints = np.asarray(joints)
+        picks = np.linspace(0, len(joints) - 1, frames_per_motion).round().astype(int)
+        for col, frame in enumerate(picks):
+            ax = axes[row, col]
+            pose = joints[frame] - [joints[frame, 0, 0], 0, joints[frame, 0, 2]]
+            for chain in KINEMATIC_CHAIN:
+                ax.plot(pose[list(chain), 2], pose[list(chain), 1], "-o", markersize=1.5, linewidth=1.5)
+            ax.set_xlim(-1, 1)
+            ax.set_ylim(-0.05, 2.0)
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel(name, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_gif(joints: np.ndarray, path: str | Path, fps: float = 20.0, title: str = "", max_fps: float = 10.0) -> Path:
+    """An animated stick figure of a (T, 22, 3) motion seen from the side, root held in place; frames are
+    thinned to at most `max_fps` so a preview stays small."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    joints = np.asarray(joints, dtype=np.float64)
+    if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or len(joints) == 0:
+        raise ValueError(f"joints must have shape (frames, {NUM_JOINTS}, 3), got {joints.shape}")
+    step = max(1, int(round(fps / max_fps)))
+    frames = joints[::step]
+    fig, ax = plt.subplots(figsize=(2.6, 3.2))
+    lines = [ax.plot([], [], "-o", markersize=2, linewidth=2)[0] for _ in KINEMATIC_CHAIN]
+    ax.set_xlim(-1, 1)
+    ax.set_ylim(-0.05, 2.0)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title[:40], fontsize=8)
+    fig.tight_layout()
+
+    def draw(index: int):
+        pose = frames[index] - [frames[index, 0, 0], 0, frames[index, 0, 2]]
+        for line, chain in zip(lines, KINEMATIC_CHAIN):
+            line.set_data(pose[list(chain), 2], pose[list(chain), 1])
+        return lines
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FuncAnimation(fig, draw, frames=len(frames), blit=True).save(path, writer=PillowWriter(fps=fps / step), dpi=80)
+    plt.close(fig)
+    return path
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How motions are written for people and other tools (`config/motion.yaml`, section `export`)."""
+
+    body_model_path: str | None = None  # SMPL model folder or file; None: no meshes
+    body_model_gender: str = "neutral"
+    preview_frames: int = 6
+
+    def __post_init__(self) -> None:
+        if self.body_model_gender not in ("neutral", "male", "female"):
+            raise ValueError(f"body_model_gender must be neutral, male or female, got {self.body_model_gender!r}")
+        if self.preview_frames < 1:
+            raise ValueError(f"preview_frames must be at least 1, got {self.preview_frames}")
+
+
+def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> Path:
+    """One mesh frame as Wavefront OBJ, which every 3D tool opens."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices]
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces]
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,1 @@
+"""Stage 1: the VQ-VAE motion tokenizer (training, evaluation, ONNX export, CLI)."""
