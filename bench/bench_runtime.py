@@ -186,7 +186,7 @@ def serving_request(number: int, rng: np.random.Generator, seconds: int) -> str:
 
 def tagged(number: int, text: str) -> str:
     """A refused soak request made unique, so its answer is never taken for another's (diagnostics name a
-    request by its first characters, motion_agent.nodes.core.request_label). Good requests stay untagged:
+    request by its first characters, motion_agent.nodes.diagnostics.request_label). Good requests stay untagged:
     a tag would change what the routers see."""
     return f"[{number}] {text}"
 
@@ -391,7 +391,7 @@ class ExpertFactory:
         codes (routing cost, not quality, is measured). No durations: the agent routes a request
         without its "for N seconds" (routers trained with them refused 70 % of the requests they own)."""
         from motion_agent.model.language_model import m2t_prompt, t2m_prompt
-        from motion_agent.experts.routing import prompt_features
+        from motion_agent.experts.prompt_features import prompt_features
 
         if family not in self._features:
             rng = np.random.default_rng(SEED + FAMILY_NAMES.index(family))
@@ -580,7 +580,7 @@ class AgentClient:
         late answer of a request already counted as lost could be taken for a later identical one's."""
         from std_msgs.msg import String
 
-        from motion_agent.nodes.core import request_label
+        from motion_agent.nodes.diagnostics import request_label
 
         label = request_label(message) if label is None else label
         self.answers.pop(label, None)
@@ -975,7 +975,8 @@ def mixed_batch_vs_switching(agent, repeats: int) -> dict:
 def onnx_decoder(bench: Bench, base_dir: Path):
     """The base model's exported decoder, or one exported now when its tokenizer folder has none."""
     from motion_agent.model.base_model import tokenizer_folder
-    from motion_agent.model.tokenizer import MotionTokenizer, OnnxTokenDecoder, load_decoder
+    from motion_agent.model.tokenizer import MotionTokenizer
+    from motion_agent.model.tokenizer_onnx import OnnxTokenDecoder, load_decoder
 
     folder = tokenizer_folder(base_dir)
     try:
@@ -1290,7 +1291,7 @@ def soak_message(kind: str, number: int, rng: np.random.Generator) -> tuple[str 
     from rclpy.serialization import serialize_message
     from std_msgs.msg import String
 
-    from motion_agent.nodes.core import request_label
+    from motion_agent.nodes.diagnostics import request_label
 
     texts = {
         "good": lambda: serving_request(number, rng, SOAK_SECONDS),

@@ -3,7 +3,7 @@ motion_agent.nodes.node_set.enabled_nodes(config) with the same parameters (as `
 without the ROS 2 launch tool). Optional nodes (speech) start only when the config file turns them on,
 so the node list is resolved when the launch runs, once `config` is known."""
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
@@ -18,8 +18,6 @@ def _nodes(context, *args, **kwargs) -> list:
     # value_type=str keeps an empty or numeric-looking value a string parameter.
     parameters = [{name: ParameterValue(LaunchConfiguration(name), value_type=str) for name in ARGUMENTS}]
     specs = enabled_nodes(LaunchConfiguration("config").perform(context) or None)
-    if not specs:
-        return [LogInfo(msg="motion_agent: this build has no nodes yet; nothing to start")]
     return [Node(package=PACKAGE, executable=spec.executable, name=spec.name, output="screen", parameters=parameters)
             for spec in specs]
 

@@ -33,10 +33,12 @@ from motion_agent.model.language_model import (
     without_duration,
 )
 from motion_agent.experts.onnx_trunk import FEATURES_BACKENDS, OnnxPromptFeatures
-from motion_agent.experts.routing import UNKNOWN, AutoencoderRouter, Decision, ExpertRouter, prompt_features, softmax_weights
+from motion_agent.experts.prompt_features import prompt_features
+from motion_agent.experts.routing import UNKNOWN, AutoencoderRouter, Decision, ExpertRouter, softmax_weights
 from motion_agent.motion.retarget import Retargeter, Trajectory, load_robot
 from motion_agent.motion.skeleton import NUM_JOINTS
-from motion_agent.model.tokenizer import MotionTokenizer, load_decoder
+from motion_agent.model.tokenizer import MotionTokenizer
+from motion_agent.model.tokenizer_onnx import load_decoder
 
 
 class RequestError(ValueError):

@@ -70,7 +70,8 @@ def write_expert(lm, folder: Path, seed: int, family: str | None = None) -> Path
     from peft import LoraConfig, get_peft_model
 
     from motion_agent.model.language_model import t2m_prompt
-    from motion_agent.experts.routing import ExpertRouter, prompt_features
+    from motion_agent.experts.prompt_features import prompt_features
+    from motion_agent.experts.routing import ExpertRouter
     from training.continual.router_training import AutoencoderSettings, fit_autoencoder
 
     torch.manual_seed(seed)

@@ -79,7 +79,8 @@ def test_distillation_is_zero_for_the_teacher_itself_and_only_reads_target_posit
 def test_epi_refuses_statistics_from_older_runs_and_reads_back_its_own(tmp_path):
     from safetensors.numpy import save_file
 
-    from motion_agent.experts.routing import FeatureStatistics, RouterError
+    from motion_agent.experts.routing import RouterError
+    from training.continual.routers import FeatureStatistics
     from training.continual.methods.epi import load_statistics, save_statistics
 
     stats = FeatureStatistics.of(np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
@@ -521,7 +522,8 @@ def test_moe_hard_experts_are_what_the_robot_runtime_loads_and_routes_alike(inpu
     ExpertSet and AutoencoderRouter, and the runtime routes requests exactly as the trainer scored them."""
     from motion_agent.model.base_model import load_base_model
     from motion_agent.experts.expert_set import BASE, ExpertSet
-    from motion_agent.experts.routing import AutoencoderRouter, prompt_features
+    from motion_agent.experts.prompt_features import prompt_features
+    from motion_agent.experts.routing import AutoencoderRouter
     from training.continual.methods import make_method
 
     _, out = benchmark
@@ -546,7 +548,7 @@ def test_epi_keeps_its_statistics_per_direction(inputs, benchmark):
     from safetensors.numpy import load_file
 
     from motion_agent.model.base_model import load_base_model
-    from motion_agent.experts.routing import prompt_features
+    from motion_agent.experts.prompt_features import prompt_features
     from training.continual.methods import make_method
     from training.continual.methods.epi import STATISTICS_FILE
 

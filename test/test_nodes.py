@@ -21,8 +21,11 @@ from motion_agent.agent import AgentConfig, CaptionResult, RequestError, check_p
 from motion_agent.config import ConfigError
 from motion_agent.motion.demo import demo_motion
 from motion_agent.nodes.node_set import NODE_SET
-from motion_agent.nodes.core import (SMPL_TO_ROS, LatestWinsWorker, PoseWindow, key_frames, on_model_thread, pose_frame,
-                                     request_label)
+from motion_agent.motion.skeleton import SMPL_TO_ROS
+from motion_agent.nodes.diagnostics import request_label
+from motion_agent.nodes.messages import key_frames
+from motion_agent.nodes.pose_window import PoseWindow, pose_frame
+from motion_agent.nodes.worker import LatestWinsWorker, on_model_thread
 from motion_agent.nodes.launcher import launch_parameters, node_command
 from motion_agent.nodes.settings import load_node_config, resolve_settings
 

@@ -7,16 +7,9 @@ import torch
 
 from motion_agent.model.base_model import load_base_model
 from motion_agent.model.language_model import t2m_prompt
-from motion_agent.experts.routing import (
-    AutoencoderRouter,
-    Decision,
-    ExpertRouter,
-    KeyGate,
-    MahalanobisRouter,
-    OracleRouter,
-    RouterError,
-    prompt_features,
-)
+from motion_agent.experts.prompt_features import prompt_features
+from motion_agent.experts.routing import AutoencoderRouter, Decision, ExpertRouter, RouterError
+from training.continual.routers import KeyGate, MahalanobisRouter, OracleRouter
 from training.continual.router_training import AutoencoderSettings, fit_autoencoder
 
 from conftest import family_requests
@@ -106,7 +99,7 @@ def test_router_file_round_trips_exactly_and_refuses_other_files(router, tmp_pat
     save_file({"x": torch.zeros(1)}, tmp_path / "odd" / "router" / "router.safetensors", metadata={"kind": "gate"})
     with pytest.raises(RouterError, match="not an autoencoder router"):
         ExpertRouter.load(tmp_path / "odd")
-    from motion_agent.experts.routing import FEATURE_KIND
+    from motion_agent.experts.prompt_features import FEATURE_KIND
 
     save_file({"x": torch.zeros(1)}, tmp_path / "odd" / "router" / "router.safetensors",
               metadata={"kind": "autoencoder", "features": FEATURE_KIND, "directions": "t2m"})
@@ -118,7 +111,7 @@ def test_a_router_of_the_earlier_one_autoencoder_format_serves_both_directions(r
     """Experts installed before routers had one autoencoder per direction keep working."""
     from safetensors.torch import save_file
 
-    from motion_agent.experts.routing import FEATURE_KIND
+    from motion_agent.experts.prompt_features import FEATURE_KIND
 
     walk = router.experts["walk"].autoencoders["t2m"]
     tensors, sizes = walk.tensors("t2m")
@@ -193,7 +186,7 @@ def test_a_router_on_prompt_features_tells_clearly_different_tasks_apart(tiny_ba
 def test_features_with_the_instruction_cached_equal_those_of_whole_prompts(tiny_base_model):
     """Routing runs only a request's own tokens, attending to the instruction's cached keys and values;
     the features must be those of the whole prompt (routers trained on either path stay valid)."""
-    from motion_agent.experts import routing
+    from motion_agent.experts import prompt_features as routing
     from motion_agent.model.language_model import m2t_prompt
 
     lm = load_base_model(tiny_base_model)

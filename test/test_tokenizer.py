@@ -16,16 +16,8 @@ import torch
 from motion_agent.config import ConfigError, load_yaml
 from motion_agent.motion.demo import DEMO_KINDS, demo_motion
 from motion_agent.motion.features import FEATURE_DIM, joints_to_features, mean_std
-from motion_agent.model.tokenizer import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    EMAQuantizer,
-    MotionTokenizer,
-    OnnxTokenDecoder,
-    TokenizerConfig,
-    folder_fingerprint,
-    load_decoder,
-)
+from motion_agent.model.tokenizer import CONFIG_FILE, WEIGHTS_FILE, EMAQuantizer, MotionTokenizer, TokenizerConfig, folder_fingerprint
+from motion_agent.model.tokenizer_onnx import OnnxTokenDecoder, load_decoder
 from training.tokenizer.cli import main as cli_main
 from training.tokenizer.evaluate import EVAL_JSON, EVAL_PNG, evaluate_tokenizer, format_summary
 from training.tokenizer.export import export_onnx, onnx_max_abs_diff
@@ -233,7 +225,7 @@ def test_the_onnx_runtime_path_needs_neither_onnx_nor_training(trained):
     script = (
         "import sys; sys.modules['onnx'] = None\n"
         "import numpy as np\n"
-        "from motion_agent.model.tokenizer import load_decoder\n"
+        "from motion_agent.model.tokenizer_onnx import load_decoder\n"
         f"out = load_decoder({str(trained.folder)!r}, 'onnx').decode(np.zeros((1, 5), dtype=np.int64))\n"
         "assert out.shape == (1, 20, 263), out.shape\n"
         "assert not [m for m in sys.modules if m == 'training' or m.startswith('training.')]\n"

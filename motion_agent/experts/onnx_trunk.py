@@ -1,4 +1,4 @@
-"""The routers' feature trunk run by onnxruntime: the same features as `routing.prompt_features`,
+"""The routers' feature trunk run by onnxruntime: the same features as `prompt_features.prompt_features`,
 for a fraction of the cost per request.
 
 Through transformers, routing one request spends most of its time in Python around a few small matrix
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from motion_agent.model.language_model import MotionLanguageModel
-from motion_agent.experts.routing import INSTRUCTION_HEADS, router_trunk, shared_instruction
+from motion_agent.experts.prompt_features import INSTRUCTION_HEADS, router_trunk, shared_instruction
 
 FEATURES_BACKENDS = ("onnx", "torch")
 

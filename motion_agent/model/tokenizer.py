@@ -16,7 +16,7 @@ A tokenizer folder holds::
     tokenizer.safetensors   weights and codebook statistics
     tokenizer.yaml          the TokenizerConfig
     mean.npy, std.npy       the normalisation the model was trained with (float32, no pickle)
-    decoder.onnx            optional, written by the exporter, run by OnnxTokenDecoder
+    decoder.onnx            optional, written by the exporter, run by tokenizer_onnx.OnnxTokenDecoder
     encoder.onnx            optional
     onnx.json               optional: the fingerprint the ONNX files were exported from
 
@@ -30,7 +30,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -305,7 +304,7 @@ def check_tokens(tokens: np.ndarray | torch.Tensor, codebook_size: int) -> None:
         raise ValueError(f"tokens must lie in [0, {codebook_size}), got {low}..{high}")
 
 
-def _load_stats(folder: Path, config: TokenizerConfig) -> tuple[np.ndarray, np.ndarray]:
+def load_stats(folder: Path, config: TokenizerConfig) -> tuple[np.ndarray, np.ndarray]:
     stats = []
     for name in (MEAN_FILE, STD_FILE):
         path = folder / name
@@ -321,7 +320,7 @@ def folder_fingerprint(folder: str | Path) -> str:
     """The fingerprint of a saved tokenizer, from its files alone (no model is built)."""
     folder = Path(folder)
     config = load_yaml(TokenizerConfig, folder / CONFIG_FILE)
-    mean, std = _load_stats(folder, config)
+    mean, std = load_stats(folder, config)
     return _fingerprint((folder / WEIGHTS_FILE).read_bytes(), config, mean, std)
 
 
@@ -442,7 +441,7 @@ class MotionTokenizer(nn.Module):
         """Read a tokenizer folder (no pickle anywhere); the model comes back in eval mode."""
         folder = Path(folder)
         config = load_yaml(TokenizerConfig, folder / CONFIG_FILE)
-        mean, std = _load_stats(folder, config)
+        mean, std = load_stats(folder, config)
         weights = folder / WEIGHTS_FILE
         if not weights.is_file():
             raise FileNotFoundError(f"tokenizer folder {folder} has no {WEIGHTS_FILE}")
@@ -451,82 +450,3 @@ class MotionTokenizer(nn.Module):
         if not bool(model.quantizer.initialized):
             raise ValueError(f"{weights} holds an untrained codebook")
         return model.to(device).eval()
-
-
-class TokenDecoder(Protocol):
-    """What the runtime needs from a decoder, whichever backend runs it."""
-
-    config: TokenizerConfig
-    mean: np.ndarray
-    std: np.ndarray
-
-    @property
-    def downsampling(self) -> int: ...
-
-    def decode(self, tokens: np.ndarray | torch.Tensor): ...
-
-    def denormalize(self, features): ...
-
-    def fingerprint(self) -> str: ...
-
-
-class OnnxTokenDecoder:
-    """The exported decoder run by onnxruntime: same `decode` as MotionTokenizer, without torch compute.
-
-    `decode` returns a torch tensor when given one and a numpy array otherwise. It refuses ONNX files
-    exported from a different tokenizer than the folder's weights (the stamp in `onnx.json`).
-    """
-
-    def __init__(self, folder: str | Path, providers: list[str] | None = None, threads: int = 0) -> None:
-        import onnxruntime
-
-        self.folder = Path(folder)
-        self.config = load_yaml(TokenizerConfig, self.folder / CONFIG_FILE)
-        self.mean, self.std = _load_stats(self.folder, self.config)
-        self._fingerprint = folder_fingerprint(self.folder)
-        stamp_path = self.folder / ONNX_STAMP
-        if not stamp_path.is_file() or not (self.folder / DECODER_ONNX).is_file():
-            raise FileNotFoundError(
-                f"{self.folder} has no exported decoder ({DECODER_ONNX}, {ONNX_STAMP}); export it first"
-            )
-        stamp = json.loads(stamp_path.read_text())
-        if stamp.get("fingerprint") != self._fingerprint:
-            raise ValueError(
-                f"{self.folder / DECODER_ONNX} was exported from tokenizer {stamp.get('fingerprint')}, "
-                f"but the folder holds {self._fingerprint}; export it again"
-            )
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(
-            str(self.folder / DECODER_ONNX), options, providers=providers or ["CPUExecutionProvider"]
-        )
-        self.input_name = self.session.get_inputs()[0].name
-
-    @property
-    def downsampling(self) -> int:
-        return self.config.downsampling
-
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def decode(self, tokens: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-        """Tokens (B, N) -> normalised features (B, N * downsampling, 263), float32."""
-        as_torch = isinstance(tokens, torch.Tensor)
-        array = tokens.detach().cpu().numpy() if as_torch else np.asarray(tokens)
-        check_tokens(array, self.config.codebook_size)
-        (features,) = self.session.run(None, {self.input_name: array.astype(np.int64)})
-        return torch.from_numpy(features) if as_torch else features
-
-    def denormalize(self, features: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-        if isinstance(features, torch.Tensor):
-            return features * torch.as_tensor(self.std) + torch.as_tensor(self.mean)
-        return np.asarray(features, dtype=np.float32) * self.std + self.mean
-
-
-def load_decoder(folder: str | Path, backend: str = "torch") -> MotionTokenizer | OnnxTokenDecoder:
-    """The decoder a runtime config selects: "torch" (MotionTokenizer) or "onnx" (OnnxTokenDecoder)."""
-    if backend == "torch":
-        return MotionTokenizer.load(folder)
-    if backend == "onnx":
-        return OnnxTokenDecoder(folder)
-    raise ValueError(f"unknown tokenizer backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -170,3 +170,31 @@ def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> Path
     lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def plot_trajectory(times: np.ndarray, positions: np.ndarray, names: list[str], path: str | Path,
+                    title: str = "", lines: int = 12) -> Path:
+    """Joint positions over time: the `lines` joints that move most, named in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    times, positions = np.asarray(times), np.asarray(positions).reshape(len(times), -1)
+    spread = np.ptp(positions, axis=0) if len(times) else np.zeros(len(names))
+    order = np.argsort(-spread)[:lines]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for j in order:
+        ax.plot(times, positions[:, j], label=names[j], linewidth=1.2)
+    ax.set_xlabel("time from start (s)")
+    ax.set_ylabel("position (rad)")
+    ax.set_title(title[:90] or "joint trajectory", fontsize=9)
+    if len(order):
+        ax.legend(fontsize=6, ncol=2, loc="upper right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -28,6 +28,8 @@ JOINT_NAMES: tuple[str, ...] = (
     "left_elbow", "right_elbow", "left_wrist", "right_wrist",
 )
 NUM_JOINTS = len(JOINT_NAMES)
+# Columns are SMPL axes written in REP-103 axes: ros (x forward, y left, z up) = smpl (z, x, y).
+SMPL_TO_ROS = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 PARENTS: tuple[int, ...] = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
 
 CHILDREN: tuple[tuple[int, ...], ...] = tuple(
@@ -83,10 +85,6 @@ class Skeleton:
         for j in range(1, NUM_JOINTS):
             joints[j] = joints[PARENTS[j]] + self.offsets[j]
         return joints
-
-    def floor_to_pelvis(self) -> float:
-        """Pelvis height when standing straight in the rest pose with the lowest joint on the floor."""
-        return float(-self.rest_joints()[:, 1].min())
 
 
 def bone_lengths(joints: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -17,8 +17,11 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from motion_agent.agent import CaptionResult, MotionAgent, RequestError
-from motion_agent.nodes.common import Diagnostics, guarded, load_agent, read_settings, run_node
-from motion_agent.nodes.core import LatestWinsWorker, Outcome, PoseWindow, caption_values, on_model_thread, pose_frame
+from motion_agent.nodes.common import guarded, load_agent, read_settings, run_node
+from motion_agent.nodes.diagnostics import Diagnostics
+from motion_agent.nodes.diagnostics import caption_values
+from motion_agent.nodes.pose_window import PoseWindow, pose_frame
+from motion_agent.nodes.worker import LatestWinsWorker, Outcome, on_model_thread
 from motion_agent.nodes.messages import pose_points
 from motion_agent.nodes.settings import NodeConfig
 

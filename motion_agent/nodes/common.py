@@ -1,21 +1,18 @@
-"""What the agent's node processes share: parameters, the model, diagnostics and the main loop."""
+"""What the agent's node processes share: parameters, the model, guarded callbacks and the main loop."""
 from __future__ import annotations
 
 import sys
-import threading
 from dataclasses import dataclass
 from typing import Callable
 
 import rclpy
 import torch
-from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from motion_agent.agent import AgentConfig, MotionAgent
 from motion_agent.config import ConfigError
-from motion_agent.nodes.messages import diagnostic_array, diagnostic_status
 from motion_agent.nodes.settings import NodeConfig, default_config_path, resolve_settings
 
 
@@ -43,29 +40,6 @@ def read_settings(node: Node) -> Settings:
     )).value
     agent, node_config = resolve_settings(config or None, base_model, frame_id)
     return Settings(config, agent, node_config)
-
-
-class Diagnostics:
-    """One DiagnosticArray per event on the diagnostics topic; safe to call from worker threads."""
-
-    def __init__(self, node: Node, topic: str) -> None:
-        self.node = node
-        self.publisher = node.create_publisher(DiagnosticArray, topic, 10)
-        self.hardware_id = node.get_fully_qualified_name()
-        self._lock = threading.Lock()
-
-    def publish(self, name: str, level: str, message: str, values: dict[str, str], stamp=None) -> None:
-        stamp = stamp or self.node.get_clock().now().to_msg()
-        status = diagnostic_status(f"{self.node.get_name()}: {name}", self.hardware_id, level, message, values)
-        with self._lock:
-            self.publisher.publish(diagnostic_array(stamp, [status]))
-        logger = self.node.get_logger()  # one call site per severity: rclpy refuses mixing them
-        if level == "OK":
-            logger.info(f"{name}: {message}")
-        elif level == "WARN":
-            logger.warning(f"{name}: {message}")
-        else:
-            logger.error(f"{name}: {message}")
 
 
 def guarded(node: Node, callback: Callable) -> Callable:

@@ -20,7 +20,8 @@ from std_msgs.msg import String
 
 from motion_agent.agent import MotionAgent
 from motion_agent.bundles.inbox import BundleInbox
-from motion_agent.nodes.common import Diagnostics, guarded
+from motion_agent.nodes.common import guarded
+from motion_agent.nodes.diagnostics import Diagnostics
 from motion_agent.nodes.settings import NodeConfig
 
 

@@ -17,13 +17,23 @@ from trajectory_msgs.msg import (
 )
 from visualization_msgs.msg import Marker, MarkerArray
 
-from motion_agent.nodes.core import SMPL_TO_ROS, key_frames
 from motion_agent.motion.retarget import Trajectory
-from motion_agent.motion.skeleton import JOINT_NAMES, NUM_JOINTS
+from motion_agent.motion.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, SMPL_TO_ROS
 
+BONES: tuple[tuple[int, int], ...] = tuple((PARENTS[j], j) for j in range(1, NUM_JOINTS))
 LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN, "ERROR": DiagnosticStatus.ERROR}
 LEVEL_NAMES = {int.from_bytes(v, "little") if isinstance(v, bytes) else int(v): k for k, v in LEVELS.items()}
 
+
+
+def key_frames(joints: np.ndarray, count: int) -> list[tuple[int, np.ndarray]]:
+    """`count` evenly spaced frames of a (T, 22, 3) SMPL-axes motion as (frame, (21, 2, 3) bone
+    segments in REP-103 axes), ready for a LINE_LIST marker."""
+    joints = np.asarray(joints, dtype=np.float64)
+    picks = np.unique(np.linspace(0, len(joints) - 1, min(count, len(joints))).round().astype(int))
+    parents, children = np.array(BONES).T
+    ros = joints @ SMPL_TO_ROS.T
+    return [(int(f), np.stack([ros[f, parents], ros[f, children]], axis=1)) for f in picks]
 
 def duration(seconds: float) -> Duration:
     nanoseconds = int(round(float(seconds) * 1e9))

@@ -32,8 +32,10 @@ from visualization_msgs.msg import MarkerArray
 
 from motion_agent.agent import MotionAgent, MotionResult, RequestError, check_text
 from motion_agent.nodes.caption_node import PoseCaptioner
-from motion_agent.nodes.common import Diagnostics, guarded, load_agent, read_settings, run_node
-from motion_agent.nodes.core import LatestWinsWorker, Outcome, generation_values, on_model_thread, request_label
+from motion_agent.nodes.common import guarded, load_agent, read_settings, run_node
+from motion_agent.nodes.diagnostics import Diagnostics
+from motion_agent.nodes.diagnostics import generation_values, request_label
+from motion_agent.nodes.worker import LatestWinsWorker, Outcome, on_model_thread
 from motion_agent.nodes.expert_manager import ExpertManager
 from motion_agent.nodes.messages import skeleton_markers, skeleton_message, string_bytes, trajectory_message
 

@@ -31,7 +31,8 @@ class NodeSpec:
 
 # Captioning runs inside the agent node by default (one model load per robot); the standalone
 # `motion_captioner` (console script motion-agent-captioner) is for running it in a process of its
-# own, with `node.caption: false` in the agent YAML. The expert manager joins as it is built.
+# own, with `node.caption: false` in the agent YAML. Expert installs run inside the agent node
+# (nodes/expert_manager.py), so they swap the very expert set that serves.
 NODE_SET: tuple[NodeSpec, ...] = (
     NodeSpec(
         name="motion_agent",

@@ -19,7 +19,8 @@ from rclpy.node import Node
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 
-from motion_agent.nodes.core import plot_trajectory, request_label
+from motion_agent.motion.export import plot_trajectory
+from motion_agent.nodes.diagnostics import request_label
 from motion_agent.motion.export import write_bvh, write_gif
 from motion_agent.nodes.messages import level_name, seconds_of, skeleton_joints, status_values, trajectory_dict
 from motion_agent.nodes.settings import NodeConfig

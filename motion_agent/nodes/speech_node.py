@@ -33,8 +33,9 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Int16MultiArray, String
 
-from motion_agent.nodes.common import Diagnostics, guarded, read_settings, run_node
-from motion_agent.nodes.core import LatestWinsWorker, Outcome
+from motion_agent.nodes.common import guarded, read_settings, run_node
+from motion_agent.nodes.diagnostics import Diagnostics
+from motion_agent.nodes.worker import LatestWinsWorker, Outcome
 from motion_agent.speech import AudioError, SpeechConfig, Transcriber, Transcript, Utterance, load_speech_config
 
 NODE_NAME = "motion_speech"

@@ -1,7 +1,7 @@
 """Training an expert's autoencoder router (O-LoRA-MoE) on the inputs of its task.
 
 The inputs are the prompts the expert will serve: each caption as a T2M prompt and each motion as an
-M2T prompt, embedded by `motion_agent.experts.routing.prompt_features` on the frozen base, one autoencoder per
+M2T prompt, embedded by `motion_agent.experts.prompt_features.prompt_features` on the frozen base, one autoencoder per
 direction. The acceptance threshold mu + k sigma comes from cross-fitted losses: the clips are split
 into folds, an autoencoder fitted without a fold scores that fold, and the statistics of those held-out
 losses set the threshold of the autoencoder fitted on everything. The paper takes them from the
@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from motion_agent.model.language_model import DIRECTIONS, Direction, MotionLanguageModel, request_prompts
-from motion_agent.experts.routing import Autoencoder, ExpertAutoencoder, ExpertRouter, prompt_features
+from motion_agent.experts.prompt_features import prompt_features
+from motion_agent.experts.routing import Autoencoder, ExpertAutoencoder, ExpertRouter
 from training.base.train import Example
 
 

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from motion_agent.model.tokenizer import DECODER_ONNX, ENCODER_ONNX, ONNX_STAMP, MotionTokenizer, OnnxTokenDecoder
+from motion_agent.model.tokenizer import DECODER_ONNX, ENCODER_ONNX, ONNX_STAMP, MotionTokenizer
+from motion_agent.model.tokenizer_onnx import OnnxTokenDecoder
 
 OPSET = 17  # supported by every onnxruntime the project allows (>= 1.18)
 EXAMPLE_TOKENS = 8  # length of the tracing example; the exported axis is dynamic anyway

@@ -17,8 +17,9 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from motion_agent.model.language_model import DIRECTIONS
-from motion_agent.experts.routing import (FEATURE_KIND, Decision, FeatureStatistics, MahalanobisRouter, RouterError,
-                                  check_features, prompt_features)
+from motion_agent.experts.prompt_features import FEATURE_KIND, prompt_features
+from motion_agent.experts.routing import Decision, RouterError, check_features
+from training.continual.routers import FeatureStatistics, MahalanobisRouter
 from training.continual import adapters
 from training.continual.methods.base import Direction
 from training.continual.methods.moe_hard import MoEHard

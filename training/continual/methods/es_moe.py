@@ -3,7 +3,7 @@
 Each task adds a LoRA expert and an orthogonal key. A request's prompt tokens, as the frozen base model
 sees them, go through the causal-guided emotion decoupling block (`training.continual.emotion_decoupling`,
 global dictionary from K-means over the first task's prompt tokens) to the emotion-highlighted input h;
-the key gate (`motion_agent.experts.routing.KeyGate`) turns h into weights over the experts (top-k, softmax),
+the key gate (`training.continual.routers.KeyGate`) turns h into weights over the experts (top-k, softmax),
 and the request runs with the experts' LoRA updates summed by those weights. Training minimises the
 language-model loss plus lambda times an emotion classification loss on h; only the new expert's LoRA,
 the gate's query projection and the block learn, and each earlier expert is hidden from the gate at
@@ -25,7 +25,7 @@ from scipy.cluster.vq import kmeans2
 from training.continual.emotion_decoupling import DecouplingConfig, EmotionDecoupling
 from motion_agent.experts.expert_set import running_adapters, weighted_experts
 from motion_agent.model.language_model import request_prompts
-from motion_agent.experts.routing import KeyGate
+from training.continual.routers import KeyGate
 from training.base.train import IGNORE, Example
 from training.continual.blends import Blends
 from training.continual.methods.base import Direction

@@ -16,7 +16,8 @@ import numpy as np
 
 from motion_agent.experts.expert_set import BASE
 from motion_agent.model.language_model import request_prompts
-from motion_agent.experts.routing import AutoencoderRouter, Decision, ExpertRouter, prompt_features
+from motion_agent.experts.prompt_features import prompt_features
+from motion_agent.experts.routing import AutoencoderRouter, Decision, ExpertRouter
 from training.continual import adapters
 from training.continual.methods.base import Direction
 from training.continual.methods.o_lora import OLoRA

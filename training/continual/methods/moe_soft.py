@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from motion_agent.experts.expert_set import BASE
-from motion_agent.experts.routing import Decision, prompt_features, softmax_weights
+from motion_agent.experts.prompt_features import prompt_features
+from motion_agent.experts.routing import Decision, softmax_weights
 from training.continual.blends import Blends
 from training.continual.methods.base import Direction
 from training.continual.methods.moe_hard import MoEHard
