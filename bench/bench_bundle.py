@@ -26,7 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmark the
 
 from common import write_result  # noqa: E402
 
-from motion_agent.bundles.bundle import generate_keypair, load_keyring, load_private_key, pack_bundle, verify_bundle  # noqa: E402
+from motion_agent.bundles.archive import pack_bundle  # noqa: E402
+from motion_agent.bundles.keys import generate_keypair, load_keyring, load_private_key
+from motion_agent.bundles.verify import verify_bundle
 from motion_agent.bundles.store import ExpertStore  # noqa: E402
 
 

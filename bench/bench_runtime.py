@@ -304,7 +304,7 @@ class Signer:
 
     @classmethod
     def create(cls, folder: Path) -> "Signer":
-        from motion_agent.bundles.bundle import generate_keypair
+        from motion_agent.bundles.keys import generate_keypair
 
         folder.mkdir(parents=True, exist_ok=True)
         _, public, _ = generate_keypair(folder / "bench.key")
@@ -349,7 +349,8 @@ class ExpertFactory:
 
     def bundle(self, index: int, version: str = FIRST_VERSION) -> Path:
         """The bundle of expert `index` (family FAMILY_NAMES[index % 8]) at `version`, made once."""
-        from motion_agent.bundles.bundle import load_private_key, pack_bundle
+        from motion_agent.bundles.archive import pack_bundle
+        from motion_agent.bundles.keys import load_private_key
 
         path = self.work / "bundles" / f"{expert_name(index)}-{version}.tar"
         if not path.exists():

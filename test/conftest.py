@@ -93,7 +93,8 @@ def expert_bundles(tiny_base_model, tmp_path_factory):
     import shutil
 
     from motion_agent.model.base_model import BaseModelSpec, load_base_model
-    from motion_agent.bundles.bundle import generate_keypair, load_private_key, pack_bundle
+    from motion_agent.bundles.archive import pack_bundle
+    from motion_agent.bundles.keys import generate_keypair, load_private_key
 
     root = tmp_path_factory.mktemp("expert_bundles")
     lm = load_base_model(tiny_base_model)

@@ -23,24 +23,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from motion_agent.bundles.bundle import (
-    ADAPTER_WEIGHTS,
-    ARCHIVE_ORDER,
-    EVAL_FIGURES,
-    EXPERT_FILES,
-    MANIFEST_NAME,
-    SIGNATURE_NAME,
-    BundleError,
-    BundleLimits,
-    SemVer,
-    generate_keypair,
-    load_keyring,
-    load_private_key,
-    pack_bundle,
-    sign_manifest,
-    verify_bundle,
-    write_archive,
-)
+from motion_agent.bundles.archive import pack_bundle, write_archive
+from motion_agent.bundles.keys import generate_keypair, load_keyring, load_private_key, sign_manifest
+from motion_agent.bundles.manifest import ADAPTER_WEIGHTS, ARCHIVE_ORDER, EVAL_FIGURES, EXPERT_FILES, MANIFEST_NAME, SIGNATURE_NAME, BundleError, BundleLimits, SemVer
+from motion_agent.bundles.verify import verify_bundle
 from motion_agent.bundles.cli import main
 from motion_agent.bundles.store import PAUSE_ENV, STEPS, ExpertStore, StoreConfig
 

@@ -12,21 +12,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from motion_agent.bundles.bundle import (
-    ADAPTER_CONFIG,
-    DEFAULT_LIMITS,
-    BundleError,
-    BundleLimits,
-    VerifiedBundle,
-    check_fingerprint,
-    extract_verified,
-    generate_keypair,
-    load_keyring,
-    load_model_fingerprints,
-    load_private_key,
-    pack_bundle,
-    read_eval_figures,
-)
+from motion_agent.bundles.archive import pack_bundle
+from motion_agent.bundles.keys import generate_keypair, load_keyring, load_private_key
+from motion_agent.bundles.manifest import ADAPTER_CONFIG, DEFAULT_LIMITS, BundleError, BundleLimits, check_fingerprint, load_model_fingerprints
+from motion_agent.bundles.verify import VerifiedBundle, extract_verified, read_eval_figures
 from motion_agent.bundles.store import ExpertStore, StoreConfig
 
 PROG = "motion-agent-bundle"

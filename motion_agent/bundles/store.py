@@ -46,19 +46,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from motion_agent.bundles.bundle import (
-    DEFAULT_LIMITS,
-    MANIFEST_NAME,
-    BundleError,
-    BundleLimits,
-    Keyring,
-    Manifest,
-    SemVer,
-    clause,
-    extract_verified,
-    load_keyring,
-    sha256_file,
-)
+from motion_agent.bundles.archive import sha256_file
+from motion_agent.bundles.keys import Keyring, load_keyring
+from motion_agent.bundles.manifest import DEFAULT_LIMITS, MANIFEST_NAME, BundleError, BundleLimits, Manifest, SemVer, clause
+from motion_agent.bundles.verify import extract_verified
 
 INDEX_NAME = "index.json"
 INDEX_FORMAT = 1
