@@ -50,7 +50,8 @@ def score(base: Path, evaluator_dir: Path, corpus: Path, clips: int | None) -> d
     """Model and ground-truth figures on the same held-out clips, by the same evaluator."""
     from motion_agent.model.base_model import BaseModelSpec, load_base_model, tokenizer_folder
     from motion_agent.model.tokenizer import MotionTokenizer
-    from training.evaluation.evaluator import Evaluator, evaluate_ground_truth
+    from training.evaluation.evaluator import Evaluator
+    from training.evaluation.evaluator_training import evaluate_ground_truth
     from training.data.humanml3d import HumanML3D
     from training.evaluation.lm_eval import EvalSettings, evaluate_m2t, evaluate_t2m, ground_truth
 

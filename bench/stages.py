@@ -64,7 +64,8 @@ def make_tokenizer(work: Path, corpus: Path, steps: int | None) -> Path:
 
 
 def make_evaluator(work: Path, corpus: Path, epochs: int | None) -> Path:
-    from training.evaluation.evaluator import CONFIG_FILE, default_config_path, load_config, train_evaluator
+    from training.evaluation.evaluator import CONFIG_FILE, default_config_path, load_config
+    from training.evaluation.evaluator_training import train_evaluator
 
     folder = work / "evaluator"
     if not (folder / CONFIG_FILE).is_file():

@@ -13,18 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from motion_agent.config import ConfigError
-from training.evaluation.evaluator import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    Evaluator,
-    EvaluatorConfig,
-    EvaluatorModelConfig,
-    EvaluatorTrainingConfig,
-    default_config_path,
-    evaluate_ground_truth,
-    load_config,
-    train_evaluator,
-)
+from training.evaluation.evaluator import CONFIG_FILE, WEIGHTS_FILE, Evaluator, EvaluatorConfig, EvaluatorModelConfig, EvaluatorTrainingConfig, default_config_path, load_config
+from training.evaluation.evaluator_training import evaluate_ground_truth, train_evaluator
 from training.evaluation.cli import EVAL_JSON, EVAL_PNG
 from training.evaluation.cli import main as cli_main
 from training.data.humanml3d import HumanML3D

@@ -56,7 +56,8 @@ def plot_evaluation(evaluator, clips, figures: dict, path: Path, seed: int = 0) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from training.evaluation.evaluator import POOL, draw_captions
+    from training.evaluation.evaluator import POOL
+    from training.evaluation.evaluator_training import draw_captions
 
     pool = clips[:POOL]
     text = evaluator.encode_text(draw_captions(pool, seed))
@@ -124,9 +125,8 @@ def format_summary(training: dict, figures: dict | None, out: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from training.evaluation.evaluator import (
-        TOP_K, Evaluator, default_config_path, evaluate_ground_truth, load_config, train_evaluator,
-    )
+    from training.evaluation.evaluator import TOP_K, Evaluator, default_config_path, load_config
+    from training.evaluation.evaluator_training import evaluate_ground_truth, train_evaluator
     from training.data.humanml3d import HumanML3D
 
     try:

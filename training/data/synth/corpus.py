@@ -27,8 +27,9 @@ from tqdm import tqdm
 from motion_agent.motion.features import FeatureConfig, joints_to_features, mean_std
 from motion_agent.motion.skeleton import forward_kinematics
 from training.data.humanml3d import split_ids
-from training.data.synth import actions as A
-from training.data.synth.actions import ACTIONS, Take
+from training.data.synth import take as A
+from training.data.synth.actions import ACTIONS
+from training.data.synth.take import Take
 from training.data.synth.captions import captions, tokens
 from training.data.synth.emotions import EMOTIONS, Style
 
