@@ -31,7 +31,13 @@ HAS_SPEECH = all(importlib.util.find_spec(m) for m in ("faster_whisper", "meetin
 HAS_ESPEAK = importlib.util.find_spec("espeakng_loader") is not None
 needs_speech = pytest.mark.skipif(not HAS_SPEECH, reason="the speech extra is not installed (pip install -e '.[speech]')")
 needs_espeak = pytest.mark.skipif(not HAS_ESPEAK, reason="espeakng-loader (dev extra) is not installed: no espeak-ng voice")
-PHRASE = "wave hello happily"
+PHRASE = "can you wave hello to me"  # a request as people say it to a robot
+# What a user relies on is that the request's words come back, not one exact spelling: CTranslate2 picks
+# its CPU kernels per machine (CT2_FORCE_CPU_ISA=GENERIC|AVX2|AVX512), and Whisper tiny.en's greedy words
+# differ between them at the margin (one machine heard "wave hello happily" as "wave below, happy" with
+# AVX2 and AVX512 only). So transcripts are scored by word error rate, and the action word must be heard.
+MAX_WORD_ERROR_RATE = 0.34  # one word in three may be misheard
+ACTION_WORD = "wave"
 START_TIMEOUT = 120.0  # python + rclpy + torch + Whisper load in a child process, on a busy 2-core machine
 ANSWER_TIMEOUT = 60.0
 
@@ -43,6 +49,34 @@ def tone(seconds: float, level: float = 0.3, hz: float = 220.0) -> np.ndarray:
 
 def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
+
+
+def word_error_rate(reference: str, heard: str) -> float:
+    """Word-level edit distance (substitutions, insertions, deletions) over the reference's word count;
+    case and punctuation are ignored."""
+    def words(text: str) -> list[str]:
+        return "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split()
+
+    ref, hyp = words(reference), words(heard)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        previous, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
+    return row[-1] / max(len(ref), 1)
+
+
+def assert_heard(text: str, reference: str = PHRASE) -> None:
+    """The request came back: its action word, and at most MAX_WORD_ERROR_RATE of its words wrong."""
+    assert ACTION_WORD in text.lower(), f"{text!r} lacks {ACTION_WORD!r}"
+    assert word_error_rate(reference, text) <= MAX_WORD_ERROR_RATE, f"heard {text!r} for {reference!r}"
+
+
+def test_word_error_rate_counts_words_not_spelling():
+    assert word_error_rate("can you wave hello to me", "Can you wave hello to me?") == 0
+    assert word_error_rate("wave hello happily", "Wave below, happy.") == pytest.approx(2 / 3)
+    assert word_error_rate("wave hello", "wave") == 0.5 and word_error_rate("wave", "wave wave") == 1.0
+    assert word_error_rate("", "") == 0
 
 
 def chunks(audio: np.ndarray, size: int) -> list[np.ndarray]:
@@ -231,8 +265,9 @@ class Espeak:
     The voice is chosen for what Whisper tiny.en recognises: it hears espeak-ng's default voice say
     "wave hello happily" as "Way in the low half, Billy", and most voices as "wave below happily" (the
     h of hello is lost after the v). The Klatt voice `en-us+klatt4` at 110 words a minute with 200 ms
-    between words is heard right, and so are its neighbours (100-115 words a minute, 175-225 ms),
-    with beam sizes 1 and 5; the pauses stay well below the 700 ms that end an utterance."""
+    between words is heard well, with beam sizes 1 and 5; the pauses stay well below the 700 ms that
+    end an utterance. PHRASE is heard word for word with every CTranslate2 kernel set (GENERIC, AVX2,
+    AVX512) on the machines tried; the assertions still allow a misheard word (`assert_heard`)."""
 
     SYNCHRONOUS, RATE, WORDGAP, CHARACTER_POSITION, END_PAUSE = 2, 1, 7, 1, 0x1000
     CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
@@ -281,7 +316,7 @@ def espeak() -> Espeak:
 @pytest.fixture(scope="module")
 def spoken(espeak) -> np.ndarray:
     audio = espeak.say(PHRASE)
-    assert 1.5 < len(audio) / SAMPLE_RATE < 5 and np.abs(audio).max() > 3000
+    assert 1.5 < len(audio) / SAMPLE_RATE < 8 and np.abs(audio).max() > 3000  # well inside max_utterance_s
     return audio
 
 
@@ -292,8 +327,7 @@ def test_whisper_tiny_en_hears_espeak_speech_in_a_stream(spoken):
     stream = np.concatenate([np.zeros(8000, np.int16), spoken, np.zeros(16000, np.int16)])
     transcripts = [t for chunk in chunks(stream, 480) for t in transcriber.accept(chunk)]  # 30 ms chunks
     assert len(transcripts) == 1, transcripts  # the 250 ms gaps between words do not end the utterance
-    text = transcripts[0].text.lower()
-    assert "wave" in text and "hello" in text, text
+    assert_heard(transcripts[0].text)
     assert transcripts[0].ended_by == "silence" and transcripts[0].latency_ms > 0
 
 
@@ -421,7 +455,7 @@ def test_spoken_request_becomes_a_transcript_over_ros_topics(ros, speech_process
         quiet = np.zeros(SAMPLE_RATE // 2, np.int16)
         listener.send(np.concatenate([quiet, spoken, quiet, quiet, quiet]))
         text = listener.spin_until(lambda: listener.transcripts, what="a transcript")[0]
-        assert "wave" in text.lower() and "hello" in text.lower(), text
+        assert_heard(text)
         _, values = listener.spin_until(lambda: listener.status("OK", "heard"), what="the OK diagnostic")
         assert values["text"] == text and values["ended_by"] == "silence" and float(values["latency_ms.transcribe"]) > 0
         before = len(listener.statuses)
@@ -430,7 +464,7 @@ def test_spoken_request_becomes_a_transcript_over_ros_topics(ros, speech_process
         _, values = listener.spin_until(lambda: listener.status("OK", "heard", after=before),
                                         what="a transcript of audio that stopped")
         assert values["ended_by"] == "flush" and listener.transcripts[1:] == [values["text"]]
-        assert "wave" in values["text"].lower() and "hello" in values["text"].lower(), values["text"]
+        assert_heard(values["text"])
     finally:
         listener.node.destroy_node()
     speech_process.send_signal(signal.SIGINT)
