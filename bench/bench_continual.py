@@ -27,9 +27,11 @@ backbone's run (one order, one process) writes the comparison of the methods it 
 held out of training for the routers' unknown detection; config/training/continual.yaml), hours on 2 CPU
 cores; `--profile smollm2-135m` runs mtl, seq-lora (and moe-hard where it exists) in one order, on a GPU
 when one is visible. For a quick check of the plumbing, shrink it:
-  python bench/bench_continual.py --motions 480 --extra-test-motions 80 --tokenizer-steps 50 --base-steps 20 --evaluator-epochs 2 \\
+  python bench/bench_continual.py --motions 480 --extra-test-motions 80 --tokenizer-steps 50 \\
+      --base-steps 20 --evaluator-epochs 2 \\
       --steps 5 --eval-clips 3 --orders 1 --work-dir /tmp/continual-check --no-result
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,14 +45,27 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-from common import RESULTS_DIR, write_result  # noqa: E402  (bench/common.py, beside this file)
-from stages import (CORPUS_MOTIONS, CORPUS_SEED, EXTRA_TEST_MOTIONS, SMOLLM2, TINY, embedded_base,  # noqa: E402
-                    add_base_training_arguments, make_base, make_corpus, make_evaluator, make_stream, make_tokenizer, timed)
-
 from training.continual.config import ContinualConfig, load_continual_config  # noqa: E402
-from training.evaluation.evaluator import CONFIG_FILE as EVALUATOR_CONFIG  # noqa: E402
 from training.continual.report import json_ready, summary_lines  # noqa: E402
 from training.data.streams import KINDS  # noqa: E402
+from training.evaluation.evaluator import CONFIG_FILE as EVALUATOR_CONFIG  # noqa: E402
+
+from common import RESULTS_DIR, write_result  # noqa: E402  (bench/common.py, beside this file)
+from stages import (
+    CORPUS_MOTIONS,
+    CORPUS_SEED,
+    EXTRA_TEST_MOTIONS,
+    SMOLLM2,
+    TINY,
+    add_base_training_arguments,
+    embedded_base,  # noqa: E402
+    make_base,
+    make_corpus,
+    make_evaluator,
+    make_stream,
+    make_tokenizer,
+    timed,
+)
 
 REAL_BACKBONE_METHODS = ("mtl", "seq-lora", "moe-hard")  # moe-hard only where it is registered
 DEFAULT_WORK_DIR = REPO / "out" / "bench_continual"
@@ -100,19 +115,28 @@ def run(args: argparse.Namespace) -> tuple[dict, Path]:
     config, methods, orders = benchmark_settings(args)
     out = work / f"benchmark_{args.kind}_{args.profile}"
     with timed("benchmark", seconds):
-        record = run_benchmark(stream, corpus, base, evaluator, out, config, methods, orders, profile=args.profile,
-                               records=records)
+        record = run_benchmark(
+            stream, corpus, base, evaluator, out, config, methods, orders, profile=args.profile, records=records
+        )
     record = json_ready(record)
     record.update(
-        stream_kind=args.kind, stage_seconds=seconds, settings=asdict(config),
-        data=str(args.corpus) if args.corpus else (f"procedural corpus ({args.motions} motions, seed {CORPUS_SEED}, "
-                                                    f"{args.extra_test_motions} more in the test split)"),
+        stream_kind=args.kind,
+        stage_seconds=seconds,
+        settings=asdict(config),
+        data=str(args.corpus)
+        if args.corpus
+        else (
+            f"procedural corpus ({args.motions} motions, seed {CORPUS_SEED}, "
+            f"{args.extra_test_motions} more in the test split)"
+        ),
         report=str(out / "report.md"),
     )
     return record, out
 
 
-def scoring_evaluator(args: argparse.Namespace, work: Path, corpus: Path, records: Path | None) -> tuple[Path, Path | None]:
+def scoring_evaluator(
+    args: argparse.Namespace, work: Path, corpus: Path, records: Path | None
+) -> tuple[Path, Path | None]:
     """The frozen evaluator, and the records folder to continue from. Every run of one comparison must be
     scored by the same evaluator, and one trained again elsewhere differs (floating point, thread counts),
     so the records keep the evaluator their runs were scored with: it is used when there, and one trained
@@ -136,29 +160,47 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default=TINY, help=f"backbone profile: {TINY} (default) or {SMOLLM2}")
     parser.add_argument("--kind", default="unseen", choices=KINDS, help="stream kind (default: unseen)")
-    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR,
-                        help="where the corpus, models and runs live; kept, so a rerun continues (default: %(default)s)")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=DEFAULT_WORK_DIR,
+        help="where the corpus, models and runs live; kept, so a rerun continues (default: %(default)s)",
+    )
     parser.add_argument("--corpus", type=Path, help="HumanML3D-layout folder (default: the procedural corpus)")
     parser.add_argument("--stream", type=Path, help="task stream folder (default: made from the corpus)")
     parser.add_argument("--base", type=Path, help="base-model folder (default: trained here)")
     parser.add_argument("--evaluator", type=Path, help="evaluator folder (default: trained here)")
-    parser.add_argument("--train-base", action="store_true",
-                        help="train the tokenizer and base model here even when the embedded default one fits")
+    parser.add_argument(
+        "--train-base",
+        action="store_true",
+        help="train the tokenizer and base model here even when the embedded default one fits",
+    )
     parser.add_argument("--config", type=Path, help="continual YAML (default: config/training/continual.yaml)")
-    parser.add_argument("--methods", nargs="+", help="methods (default: the config's; mtl, seq-lora[, moe-hard] "
-                        "for a real backbone); with a subset of tiny's, finished runs are recorded but no "
-                        "comparison is written")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        help="methods (default: the config's; mtl, seq-lora[, moe-hard] "
+        "for a real backbone); with a subset of tiny's, finished runs are recorded but no "
+        "comparison is written",
+    )
     parser.add_argument("--orders", type=int, help="task orders (default: the config's; 1 for a real backbone)")
     parser.add_argument("--motions", type=int, default=CORPUS_MOTIONS, help="procedural corpus size")
-    parser.add_argument("--extra-test-motions", type=int, default=EXTRA_TEST_MOTIONS,
-                        help="procedural motions added to the test split only (default: %(default)s)")
+    parser.add_argument(
+        "--extra-test-motions",
+        type=int,
+        default=EXTRA_TEST_MOTIONS,
+        help="procedural motions added to the test split only (default: %(default)s)",
+    )
     parser.add_argument("--steps", type=int, help="training steps per task (default: the config's)")
     parser.add_argument("--eval-clips", type=int, help="test clips scored per task (default: the config's)")
     parser.add_argument("--tokenizer-steps", type=int, help="tokenizer training steps (default: its config's)")
     add_base_training_arguments(parser)
     parser.add_argument("--evaluator-epochs", type=int, help="evaluator epochs (default: its config's)")
-    parser.add_argument("--no-result", action="store_true",
-                        help="write nothing to bench/results, neither the comparison nor run records (quick checks)")
+    parser.add_argument(
+        "--no-result",
+        action="store_true",
+        help="write nothing to bench/results, neither the comparison nor run records (quick checks)",
+    )
     return parser
 
 
@@ -170,16 +212,19 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(summary_lines(record)))
     print(f"table: {out / 'report.md'}  heatmaps: {out / 'heatmaps'}  wall time {record['wall_seconds']:.0f} s")
     if not args.no_result and args.methods and args.profile == TINY:
-        print(f"finished runs recorded in {RESULTS_DIR / (result_name(args.kind, args.profile) + '_runs')}; "
-              "run without --methods to write the comparison")
+        print(
+            f"finished runs recorded in {RESULTS_DIR / (result_name(args.kind, args.profile) + '_runs')}; "
+            "run without --methods to write the comparison"
+        )
     elif not args.no_result:
         path = write_result(result_name(args.kind, args.profile), record)
         summary = path.with_suffix(".md")
-        summary.write_text(f"# Continual benchmark: {args.kind} stream, {args.profile}\n\n"
-                           f"`{' '.join(['python bench/bench_continual.py', *(argv if argv is not None else sys.argv[1:])])}` "
-                           f"at commit {json.loads(path.read_text())['commit'][:10]}"
-                           f", {record['orders']} task order(s)\n\n"
-                           + (out / "report.md").read_text())
+        summary.write_text(
+            f"# Continual benchmark: {args.kind} stream, {args.profile}\n\n"
+            f"`{' '.join(['python bench/bench_continual.py', *(argv if argv is not None else sys.argv[1:])])}` "
+            f"at commit {json.loads(path.read_text())['commit'][:10]}"
+            f", {record['orders']} task order(s)\n\n" + (out / "report.md").read_text()
+        )
         print(f"wrote {path} and {summary}")
     return 0
 

@@ -12,6 +12,7 @@ CPU cores). Writes bench/results/language_model.json for smollm2-135m, the repor
 language_model_<profile>.json for any other; a bar chart (language_model.png) and the captions
 it wrote land in the work folder, which keeps the corpus, evaluator and models so a rerun continues.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,20 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from common import write_result  # noqa: E402  (bench/common.py, beside this file)
-from stages import (CORPUS_MOTIONS, CORPUS_SEED, EXTRA_TEST_MOTIONS, SMOLLM2, TINY, add_base_training_arguments,  # noqa: E402
-                    embedded_base, make_base, make_corpus, make_evaluator, make_tokenizer, timed)
+from stages import (
+    CORPUS_MOTIONS,
+    CORPUS_SEED,
+    EXTRA_TEST_MOTIONS,
+    SMOLLM2,
+    TINY,
+    add_base_training_arguments,  # noqa: E402
+    embedded_base,
+    make_base,
+    make_corpus,
+    make_evaluator,
+    make_tokenizer,
+    timed,
+)
 
 DEFAULT_WORK_DIR = REPO / "out" / "bench_language_model"
 TARGET_SHARE = 0.8  # of the ground truth's R-Precision top-3, in both directions
@@ -50,9 +63,9 @@ def score(base: Path, evaluator_dir: Path, corpus: Path, clips: int | None) -> d
     """Model and ground-truth figures on the same held-out clips, by the same evaluator."""
     from motion_agent.model.base_model import BaseModelSpec, load_base_model, tokenizer_folder
     from motion_agent.model.tokenizer import MotionTokenizer
+    from training.data.humanml3d import HumanML3D
     from training.evaluation.evaluator import Evaluator
     from training.evaluation.evaluator_training import evaluate_ground_truth
-    from training.data.humanml3d import HumanML3D
     from training.evaluation.lm_eval import EvalSettings, evaluate_m2t, evaluate_t2m, ground_truth
 
     evaluator = Evaluator.load(evaluator_dir)
@@ -73,11 +86,18 @@ def score(base: Path, evaluator_dir: Path, corpus: Path, clips: int | None) -> d
         "fingerprint": lm.fingerprint,
     }
     for direction in ("t2m", "m2t"):
-        share = figures[direction]["r_precision_top3"] / max(figures[f"{direction}_ground_truth"]["r_precision_top3"], 1e-9)
+        share = figures[direction]["r_precision_top3"] / max(
+            figures[f"{direction}_ground_truth"]["r_precision_top3"], 1e-9
+        )
         figures[f"{direction}_r_precision_top3_of_ground_truth"] = share
-    figures["targets"] = {f"{d}_r_precision_top3_of_ground_truth": {
-        "value": figures[f"{d}_r_precision_top3_of_ground_truth"], "target": TARGET_SHARE,
-        "met": figures[f"{d}_r_precision_top3_of_ground_truth"] >= TARGET_SHARE} for d in ("t2m", "m2t")}
+    figures["targets"] = {
+        f"{d}_r_precision_top3_of_ground_truth": {
+            "value": figures[f"{d}_r_precision_top3_of_ground_truth"],
+            "target": TARGET_SHARE,
+            "met": figures[f"{d}_r_precision_top3_of_ground_truth"] >= TARGET_SHARE,
+        }
+        for d in ("t2m", "m2t")
+    }
     return figures
 
 
@@ -108,17 +128,23 @@ def plot(figures: dict, path: Path) -> Path:
 
 def summary_lines(figures: dict) -> list[str]:
     t2m, gt, m2t = figures["t2m"], figures["t2m_ground_truth"], figures["m2t"]
-    lines = [f"base model {figures['profile']} ({figures['fingerprint'][:12]}), {figures['clips']} held-out clips",
-             f"{'':<22}{'model':>9}{'ground truth':>14}"]
+    lines = [
+        f"base model {figures['profile']} ({figures['fingerprint'][:12]}), {figures['clips']} held-out clips",
+        f"{'':<22}{'model':>9}{'ground truth':>14}",
+    ]
     for key in ("r_precision_top1", "r_precision_top3", "fid", "diversity", "multimodality", "mm_dist", "emotion_f1"):
         if key in t2m:
             lines.append(f"T2M {key:<18}{t2m[key]:>9.3f}{gt.get(key, float('nan')):>14.3f}")
-    lines.append(f"M2T {'r_precision_top3':<18}{m2t['r_precision_top3']:>9.3f}"
-                 f"{figures['m2t_ground_truth']['r_precision_top3']:>14.3f}")
+    lines.append(
+        f"M2T {'r_precision_top3':<18}{m2t['r_precision_top3']:>9.3f}"
+        f"{figures['m2t_ground_truth']['r_precision_top3']:>14.3f}"
+    )
     lines.append(f"M2T BLEU-4 {m2t['bleu4']:.3f}, ROUGE-L {m2t['rouge_l']:.3f}, CIDEr {m2t['cider']:.3f}")
     for name, target in figures["targets"].items():
-        lines.append(f"{name}: {100 * target['value']:.0f} % (target {100 * target['target']:.0f} %: "
-                     f"{'met' if target['met'] else 'NOT met'})")
+        lines.append(
+            f"{name}: {100 * target['value']:.0f} % (target {100 * target['target']:.0f} %: "
+            f"{'met' if target['met'] else 'NOT met'})"
+        )
     return lines
 
 
@@ -129,8 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_base_training_arguments(parser)
     parser.add_argument("--base", type=Path, help="score this base-model folder instead")
     parser.add_argument("--clips", type=int, help="score only the first N test clips (default: all)")
-    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR,
-                        help="where the corpus, evaluator and models live; kept (default: %(default)s)")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=DEFAULT_WORK_DIR,
+        help="where the corpus, evaluator and models live; kept (default: %(default)s)",
+    )
     parser.add_argument("--no-result", action="store_true", help="do not write bench/results (for quick checks)")
     return parser
 
@@ -148,9 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     base = args.base or base_model(args, work, corpus, seconds)
     with timed("scoring", seconds):
         figures = score(base, evaluator, corpus, args.clips)
-    figures.update(base_model=str(base), stage_seconds=seconds, wall_seconds=round(time.perf_counter() - began, 1),
-                   data=f"procedural corpus ({CORPUS_MOTIONS} motions, seed {CORPUS_SEED}, "
-                        f"{EXTRA_TEST_MOTIONS} more in the test split), test split")
+    figures.update(
+        base_model=str(base),
+        stage_seconds=seconds,
+        wall_seconds=round(time.perf_counter() - began, 1),
+        data=f"procedural corpus ({CORPUS_MOTIONS} motions, seed {CORPUS_SEED}, "
+        f"{EXTRA_TEST_MOTIONS} more in the test split), test split",
+    )
     png = plot(figures, work / "language_model.png")
     (work / "captions.json").write_text(json.dumps(figures["m2t"]["examples"], indent=1) + "\n")
     print("\n".join(summary_lines(figures)))

@@ -8,6 +8,7 @@ Data: `--data DIR` reads a folder in HumanML3D layout (its `test` split is held 
 benchmark generates the procedural emotional corpus (CORPUS_MOTIONS motions, fixed seed) and holds
 out its test split.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,13 +22,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-from common import machine_info, write_result  # noqa: E402  (bench/common.py, beside this file)
-
 from training.data.synth.corpus import CorpusConfig, write_corpus  # noqa: E402
 from training.tokenizer.cli import FeatureSplits, load_humanml3d  # noqa: E402
 from training.tokenizer.evaluate import evaluate_tokenizer, format_summary  # noqa: E402
 from training.tokenizer.export import export_onnx, onnx_max_abs_diff  # noqa: E402
 from training.tokenizer.train import default_config_path, load_training_config, train_tokenizer  # noqa: E402
+
+from common import machine_info, write_result  # noqa: E402  (bench/common.py, beside this file)
 
 RESULT_NAME = "tokenizer"
 FPS = 20.0
@@ -58,8 +59,20 @@ def run_benchmark(
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(work_dir or scratch)
         result = train_tokenizer(
-            corpus.train, corpus.val, config.model, out, run.steps, run.batch_size, run.window, run.lr, run.seed,
-            resume=False, options=config.options, mean=corpus.mean, std=corpus.std, progress=progress,
+            corpus.train,
+            corpus.val,
+            config.model,
+            out,
+            run.steps,
+            run.batch_size,
+            run.window,
+            run.lr,
+            run.seed,
+            resume=False,
+            options=config.options,
+            mean=corpus.mean,
+            std=corpus.std,
+            progress=progress,
         )
         figures = evaluate_tokenizer(result.tokenizer, corpus.test, out / "eval", corpus.test_ids)
         export_onnx(result.tokenizer, result.folder)
@@ -81,11 +94,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="training steps (default: the config's)")
     parser.add_argument("--config", type=Path, help="training YAML (default: config/training/tokenizer.yaml)")
     parser.add_argument("--work-dir", type=Path, help="keep checkpoints and plots here (default: a temporary folder)")
-    parser.add_argument("--motions", type=int, default=CORPUS_MOTIONS,
-                        help=f"procedural corpus size when --data is not given (default {CORPUS_MOTIONS})")
+    parser.add_argument(
+        "--motions",
+        type=int,
+        default=CORPUS_MOTIONS,
+        help=f"procedural corpus size when --data is not given (default {CORPUS_MOTIONS})",
+    )
     args = parser.parse_args(argv)
     config = load_training_config(args.config or default_config_path())
-    source = (lambda: load_humanml3d(args.data, config.training.window)) if args.data else (lambda: procedural_corpus(args.motions, window=config.training.window))
+    source = (
+        (lambda: load_humanml3d(args.data, config.training.window))
+        if args.data
+        else (lambda: procedural_corpus(args.motions, window=config.training.window))
+    )
     began = time.perf_counter()
     figures = run_benchmark(source, args.steps, args.config, args.work_dir)
     figures["wall_seconds"] = round(time.perf_counter() - began, 1)

@@ -1,6 +1,7 @@
 """The stages benchmarks share: the procedural corpus, its task stream, the motion tokenizer, the
 evaluator and the base model, each made with the shipped config/training/*.yaml in a work folder and
 skipped when its output is already there (so an interrupted benchmark continues where it stopped)."""
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,21 @@ def make_tokenizer(work: Path, corpus: Path, steps: int | None) -> Path:
         config = load_training_config(default_config_path())
         run = config.training
         data = load_humanml3d(corpus, run.window)
-        train_tokenizer(data.train, data.val, config.model, folder, steps or run.steps, run.batch_size, run.window,
-                        run.lr, run.seed, resume=True, options=config.options, mean=data.mean, std=data.std)
+        train_tokenizer(
+            data.train,
+            data.val,
+            config.model,
+            folder,
+            steps or run.steps,
+            run.batch_size,
+            run.window,
+            run.lr,
+            run.seed,
+            resume=True,
+            options=config.options,
+            mean=data.mean,
+            std=data.std,
+        )
     return folder / "tokenizer"
 
 
@@ -88,7 +102,8 @@ def embedded_base(profile: str, motions: int) -> Path | None:
     built = json.loads((folder / MANIFEST_FILE).read_text())
     synth = f"--motions {motions} --seed {CORPUS_SEED}"
     same = built.get("corpus") == {"motions": motions, "seed": CORPUS_SEED} or any(
-        synth in command for command in built.get("commands", []))
+        synth in command for command in built.get("commands", [])
+    )
     return folder / "base" if same else None
 
 
@@ -97,14 +112,18 @@ def add_base_training_arguments(parser: argparse.ArgumentParser) -> None:
     from training.base.train import MIXED_PRECISION
 
     parser.add_argument("--base-steps", type=int, help="base-model training steps (default: its config's)")
-    parser.add_argument("--mixed-precision", choices=MIXED_PRECISION,
-                        help="training precision of the base model (and of the experts, where the benchmark "
-                             "trains them) (default: the configs'); bf16 trained smollm2-135m 1.6x as fast on "
-                             "a 2-core AMX CPU")
+    parser.add_argument(
+        "--mixed-precision",
+        choices=MIXED_PRECISION,
+        help="training precision of the base model (and of the experts, where the benchmark "
+        "trains them) (default: the configs'); bf16 trained smollm2-135m 1.6x as fast on "
+        "a 2-core AMX CPU",
+    )
 
 
-def make_base(work: Path, corpus: Path, tokenizer: Path, profile: str, steps: int | None,
-              mixed_precision: str | None = None) -> Path:
+def make_base(
+    work: Path, corpus: Path, tokenizer: Path, profile: str, steps: int | None, mixed_precision: str | None = None
+) -> Path:
     """The base model of `profile`, trained once; an interrupted training continues from its checkpoint."""
     from motion_agent.model.base_model import SPEC_FILE
     from training.base.train import load_base_config, train_base

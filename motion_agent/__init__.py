@@ -2,4 +2,5 @@
 
 Everything here imports without ROS 2; only `motion_agent.nodes` needs rclpy.
 """
+
 __version__ = "0.1.0"

@@ -10,6 +10,7 @@ or to none ("unknown"), in which case the configured fallback serves it with the
 it. `reload_experts` brings the served set in line with the store while requests keep coming: files are
 read before the expert lock is taken, and a request runs wholly on the old set or wholly on the new.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,11 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from motion_agent.model.base_model import BaseModelSpec, load_base_model, tokenizer_folder
-from motion_agent.config import load_yaml
 from motion_agent.bundles.store import ExpertStore, InstallResult
+from motion_agent.config import load_yaml
 from motion_agent.experts.expert_set import ExpertSet
-from motion_agent.motion.features import FeatureConfig, joints_to_features, recover_joints
+from motion_agent.experts.onnx_trunk import FEATURES_BACKENDS, OnnxPromptFeatures
+from motion_agent.experts.prompt_features import prompt_features
+from motion_agent.experts.routing import UNKNOWN, AutoencoderRouter, Decision, ExpertRouter, softmax_weights
+from motion_agent.model.base_model import BaseModelSpec, load_base_model, tokenizer_folder
 from motion_agent.model.language_model import (
     Direction,
     GenerationConfig,
@@ -32,13 +35,11 @@ from motion_agent.model.language_model import (
     t2m_prompt,
     without_duration,
 )
-from motion_agent.experts.onnx_trunk import FEATURES_BACKENDS, OnnxPromptFeatures
-from motion_agent.experts.prompt_features import prompt_features
-from motion_agent.experts.routing import UNKNOWN, AutoencoderRouter, Decision, ExpertRouter, softmax_weights
-from motion_agent.motion.retarget import Retargeter, Trajectory, load_robot
-from motion_agent.motion.skeleton import NUM_JOINTS
 from motion_agent.model.tokenizer import MotionTokenizer
 from motion_agent.model.tokenizer_onnx import load_decoder
+from motion_agent.motion.features import FeatureConfig, joints_to_features, recover_joints
+from motion_agent.motion.retarget import Retargeter, Trajectory, load_robot
+from motion_agent.motion.skeleton import NUM_JOINTS
 
 
 class RequestError(ValueError):
@@ -163,8 +164,15 @@ class _Clock:
 class MotionAgent:
     """The robot's motion-language skill set, independent of any middleware."""
 
-    def __init__(self, lm: MotionLanguageModel, encoder: MotionTokenizer, decoder, retargeter: Retargeter,
-                 config: AgentConfig = AgentConfig(), tokenizer_fingerprint: str = "") -> None:
+    def __init__(
+        self,
+        lm: MotionLanguageModel,
+        encoder: MotionTokenizer,
+        decoder,
+        retargeter: Retargeter,
+        config: AgentConfig = AgentConfig(),
+        tokenizer_fingerprint: str = "",
+    ) -> None:
         self.lm, self.encoder, self.decoder, self.retargeter, self.config = lm, encoder, decoder, retargeter, config
         self.tokenizer_fingerprint = tokenizer_fingerprint  # bundles must name it (and the base fingerprint)
         self.experts = ExpertSet(lm, merged=config.routing.merged)
@@ -175,7 +183,7 @@ class MotionAgent:
             self.reload_experts()
 
     @classmethod
-    def from_config(cls, config: AgentConfig) -> "MotionAgent":
+    def from_config(cls, config: AgentConfig) -> MotionAgent:
         if not config.base_model:
             raise ValueError("agent.base_model is not set: name a folder written by `motion-agent-train base`")
         lm = load_base_model(config.base_model, config.generation)
@@ -205,8 +213,9 @@ class MotionAgent:
         """Verify and install a signed expert bundle into the store, then serve it (no restart)."""
         if self.store is None:
             raise ValueError("agent.routing.experts names no expert store: set it to install bundles")
-        result = self.store.install(bundle, keyring, backbone_fingerprint=self.fingerprint,
-                                    tokenizer_fingerprint=self.tokenizer_fingerprint)
+        result = self.store.install(
+            bundle, keyring, backbone_fingerprint=self.fingerprint, tokenizer_fingerprint=self.tokenizer_fingerprint
+        )
         return result, self.reload_experts()
 
     def route(self, prompt: str, direction: Direction) -> Decision:
@@ -245,8 +254,9 @@ class MotionAgent:
             features = self.decoder.denormalize(self.decoder.decode(np.asarray(codes, dtype=np.int64)[None]))[0]
         return recover_joints(torch.as_tensor(np.asarray(features), dtype=torch.float64)).numpy()
 
-    def generate(self, text: object, emotion: str | None = None, duration: float | None = None,
-                 seed: int | None = None) -> MotionResult:
+    def generate(
+        self, text: object, emotion: str | None = None, duration: float | None = None, seed: int | None = None
+    ) -> MotionResult:
         """A motion for a request; `emotion` (a word such as "happy") and `duration` (seconds) are added
         to what the text itself says."""
         clock = _Clock()
@@ -257,8 +267,12 @@ class MotionAgent:
             decision = self.route(t2m_prompt(without_duration(text)), "t2m")
             expert = self._expert_label(decision)
             clock.lap("route")
-            codes = self._run(decision, lambda lm: lm.generate_motion(
-                [text], seed=self.config.seed if seed is None else seed, seconds=duration))[0]
+            codes = self._run(
+                decision,
+                lambda lm: lm.generate_motion(
+                    [text], seed=self.config.seed if seed is None else seed, seconds=duration
+                ),
+            )[0]
         clock.lap("language_model")
         joints = self.decode(codes)
         clock.lap("decode")

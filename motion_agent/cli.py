@@ -8,6 +8,7 @@
 
 rclpy is imported inside `say` only (through motion_agent.nodes.say), so the package imports without ROS 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,9 @@ def _demo(args: argparse.Namespace) -> int:
             from motion_agent.motion.body_mesh import body_mesh
 
             mesh = body_mesh(recovered, export_cfg.body_model_path, export_cfg.body_model_gender)
-            summary[kind]["mesh"] = str(write_obj(out / f"{kind}_mid.obj", mesh.vertices[len(recovered) // 2], mesh.faces))
+            summary[kind]["mesh"] = str(
+                write_obj(out / f"{kind}_mid.obj", mesh.vertices[len(recovered) // 2], mesh.faces)
+            )
         print(f"{kind:>5}: {len(recovered)} frames, features -> joints error {error_mm:.4f} mm, wrote {bvh}")
     png = plot_stick_figures(previews, out / "demo.png", export_cfg.preview_frames, "demo motions (side view)")
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
@@ -69,8 +72,10 @@ def _launch(args: argparse.Namespace) -> int:
     config = args.config or str(config_dir() / "agent.yaml")
     agent, _ = resolve_settings(config, args.base_model or "")
     if not agent.base_model:
-        raise ConfigError(f"no base model: pass --base-model DIR or set agent.base_model in {config} "
-                          "(this installation has no embedded default model)")
+        raise ConfigError(
+            f"no base model: pass --base-model DIR or set agent.base_model in {config} "
+            "(this installation has no embedded default model)"
+        )
     return launch(launch_parameters(args.config, args.base_model, args.frame_id), say=lambda m: print(m, flush=True))
 
 
@@ -125,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT/trajectory.png (joint angles), OUT/motion.bvh (SMPL skeleton) and OUT/motion.gif (preview). Exits 1 "
         "with one line when the agent refuses the request or nothing answers in time.",
     )
-    say.add_argument("text", help="what the robot should do, e.g. \"wave happily for 3 seconds\"")
+    say.add_argument("text", help='what the robot should do, e.g. "wave happily for 3 seconds"')
     say.add_argument("--out", default="out/say", help="output folder (default: %(default)s)")
     say.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the agent (default: %(default)s)")
     say.add_argument("--config", help="agent YAML whose node section names the topics (default: the package's)")

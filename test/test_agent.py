@@ -1,6 +1,7 @@
 """MotionAgent on a tiny base model: text -> joints -> robot trajectory, pose window -> caption, the
 checks that refuse bad requests before any model runs, determinism, and the ONNX decoder backend.
 No ROS here: this is everything the nodes do besides copying arrays into messages."""
+
 import shutil
 from dataclasses import replace
 
@@ -9,8 +10,8 @@ import pytest
 
 from motion_agent.agent import AgentConfig, MotionAgent, RequestError, load_agent_config
 from motion_agent.config import ConfigError, config_dir
-from motion_agent.motion.demo import demo_motion
 from motion_agent.model.language_model import t2m_prompt
+from motion_agent.motion.demo import demo_motion
 from motion_agent.motion.retarget import load_robot
 
 WALK = "a person walks forward for 2 seconds"
@@ -70,20 +71,30 @@ def test_caption_of_a_demo_motion_is_text(agent):
     assert result.frames == 60 and "language_model" in result.timings_ms
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("", "empty"), (" \n\t ", "empty"), ("wave " * 100, "limit is 400"), (b"\xff\xfe wave", "UTF-8"),
-    ("1234 5678", "no words"), (42, "must be text"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("", "empty"),
+        (" \n\t ", "empty"),
+        ("wave " * 100, "limit is 400"),
+        (b"\xff\xfe wave", "UTF-8"),
+        ("1234 5678", "no words"),
+        (42, "must be text"),
+    ],
+)
 def test_bad_texts_are_refused_naming_the_problem(agent, text, problem):
     with pytest.raises(RequestError, match=problem):
         agent.generate(text)
 
 
-@pytest.mark.parametrize("make, problem", [
-    (lambda w: w[:, :21], "shape"),
-    (lambda w: np.where(np.arange(60)[:, None, None] == 7, np.nan, w), "NaN"),
-    (lambda w: w[:10], "at least 24"),
-])
+@pytest.mark.parametrize(
+    "make, problem",
+    [
+        (lambda w: w[:, :21], "shape"),
+        (lambda w: np.where(np.arange(60)[:, None, None] == 7, np.nan, w), "NaN"),
+        (lambda w: w[:10], "at least 24"),
+    ],
+)
 def test_bad_pose_windows_are_refused_naming_the_problem(agent, make, problem):
     with pytest.raises(RequestError, match=problem):
         agent.caption(make(demo_motion("walk", seconds=3.0)))
@@ -108,11 +119,13 @@ def test_onnx_decoder_matches_torch(tiny_base_model, tmp_path, walk):
 
 # ---------------------------------------------------------------------------------- experts and routing
 
+
 def routed_agent(tiny_base_model, store, unknown="base"):
     from motion_agent.agent import RoutingConfig
 
-    return MotionAgent.from_config(AgentConfig(base_model=str(tiny_base_model),
-                                               routing=RoutingConfig(experts=str(store), unknown=unknown)))
+    return MotionAgent.from_config(
+        AgentConfig(base_model=str(tiny_base_model), routing=RoutingConfig(experts=str(store), unknown=unknown))
+    )
 
 
 def test_requests_route_to_the_expert_that_knows_them_and_unknown_falls_back(tiny_base_model, expert_bundles, tmp_path):
@@ -138,9 +151,14 @@ def test_routing_features_from_onnx_route_as_those_from_torch(tiny_base_model, e
     agent = routed_agent(tiny_base_model, tmp_path / "store")
     for family in ("juggling", "piano"):
         agent.install_bundle(bundles[family], keyring)
-    requests = ["a clown tosses clubs in the air proudly", "the musician presses piano keys sadly",
-                "a swimmer dives into the pool calmly"]
-    torch_agent = MotionAgent.from_config(replace(agent.config, routing=replace(agent.config.routing, features="torch")))
+    requests = [
+        "a clown tosses clubs in the air proudly",
+        "the musician presses piano keys sadly",
+        "a swimmer dives into the pool calmly",
+    ]
+    torch_agent = MotionAgent.from_config(
+        replace(agent.config, routing=replace(agent.config.routing, features="torch"))
+    )
     for text in requests:
         onnx, torch_ = agent.route(t2m_prompt(text), "t2m"), torch_agent.route(t2m_prompt(text), "t2m")
         assert onnx.expert == torch_.expert

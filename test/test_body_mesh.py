@@ -1,6 +1,7 @@
 """SMPL meshes through smplx, with a stand-in model file built here (the real SMPL files are licensed
 and never shipped): every vertex sits on one joint and follows it rigidly, and the rest pose is a
 T-pose, unlike the project's arms-down skeleton, so the fit must handle a different rest pose."""
+
 import numpy as np
 import pytest
 import torch

@@ -4,6 +4,7 @@ Every refusal the format promises has its own test, and each one also checks tha
 already installed keep working afterwards. Random byte damage is thrown at a valid bundle
 (hypothesis), and installs are killed with SIGKILL at every step of the install protocol.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,11 +25,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from motion_agent.bundles.archive import pack_bundle, write_archive
-from motion_agent.bundles.keys import generate_keypair, load_keyring, load_private_key, sign_manifest
-from motion_agent.bundles.manifest import ADAPTER_WEIGHTS, ARCHIVE_ORDER, EVAL_FIGURES, EXPERT_FILES, MANIFEST_NAME, SIGNATURE_NAME, BundleError, BundleLimits, SemVer
-from motion_agent.bundles.verify import verify_bundle
 from motion_agent.bundles.cli import main
+from motion_agent.bundles.keys import generate_keypair, load_keyring, load_private_key, sign_manifest
+from motion_agent.bundles.manifest import (
+    ADAPTER_WEIGHTS,
+    ARCHIVE_ORDER,
+    EVAL_FIGURES,
+    EXPERT_FILES,
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    BundleError,
+    BundleLimits,
+    SemVer,
+)
 from motion_agent.bundles.store import PAUSE_ENV, STEPS, ExpertStore, StoreConfig
+from motion_agent.bundles.verify import verify_bundle
 
 REPO = Path(__file__).resolve().parent.parent
 BACKBONE = "ab" * 32
@@ -59,8 +70,12 @@ def _make_expert(folder: Path) -> None:
 
     torch.manual_seed(0)
     config = LlamaConfig(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=128,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=128,
     )
     model = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
     model.save_pretrained(folder / "adapter")
@@ -74,8 +89,12 @@ def _make_expert(folder: Path) -> None:
 
 def pack(kit: Kit, out: Path, version: str = "1.0.0", key: Path | None = None, **fields) -> Path:
     values = dict(
-        name=NAME, scenario="Highway lane merge", version=version, backbone_fingerprint=BACKBONE,
-        tokenizer_fingerprint=TOKENIZER, created="2025-01-31T12:00:00Z",
+        name=NAME,
+        scenario="Highway lane merge",
+        version=version,
+        backbone_fingerprint=BACKBONE,
+        tokenizer_fingerprint=TOKENIZER,
+        created="2025-01-31T12:00:00Z",
     )
     pack_bundle(kit.expert, out, load_private_key(key or kit.key), **(values | fields))
     return out
@@ -123,8 +142,17 @@ def cli(*argv: str | Path) -> tuple[int, str, str]:
 
 def cli_install(store: ExpertStore, kit: Kit, bundle: Path, *extra: str) -> tuple[int, str, str]:
     return cli(
-        "install", bundle, "--store", store.root, "--keyring", kit.keyring,
-        "--backbone-fingerprint", BACKBONE, "--tokenizer-fingerprint", TOKENIZER, *extra,
+        "install",
+        bundle,
+        "--store",
+        store.root,
+        "--keyring",
+        kit.keyring,
+        "--backbone-fingerprint",
+        BACKBONE,
+        "--tokenizer-fingerprint",
+        TOKENIZER,
+        *extra,
     )
 
 
@@ -183,8 +211,9 @@ def _info(name: str, size: int) -> tarfile.TarInfo:
 
 
 def test_valid_bundle_verifies_installs_and_keeps_the_files(kit: Kit, tmp_path: Path) -> None:
-    verified = verify_bundle(kit.bundles["1.0.0"], load_keyring(kit.keyring), backbone_fingerprint=BACKBONE,
-                             tokenizer_fingerprint=TOKENIZER)
+    verified = verify_bundle(
+        kit.bundles["1.0.0"], load_keyring(kit.keyring), backbone_fingerprint=BACKBONE, tokenizer_fingerprint=TOKENIZER
+    )
     assert (verified.manifest.name, verified.manifest.version) == (NAME, "1.0.0")
     assert verified.manifest.adapter_config["r"] == 8
     store = ExpertStore(tmp_path / "store")
@@ -433,8 +462,22 @@ def test_pack_refuses_incomplete_expert_folder(kit: Kit, tmp_path: Path) -> None
     shutil.copytree(kit.expert, expert)
     (expert / "router" / "router.safetensors").unlink()
     code, _, err = cli(
-        "pack", expert, "-o", tmp_path / "b.tar", "--key", kit.key, "--name", NAME, "--scenario", "s",
-        "--version", "1.0.0", "--backbone-fingerprint", BACKBONE, "--tokenizer-fingerprint", TOKENIZER,
+        "pack",
+        expert,
+        "-o",
+        tmp_path / "b.tar",
+        "--key",
+        kit.key,
+        "--name",
+        NAME,
+        "--scenario",
+        "s",
+        "--version",
+        "1.0.0",
+        "--backbone-fingerprint",
+        BACKBONE,
+        "--tokenizer-fingerprint",
+        TOKENIZER,
     )
     assert code == 1 and err == f"error: The expert folder {expert} has no router/router.safetensors.\n"
     assert not (tmp_path / "b.tar").exists()
@@ -509,7 +552,9 @@ def test_check_finds_a_damaged_installed_file(kit: Kit, store: ExpertStore) -> N
 # ------------------------------------------------------------------------------------------ CLI
 
 
-@pytest.mark.parametrize("command", [None, "keygen", "pack", "inspect", "verify", "install", "list", "rollback", "remove"])
+@pytest.mark.parametrize(
+    "command", [None, "keygen", "pack", "inspect", "verify", "install", "list", "rollback", "remove"]
+)
 def test_every_command_explains_itself(command: str | None) -> None:
     code, out, _ = cli(*([command] if command else []), "--help")
     assert code == 0 and "usage: motion-agent-bundle" in out and len(out) > 200
@@ -530,8 +575,20 @@ def test_cli_pack_inspect_verify_install_list_with_model_manifest(kit: Kit, tmp_
     model.write_text(yaml.safe_dump({"backbone_fingerprint": BACKBONE, "tokenizer_fingerprint": TOKENIZER}))
     bundle = tmp_path / "b.tar"
     code, out, err = cli(
-        "pack", kit.expert, "-o", bundle, "--key", kit.key, "--name", NAME, "--scenario", "Merge",
-        "--version", "2.0.0", "--model-manifest", model,
+        "pack",
+        kit.expert,
+        "-o",
+        bundle,
+        "--key",
+        kit.key,
+        "--name",
+        NAME,
+        "--scenario",
+        "Merge",
+        "--version",
+        "2.0.0",
+        "--model-manifest",
+        model,
     )
     assert code == 0, err
     code, out, _ = cli("inspect", bundle, "--json", "--keyring", kit.keyring)
@@ -546,7 +603,8 @@ def test_cli_pack_inspect_verify_install_list_with_model_manifest(kit: Kit, tmp_
     assert code == 0 and out == "installed lane_merge 2.0.0\n"
     code, out, _ = cli("list", "--store", store, "--json", "--check")
     assert code == 0 and json.loads(out) == {
-        "experts": [{"name": NAME, "active": "2.0.0", "previous": [], "scenario": "Merge"}], "problems": [],
+        "experts": [{"name": NAME, "active": "2.0.0", "previous": [], "scenario": "Merge"}],
+        "problems": [],
     }
 
 
@@ -623,9 +681,25 @@ def test_damaged_bundle_through_a_real_process(kit: Kit, damage_rig) -> None:
     bundle = root / "damaged-process.tar"
     bundle.write_bytes(_damaged(data, ("flip", {headers[3] + 130: 0x04, len(data) // 2: 0x80})))
     process = subprocess.run(
-        [sys.executable, "-m", "motion_agent.bundles.cli", "install", str(bundle), "--store", str(store.root),
-         "--keyring", str(kit.keyring), "--backbone-fingerprint", BACKBONE, "--tokenizer-fingerprint", TOKENIZER],
-        capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(REPO)}, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "motion_agent.bundles.cli",
+            "install",
+            str(bundle),
+            "--store",
+            str(store.root),
+            "--keyring",
+            str(kit.keyring),
+            "--backbone-fingerprint",
+            BACKBONE,
+            "--tokenizer-fingerprint",
+            TOKENIZER,
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(REPO)},
+        timeout=60,
     )
     assert process.returncode == 1
     assert process.stderr.startswith("error: ") and process.stderr.count("\n") == 1, process.stderr
@@ -653,9 +727,21 @@ def test_install_killed_at_each_step_leaves_a_consistent_store(
     root = tmp_path / "store"
     shutil.copytree(crash_template, root)
     command = [
-        sys.executable, "-m", "motion_agent.bundles.cli", "install", str(kit.bundles["1.2.0"]), "--store", str(root),
-        "--keyring", str(kit.keyring), "--backbone-fingerprint", BACKBONE, "--tokenizer-fingerprint", TOKENIZER,
-        "--keep", "1",
+        sys.executable,
+        "-m",
+        "motion_agent.bundles.cli",
+        "install",
+        str(kit.bundles["1.2.0"]),
+        "--store",
+        str(root),
+        "--keyring",
+        str(kit.keyring),
+        "--backbone-fingerprint",
+        BACKBONE,
+        "--tokenizer-fingerprint",
+        TOKENIZER,
+        "--keep",
+        "1",
     ]
     env = os.environ | {"PYTHONPATH": str(REPO), PAUSE_ENV: step}
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)

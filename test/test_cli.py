@@ -25,5 +25,7 @@ def test_bad_config_is_one_clear_line(tmp_path, capsys):
 
 
 def test_help_explains_itself():
-    result = subprocess.run([sys.executable, "-m", "motion_agent.cli", "demo", "--help"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "motion_agent.cli", "demo", "--help"], capture_output=True, text=True
+    )
     assert result.returncode == 0 and "BVH" in result.stdout

@@ -9,6 +9,7 @@ briefly trained model is noise. Test clips come from the corpus's test split and
 saw either task, so what is forgotten is what the LoRA learned, not what the base already knew.
 Everything runs on the `tiny` backbone in a few minutes on 2 cores.
 """
+
 import json
 import math
 import shutil
@@ -22,16 +23,27 @@ import pytest
 import torch
 
 from motion_agent.config import ConfigError
-from training.evaluation import metrics
 from training.base.train import BaseRunConfig
 from training.continual.config import ContinualConfig, ContinualEvalSettings, load_continual_config
 from training.continual.losses import distillation_loss, orthogonality_loss
 from training.continual.report import comparison, markdown_table, method_summary, run_figures, write_report
 from training.continual.tasks import resolve_order, stream_tasks, task_orders
+from training.evaluation import metrics
 
 FIRST, SECOND = "acrobatics", "instrument_play"
-RESULT_KEYS = ("FR", "AR", "AF", "AD", "AMM", "AWF", "BWT", "FWT", "matrix_t2m_r_precision_top1", "matrix_m2t_bleu4",
-               "train_seconds")
+RESULT_KEYS = (
+    "FR",
+    "AR",
+    "AF",
+    "AD",
+    "AMM",
+    "AWF",
+    "BWT",
+    "FWT",
+    "matrix_t2m_r_precision_top1",
+    "matrix_m2t_bleu4",
+    "train_seconds",
+)
 CODEBOOK = 32
 EXTRA_TEST_MOTIONS = 160  # test split only: about 33 test clips per task, for a steady forgetting score
 TOKENIZER_STEPS = 100  # enough for the two scenarios' motions to take different tokens
@@ -42,8 +54,11 @@ TEST_CONFIG = ContinualConfig(
 )
 # Forgetting is measured on every test clip of a task (none seen by any model) after 120 steps
 # per task: on unseen clips, shorter runs leave too little of task 1 learned to see it forgotten.
-FORGETTING_CONFIG = replace(TEST_CONFIG, training=replace(TEST_CONFIG.training, steps=120),
-                            evaluation=replace(TEST_CONFIG.evaluation, clips_per_task=0))
+FORGETTING_CONFIG = replace(
+    TEST_CONFIG,
+    training=replace(TEST_CONFIG.training, steps=120),
+    evaluation=replace(TEST_CONFIG.evaluation, clips_per_task=0),
+)
 
 
 # ----------------------------------------------------------------------------- loss terms
@@ -80,8 +95,8 @@ def test_epi_refuses_statistics_from_older_runs_and_reads_back_its_own(tmp_path)
     from safetensors.numpy import save_file
 
     from motion_agent.experts.routing import RouterError
-    from training.continual.routers import FeatureStatistics
     from training.continual.methods.epi import load_statistics, save_statistics
+    from training.continual.routers import FeatureStatistics
 
     stats = FeatureStatistics.of(np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
     tensors = {"mean": stats.mean, "scatter": stats.scatter, "count": np.array([stats.count])}
@@ -104,14 +119,17 @@ def test_shipped_config_is_the_dataclass_defaults():
     assert load_continual_config() == ContinualConfig()
 
 
-@pytest.mark.parametrize("text, key", [
-    ("training:\n  stepz: 10\n", "training.stepz"),
-    ("o_lora:\n  lambda3: 1.0\n", "o_lora.lambda3"),
-    ("method: seq-lora\n", "method"),
-    ("lwf:\n  temperature: 0\n", "lwf"),
-    ("evaluation:\n  mm_repeats: 1\n", "evaluation"),
-    ("training:\n  steps: ten\n", "training.steps"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("training:\n  stepz: 10\n", "training.stepz"),
+        ("o_lora:\n  lambda3: 1.0\n", "o_lora.lambda3"),
+        ("method: seq-lora\n", "method"),
+        ("lwf:\n  temperature: 0\n", "lwf"),
+        ("evaluation:\n  mm_repeats: 1\n", "evaluation"),
+        ("training:\n  steps: ten\n", "training.steps"),
+    ],
+)
 def test_config_errors_name_the_key(tmp_path, text, key):
     path = tmp_path / "continual.yaml"
     path.write_text(text)
@@ -176,7 +194,9 @@ def test_a_run_is_identified_by_the_settings_its_method_reads():
         assert same_setting(stored, run_settings(changed, reads), run_settings(config, reads)) is not voided, name
     assert set(run_settings(config)) == {"lora", "training", "evaluation"}
     assert run_settings(config, method_class("moe-soft").reads)["router"] == {
-        "autoencoder": asdict(config.router.autoencoder), "temperature": config.router.temperature}
+        "autoencoder": asdict(config.router.autoencoder),
+        "temperature": config.router.temperature,
+    }
 
 
 def test_orders_name_tasks_or_positions():
@@ -194,12 +214,24 @@ def test_orders_name_tasks_or_positions():
 
 def _state(method: str, tasks: list[str], r1: np.ndarray, loss: np.ndarray, base_r1: list[float]) -> dict:
     """A finished run state with the given R-Precision top-1 and T2M-loss matrices."""
+
     def scores(i: int, j: int) -> dict:
-        return {"t2m_r_precision_top1": r1[i, j], "t2m_fid": 1.0 + i, "t2m_diversity": 2.0, "t2m_multimodality": 0.5,
-                "t2m_emotion_f1": 0.4, "m2t_bleu4": 0.1 * (j + 1), "m2t_r_precision_top3": 0.3,
-                "t2m_loss": loss[i, j], "m2t_loss": 3.0}
-    steps = [{"task": t, "train": {"seconds": 10.0}, "scores": {u: scores(i, j) for j, u in enumerate(tasks)}}
-             for i, t in enumerate(tasks)]
+        return {
+            "t2m_r_precision_top1": r1[i, j],
+            "t2m_fid": 1.0 + i,
+            "t2m_diversity": 2.0,
+            "t2m_multimodality": 0.5,
+            "t2m_emotion_f1": 0.4,
+            "m2t_bleu4": 0.1 * (j + 1),
+            "m2t_r_precision_top3": 0.3,
+            "t2m_loss": loss[i, j],
+            "m2t_loss": 3.0,
+        }
+
+    steps = [
+        {"task": t, "train": {"seconds": 10.0}, "scores": {u: scores(i, j) for j, u in enumerate(tasks)}}
+        for i, t in enumerate(tasks)
+    ]
     baseline = {t: {"t2m_r_precision_top1": b} for t, b in zip(tasks, base_r1)}
     return {"method": method, "tasks": tasks, "steps": steps, "baseline": baseline}
 
@@ -247,8 +279,10 @@ def test_the_report_says_whether_hard_routing_beats_soft_blending():
     hard = _state("moe-hard", tasks, np.array([[0.6, 0.1], [0.6, 0.7]]), np.ones((2, 2)), [0.1, 0.1])
     soft = _state("moe-soft", tasks, np.array([[0.6, 0.1], [0.5, 0.6]]), np.ones((2, 2)), [0.1, 0.1])
     said = findings(comparison({"moe-hard": [hard], "moe-soft": [soft]}))
-    assert said == ["Hard routing beats soft blending here: AR 65.00 vs 55.00, FR 0.00 vs 10.00, AF 2.000 vs "
-                    "2.000 (the same experts and routers)."]
+    assert said == [
+        "Hard routing beats soft blending here: AR 65.00 vs 55.00, FR 0.00 vs 10.00, AF 2.000 vs "
+        "2.000 (the same experts and routers)."
+    ]
     said = findings(comparison({"moe-hard": [soft], "moe-soft": [hard]}))
     assert said[0].startswith("Hard routing does not beat soft blending here: AR 55.00 vs 65.00")
 
@@ -263,8 +297,10 @@ def test_single_task_figures_are_undefined_not_invented():
 # ----------------------------------------------------------------------------- command line
 
 
-@pytest.mark.parametrize("stage, words", [("continual", ["--method", "interrupted", "o-lora"]),
-                                          ("benchmark", ["--methods", "orders", "report.md"])])
+@pytest.mark.parametrize(
+    "stage, words",
+    [("continual", ["--method", "interrupted", "o-lora"]), ("benchmark", ["--methods", "orders", "report.md"])],
+)
 def test_stages_explain_themselves(stage, words):
     result = subprocess.run([sys.executable, "-m", "training.cli", stage, "--help"], capture_output=True, text=True)
     assert result.returncode == 0
@@ -274,8 +310,22 @@ def test_stages_explain_themselves(stage, words):
 def test_missing_input_is_one_clear_line(tmp_path, capsys):
     from training.continual.cli import main
 
-    code = main(["--method", "seq-lora", "--stream", str(tmp_path / "nope"), "--corpus", str(tmp_path),
-                 "--base", str(tmp_path), "--evaluator", str(tmp_path), "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "--method",
+            "seq-lora",
+            "--stream",
+            str(tmp_path / "nope"),
+            "--corpus",
+            str(tmp_path),
+            "--base",
+            str(tmp_path),
+            "--evaluator",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: --stream") and "Traceback" not in err
 
@@ -286,34 +336,48 @@ def test_missing_input_is_one_clear_line(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict[str, Path]:
     """A 240-motion procedural corpus split 65 / 5 / 30 plus 160 test-only motions (so that each task of
-    its "unseen" stream, one scenario per task, has test clips), the stream, a small tokenizer, a tiny base model trained 20 steps
+    its "unseen" stream, one scenario per task, has test clips), the stream, a small tokenizer, a tiny base model
+    trained 20 steps
     without the two trained tasks' motions (as the benchmark's), and an untrained small evaluator (the
     figures it gives are plumbing, not quality)."""
     from motion_agent.model.tokenizer import TokenizerConfig
     from training.base.train import BaseTrainingConfig, train_base
-    from training.evaluation.evaluator import Evaluator, EvaluatorConfig, EvaluatorModelConfig
     from training.data.humanml3d import HumanML3D
     from training.data.streams import StreamConfig, read_stream, write_stream
     from training.data.synth.corpus import CorpusConfig, write_corpus
     from training.data.synth.emotions import EMOTIONS
+    from training.evaluation.evaluator import Evaluator, EvaluatorConfig, EvaluatorModelConfig
     from training.tokenizer.cli import load_humanml3d
     from training.tokenizer.train import TrainingOptions, train_tokenizer
 
     root = tmp_path_factory.mktemp("continual")
-    write_corpus(root / "corpus", CorpusConfig(motions=240, seed=0, split=(0.65, 0.05, 0.3),
-                                                         extra_test_motions=EXTRA_TEST_MOTIONS), progress=False)
+    write_corpus(
+        root / "corpus",
+        CorpusConfig(motions=240, seed=0, split=(0.65, 0.05, 0.3), extra_test_motions=EXTRA_TEST_MOTIONS),
+        progress=False,
+    )
     data = load_humanml3d(root / "corpus", 32)
     train_tokenizer(
-        data.train, data.val,
+        data.train,
+        data.val,
         # resets every code used less than once per batch: a 100-step run then spreads more of its codes
         # (about 45 % vs 30-38 % at the default 0.25), which the first task needs to be learnt clearly
         TokenizerConfig(codebook_size=CODEBOOK, code_dim=16, width=32, depth=1, dead_code_threshold=1.0),
         root / "tok",
-        TOKENIZER_STEPS, 8, 32, 3e-3, 0, resume=False, options=TrainingOptions(warmup_steps=5, checkpoint_every=1000, val_every=0),
-        mean=data.mean, std=data.std, progress=False,
+        TOKENIZER_STEPS,
+        8,
+        32,
+        3e-3,
+        0,
+        resume=False,
+        options=TrainingOptions(warmup_steps=5, checkpoint_every=1000, val_every=0),
+        mean=data.mean,
+        std=data.std,
+        progress=False,
     )
-    base = BaseTrainingConfig(training=BaseRunConfig(steps=20, batch_size=8, lr=5e-3, warmup_steps=5, log_every=10,
-                                                     val_batches=1))
+    base = BaseTrainingConfig(
+        training=BaseRunConfig(steps=20, batch_size=8, lr=5e-3, warmup_steps=5, log_every=10, val_batches=1)
+    )
     write_stream(root / "corpus", root / "stream", StreamConfig(kind="unseen"))
     trained = {i for task in (FIRST, SECOND) for ids in read_stream(root / "stream")[task].values() for i in ids}
     train_base(root / "corpus", root / "tok" / "tokenizer", root / "base", base, progress=False, exclude=trained)
@@ -330,8 +394,9 @@ def benchmark(inputs, tmp_path_factory) -> tuple[dict, Path]:
     from training.continual.benchmark import run_benchmark
 
     out = tmp_path_factory.mktemp("benchmark")
-    record = run_benchmark(**inputs, out=out, config=TEST_CONFIG, orders=1, first=[FIRST, SECOND], profile="tiny",
-                           progress=False)
+    record = run_benchmark(
+        **inputs, out=out, config=TEST_CONFIG, orders=1, first=[FIRST, SECOND], profile="tiny", progress=False
+    )
     return record, out
 
 
@@ -341,8 +406,16 @@ def forgetting(inputs, tmp_path_factory) -> tuple[dict, Path]:
     from training.continual.benchmark import run_benchmark
 
     out = tmp_path_factory.mktemp("forgetting")
-    record = run_benchmark(**inputs, out=out, config=FORGETTING_CONFIG, methods=["seq-lora", "mtl"], orders=1,
-                           first=[FIRST, SECOND], profile="tiny", progress=False)
+    record = run_benchmark(
+        **inputs,
+        out=out,
+        config=FORGETTING_CONFIG,
+        methods=["seq-lora", "mtl"],
+        orders=1,
+        first=[FIRST, SECOND],
+        profile="tiny",
+        progress=False,
+    )
     return record, out
 
 
@@ -371,8 +444,7 @@ def test_seq_lora_forgets_the_first_task_and_mtl_keeps_it(forgetting):
 @pytest.mark.slow
 def test_every_method_writes_experts_scores_and_report(benchmark):
     record, out = benchmark
-    assert set(record["methods"]) == {"mtl", "seq-lora", "lwf-lora", "o-lora", "moe-hard", "moe-soft", "epi",
-                                      "es-moe"}
+    assert set(record["methods"]) == {"mtl", "seq-lora", "lwf-lora", "o-lora", "moe-hard", "moe-soft", "epi", "es-moe"}
     assert record["tasks"] == [FIRST, SECOND] and record["orders"] == 1 and record["profile"] == "tiny"
     for name, figures in record["methods"].items():
         assert set(figures) >= set(RESULT_KEYS)  # what bench/results/continual_*.json must hold per method
@@ -404,7 +476,16 @@ def test_a_finished_moe_hard_run_ships_as_the_default_model_with_its_experts_unc
 
     _, out = benchmark
     run, model = out / "moe-hard" / "order_0", tmp_path / "model"
-    args = ["--from-run", str(run), "--base", str(inputs["base"]), "--out", str(model), "--scratch", str(tmp_path / "scratch")]
+    args = [
+        "--from-run",
+        str(run),
+        "--base",
+        str(inputs["base"]),
+        "--out",
+        str(model),
+        "--scratch",
+        str(tmp_path / "scratch"),
+    ]
     assert default_model(args) == 0
     manifest = json.loads((model / "manifest.json").read_text())
     assert manifest["experts"] == [FIRST, SECOND] and manifest["from_run"]["tasks"] == [FIRST, SECOND]
@@ -412,8 +493,9 @@ def test_a_finished_moe_hard_run_ships_as_the_default_model_with_its_experts_unc
         for part in ("adapter/adapter_model.safetensors", "router/router.safetensors"):
             shipped = model / "experts" / "versions" / task / "1.0.0" / part
             assert shipped.read_bytes() == (run / "experts" / task / part).read_bytes()
-    agent = MotionAgent.from_config(AgentConfig(base_model=str(model / "base"),
-                                                routing=RoutingConfig(experts=str(model / "experts"))))
+    agent = MotionAgent.from_config(
+        AgentConfig(base_model=str(model / "base"), routing=RoutingConfig(experts=str(model / "experts")))
+    )
     assert sorted(agent.router.experts) == [FIRST, SECOND]
     with pytest.raises(SystemExit, match="a finished moe-hard run is needed, this is seq-lora"):
         default_model(["--from-run", str(out / "seq-lora" / "order_0"), *args[2:]])
@@ -443,8 +525,15 @@ def test_an_interrupted_run_resumes_without_retraining_to_the_same_figures(input
     from training.continual.trainer import RUN_FILE, RunMismatchError, run_continual
 
     record, bench_out = benchmark
-    args = dict(**inputs, method="seq-lora", out=tmp_path, config=TEST_CONFIG, order=[FIRST, SECOND],
-                progress=False, baseline_file=bench_out / "baseline.json")
+    args = dict(
+        **inputs,
+        method="seq-lora",
+        out=tmp_path,
+        config=TEST_CONFIG,
+        order=[FIRST, SECOND],
+        progress=False,
+        baseline_file=bench_out / "baseline.json",
+    )
     first = run_continual(**args, max_tasks=1)
     assert [s["task"] for s in first["steps"]] == [FIRST]
     expert = tmp_path / "experts" / FIRST / "adapter" / "adapter_model.safetensors"
@@ -475,8 +564,15 @@ def test_a_benchmark_continues_elsewhere_from_the_records_of_its_finished_runs(i
 
     record, out = benchmark
     records, here, fresh = tmp_path / "records", tmp_path / "here", tmp_path / "fresh"
-    kept = dict(config=TEST_CONFIG, methods=["seq-lora", "moe-hard"], orders=1, first=[FIRST, SECOND], profile="tiny",
-                progress=False, records=records)
+    kept = dict(
+        config=TEST_CONFIG,
+        methods=["seq-lora", "moe-hard"],
+        orders=1,
+        first=[FIRST, SECOND],
+        profile="tiny",
+        progress=False,
+        records=records,
+    )
     for name in kept["methods"]:  # the finished runs, in a work folder of their own (the report is rewritten)
         shutil.copytree(out / name / "order_0", here / name / "order_0")
     run_benchmark(**inputs, out=here, **kept)  # every run finished: records them, loads nothing
@@ -488,8 +584,15 @@ def test_a_benchmark_continues_elsewhere_from_the_records_of_its_finished_runs(i
         assert json_ready(again["methods"][name]) == json_ready(record["methods"][name])
     other = replace(TEST_CONFIG, training=replace(TEST_CONFIG.training, lr=1e-4))
     elsewhere = tmp_path / "elsewhere" / "seq-lora" / "order_0"
-    assert not start_from_record(records / "seq-lora" / "order_0", elsewhere, "seq-lora", [FIRST, SECOND], other,
-                                 inputs["base"], record["held_out"])
+    assert not start_from_record(
+        records / "seq-lora" / "order_0",
+        elsewhere,
+        "seq-lora",
+        [FIRST, SECOND],
+        other,
+        inputs["base"],
+        record["held_out"],
+    )
     assert not (elsewhere / RUN_FILE).exists()
 
 
@@ -520,10 +623,10 @@ def test_routed_methods_report_routing_and_unknown_detection(inputs, benchmark, 
 def test_moe_hard_experts_are_what_the_robot_runtime_loads_and_routes_alike(inputs, benchmark):
     """The continual trainer's moe-hard experts (adapter + autoencoder router) load into the runtime's
     ExpertSet and AutoencoderRouter, and the runtime routes requests exactly as the trainer scored them."""
-    from motion_agent.model.base_model import load_base_model
     from motion_agent.experts.expert_set import BASE, ExpertSet
     from motion_agent.experts.prompt_features import prompt_features
     from motion_agent.experts.routing import AutoencoderRouter
+    from motion_agent.model.base_model import load_base_model
     from training.continual.methods import make_method
 
     _, out = benchmark
@@ -547,8 +650,8 @@ def test_epi_keeps_its_statistics_per_direction(inputs, benchmark):
     deterministic, so a resumed run routes as a fresh restore does."""
     from safetensors.numpy import load_file
 
-    from motion_agent.model.base_model import load_base_model
     from motion_agent.experts.prompt_features import prompt_features
+    from motion_agent.model.base_model import load_base_model
     from training.continual.methods import make_method
     from training.continual.methods.epi import STATISTICS_FILE
 
@@ -569,9 +672,9 @@ def test_epi_keeps_its_statistics_per_direction(inputs, benchmark):
 def test_moe_soft_serves_moe_hards_experts_blended_as_the_runtime_blends_them(inputs, benchmark):
     """In a benchmark with both, moe-soft adopts moe-hard's experts instead of training them again, and a
     blended request runs exactly the runtime's soft blend (`ExpertSet.blended`) of those experts."""
-    from motion_agent.model.base_model import load_base_model
     from motion_agent.experts.expert_set import ExpertSet
     from motion_agent.experts.routing import Decision, softmax_weights
+    from motion_agent.model.base_model import load_base_model
     from training.continual.methods import make_method
 
     _, out = benchmark
@@ -607,9 +710,9 @@ def test_moe_soft_serves_moe_hards_experts_blended_as_the_runtime_blends_them(in
 def test_es_moe_learns_with_an_emotion_loss_and_serves_the_gates_blend(inputs, benchmark):
     """es-moe trains with the emotion loss on the corpus's labels, saves its gate and decoupling block
     with each expert, and a served request runs exactly the gate-weighted sum its training forward used."""
+    from motion_agent.experts.expert_set import weighted_experts
     from motion_agent.model.base_model import load_base_model
     from training.continual.methods import make_method
-    from motion_agent.experts.expert_set import weighted_experts
 
     _, out = benchmark
     run = json.loads((out / "es-moe" / "order_0" / "run.json").read_text())

@@ -1,4 +1,5 @@
 """The data a trainer sees: the HumanML3D reader, the procedural corpus and the task streams."""
+
 import filecmp
 import json
 from pathlib import Path
@@ -119,8 +120,20 @@ def _motion_statistics(joints: np.ndarray) -> np.ndarray:
     shake = np.linalg.norm(j[1:-1] - smooth, axis=-1)[:, [15, 20, 21]].mean()
     spread = np.linalg.norm(j[:, [20, 21]] - j[:, [0]], axis=-1).mean()
     height = j[:, 15, 1].mean()
-    return np.array([lean.mean(), head_pitch.mean(), shrug.mean(), speed.mean(), speed.std(), np.log(jerk),
-                     np.log(shake), spread, height, np.abs(velocity).max()])
+    return np.array(
+        [
+            lean.mean(),
+            head_pitch.mean(),
+            shrug.mean(),
+            speed.mean(),
+            speed.std(),
+            np.log(jerk),
+            np.log(shake),
+            spread,
+            height,
+            np.abs(velocity).max(),
+        ]
+    )
 
 
 def _softmax_regression(x, y, classes, steps=2000, lr=0.5, l2=1e-3):
@@ -191,7 +204,9 @@ def test_scenario_streams(corpus, tmp_path, kind):
 
 @pytest.mark.slow
 def test_caption_clusters_make_k_tasks_and_a_similarity_report(corpus, tmp_path, capsys):
-    assert data_main(["streams", "--corpus", str(corpus), "--kind", "clusters", "--k", "5", "--out", str(tmp_path)]) == 0
+    assert (
+        data_main(["streams", "--corpus", str(corpus), "--kind", "clusters", "--k", "5", "--out", str(tmp_path)]) == 0
+    )
     stream = read_stream(tmp_path)
     assert len(stream) == 5 and all(len(t["train"]) > 0 for t in stream.values())
     report = json.loads((tmp_path / "cluster_report.json").read_text())
@@ -212,7 +227,9 @@ def test_synth_cli_writes_a_corpus_and_the_emotion_preview(tmp_path, capsys):
     for split in ("train", "val"):
         assert (more / f"{split}.txt").read_text() == (tmp_path / f"{split}.txt").read_text()
     assert len((more / "test.txt").read_text().split()) == len((tmp_path / "test.txt").read_text().split()) + 8
-    assert data_main(["streams", "--corpus", str(tmp_path / "nowhere"), "--kind", "unseen", "--out", str(tmp_path)]) == 1
+    assert (
+        data_main(["streams", "--corpus", str(tmp_path / "nowhere"), "--kind", "unseen", "--out", str(tmp_path)]) == 1
+    )
     small = tmp_path / "small"  # no action performed with every emotion: the preview still shows each emotion
     assert data_main(["synth", "--out", str(small), "--motions", "24"]) == 0
     assert (small / "emotions.png").read_bytes()[:4] == b"\x89PNG"

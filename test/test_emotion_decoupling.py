@@ -1,6 +1,7 @@
 """ES-MoE's causal-guided emotion decoupling block: masking, learning emotions from token features, and
 its file. (Whether its emotions transfer to unseen scenarios is what the continual benchmark's AWF
 measures; a small synthetic task does not settle it.)"""
+
 import numpy as np
 import pytest
 import torch
@@ -30,7 +31,7 @@ def test_padding_never_changes_a_request():
     torch.manual_seed(0)
     block = EmotionDecoupling(DecouplingConfig(features=DIM, hidden=8, dictionary=4, emotions=EMOTIONS)).eval()
     x, mask, _ = requests(0, 4, seed=1)
-    short = x[:1, :TOKENS - 2]
+    short = x[:1, : TOKENS - 2]
     padded = torch.cat([short, torch.randn(1, 2, DIM) * 9.0], dim=1)  # garbage where the mask is 0
     with torch.no_grad():
         a, _ = block(short, torch.ones(1, TOKENS - 2))

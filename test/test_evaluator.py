@@ -4,6 +4,7 @@ config and CLI.
 A small procedural corpus and a tiny config keep the whole file fast; the acceptance figures on a
 1200-motion corpus (R-Precision top-1 > 0.5, emotion F1 > 0.7) are measured with the CLI.
 """
+
 import json
 from dataclasses import replace
 
@@ -13,12 +14,21 @@ import torch
 from safetensors.torch import load_file
 
 from motion_agent.config import ConfigError
-from training.evaluation.evaluator import CONFIG_FILE, WEIGHTS_FILE, Evaluator, EvaluatorConfig, EvaluatorModelConfig, EvaluatorTrainingConfig, default_config_path, load_config
-from training.evaluation.evaluator_training import evaluate_ground_truth, train_evaluator
-from training.evaluation.cli import EVAL_JSON, EVAL_PNG
-from training.evaluation.cli import main as cli_main
 from training.data.humanml3d import HumanML3D
 from training.data.synth.corpus import CorpusConfig, write_corpus
+from training.evaluation.cli import EVAL_JSON, EVAL_PNG
+from training.evaluation.cli import main as cli_main
+from training.evaluation.evaluator import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    Evaluator,
+    EvaluatorConfig,
+    EvaluatorModelConfig,
+    EvaluatorTrainingConfig,
+    default_config_path,
+    load_config,
+)
+from training.evaluation.evaluator_training import evaluate_ground_truth, train_evaluator
 
 MOTIONS = 200
 TINY = EvaluatorConfig(
@@ -150,16 +160,33 @@ def test_cli_refuses_a_bad_config(tmp_path, corpus, capsys):
 
 
 def test_cli_trains_evaluates_and_writes_its_files(tmp_path, corpus, capsys):
-    import yaml
     from dataclasses import asdict
+
+    import yaml
 
     config = tmp_path / "tiny.yaml"
     as_dict = asdict(TINY)
     as_dict["model"]["emotions"] = []
     config.write_text(yaml.safe_dump(as_dict))
     out = tmp_path / "out"
-    assert cli_main(["--data", str(corpus), "--out", str(out), "--config", str(config), "--epochs", "2",
-                     "--seed", "3", "--quiet"]) == 0
+    assert (
+        cli_main(
+            [
+                "--data",
+                str(corpus),
+                "--out",
+                str(out),
+                "--config",
+                str(config),
+                "--epochs",
+                "2",
+                "--seed",
+                "3",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "R-Precision top-1/2/3" in printed and "emotion weighted F1" in printed
     for name in (WEIGHTS_FILE, CONFIG_FILE, EVAL_JSON, EVAL_PNG):

@@ -1,5 +1,6 @@
 """New experts while the agent node keeps serving: the bundle inbox, the experts/deploy topic, and
 installs made beside the node by `motion-agent-bundle install`, over real ROS 2 topics in process."""
+
 from __future__ import annotations
 
 import os
@@ -54,7 +55,9 @@ class Harness:
         self.node = MotionNode(parameter_overrides=[Parameter("config", value=str(config_path))])
         self.client = rclpy.create_node("expert_manager_test_client")
         self.statuses = []
-        self.client.create_subscription(DiagnosticArray, "test_diagnostics", lambda m: self.statuses.extend(m.status), 100)
+        self.client.create_subscription(
+            DiagnosticArray, "test_diagnostics", lambda m: self.statuses.extend(m.status), 100
+        )
         self.deploy = self.client.create_publisher(String, "test_deploy", 10)
         self.text = self.client.create_publisher(String, "test_text", 10)
         self.executor = MultiThreadedExecutor(num_threads=2)
@@ -76,7 +79,11 @@ class Harness:
 
         for status in self.statuses:
             values = status_values(status)
-            if name_part in status.name and level_name(status) == level and all(values.get(k) == v for k, v in expected.items()):
+            if (
+                name_part in status.name
+                and level_name(status) == level
+                and all(values.get(k) == v for k, v in expected.items())
+            ):
                 return values
         return None
 
@@ -100,8 +107,8 @@ def ros():
 def test_bundles_from_inbox_topic_and_cli_are_served_without_restart(ros, tiny_base_model, expert_bundles, tmp_path):
     from std_msgs.msg import String
 
-    from motion_agent.model.base_model import BaseModelSpec
     from motion_agent.bundles.store import ExpertStore
+    from motion_agent.model.base_model import BaseModelSpec
 
     keyring, bundles = expert_bundles
     store, inbox = tmp_path / "store", tmp_path / "inbox"
@@ -109,21 +116,28 @@ def test_bundles_from_inbox_topic_and_cli_are_served_without_restart(ros, tiny_b
     config.write_text(
         f"agent: {{base_model: {tiny_base_model}, routing: {{experts: {store}}}}}\n"
         f"node: {{text_topics: [test_text], diagnostics_topic: test_diagnostics, caption: false, "
-        f"keyring: {keyring}, bundle_inbox: {inbox}, deploy_topic: test_deploy, store_poll_s: 0.2}}\n")
+        f"keyring: {keyring}, bundle_inbox: {inbox}, deploy_topic: test_deploy, store_poll_s: 0.2}}\n"
+    )
     harness = Harness(ros, config)
     try:
         shutil.copy(bundles["juggling"], inbox / "juggling.tar")
         (inbox / "broken.tar").write_bytes(b"not a bundle at all")
         harness.spin_until(lambda: harness.status("expert install", "OK", expert="juggling"))
         harness.spin_until(lambda: harness.status("expert install", "ERROR", bundle=str(inbox / "broken.tar")))
-        assert (inbox / "installed" / "juggling.tar").is_file() and (inbox / "refused" / "broken.tar.reason.txt").is_file()
+        assert (inbox / "installed" / "juggling.tar").is_file() and (
+            inbox / "refused" / "broken.tar.reason.txt"
+        ).is_file()
 
         harness.deploy.publish(String(data=str(bundles["piano"])))
         harness.spin_until(lambda: harness.status("expert install", "OK", expert="piano"))
 
         spec = BaseModelSpec.read(tiny_base_model)  # as `motion-agent-bundle install` beside the node would
-        ExpertStore(store).install(bundles["swimming"], keyring, backbone_fingerprint=spec.fingerprint,
-                                   tokenizer_fingerprint=spec.tokenizer_fingerprint)
+        ExpertStore(store).install(
+            bundles["swimming"],
+            keyring,
+            backbone_fingerprint=spec.fingerprint,
+            tokenizer_fingerprint=spec.tokenizer_fingerprint,
+        )
         harness.spin_until(lambda: harness.status("expert install", "OK", added="swimming"))
         assert harness.node.agent.experts.names == ("juggling", "piano", "swimming")
 
@@ -137,7 +151,8 @@ def test_bundles_from_inbox_topic_and_cli_are_served_without_restart(ros, tiny_b
 @pytest.mark.ros
 @pytest.mark.slow
 def test_a_bundle_dropped_while_requests_stream_is_used_by_later_requests_and_none_is_lost(
-        ros, tiny_base_model, expert_bundles, tmp_path):
+    ros, tiny_base_model, expert_bundles, tmp_path
+):
     """`motion-agent launch` in a child process; this process streams requests and drops a bundle."""
     import subprocess
     import sys
@@ -155,11 +170,25 @@ def test_a_bundle_dropped_while_requests_stream_is_used_by_later_requests_and_no
     config.write_text(
         f"agent: {{routing: {{experts: {tmp_path / 'store'}}}}}\n"
         f"node: {{text_topics: [stream_text], diagnostics_topic: stream_diagnostics, caption: false, "
-        f"keyring: {keyring}, bundle_inbox: {inbox}, store_poll_s: 0.2}}\n")
+        f"keyring: {keyring}, bundle_inbox: {inbox}, store_poll_s: 0.2}}\n"
+    )
     log = (tmp_path / "launch.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "motion_agent.cli", "launch", "--config", str(config), "--base-model", str(tiny_base_model)],
-        stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent, env=os.environ.copy())
+        [
+            sys.executable,
+            "-m",
+            "motion_agent.cli",
+            "launch",
+            "--config",
+            str(config),
+            "--base-model",
+            str(tiny_base_model),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=Path(__file__).resolve().parent.parent,
+        env=os.environ.copy(),
+    )
     client = ros.create_node("stream_test_client")
     statuses = []
     client.create_subscription(DiagnosticArray, "stream_diagnostics", lambda m: statuses.extend(m.status), 100)
@@ -175,8 +204,11 @@ def test_a_bundle_dropped_while_requests_stream_is_used_by_later_requests_and_no
         raise AssertionError(f"timed out; launch log:\n{(tmp_path / 'launch.log').read_text()[-2000:]}")
 
     def answers():
-        return {values["request"]: (level_name(s), values.get("expert")) for s in statuses
-                if (values := status_values(s)).get("request") in requests}
+        return {
+            values["request"]: (level_name(s), values.get("expert"))
+            for s in statuses
+            if (values := status_values(s)).get("request") in requests
+        }
 
     try:
         spin_until(lambda: text.get_subscription_count() > 0)
@@ -187,7 +219,7 @@ def test_a_bundle_dropped_while_requests_stream_is_used_by_later_requests_and_no
                 shutil.copy(bundles["juggling"], inbox / "juggling.tar")
                 spin_until(lambda: any("expert install" in s.name for s in statuses))
             text.publish(String(data=request))
-            spin_until(lambda: request in answers())  # one at a time: latest-wins never drops one
+            spin_until(lambda sent=request: sent in answers())  # one at a time: latest-wins never drops one
         results = answers()
         assert all(results[r][0] == "OK" for r in requests), results
         assert [results[r][1] for r in requests[:3]] == ["base"] * 3

@@ -1,10 +1,11 @@
 """Expert set over a frozen base model: named peft adapters, per-sample selection, isolation."""
+
 import numpy as np
 import pytest
 import torch
 
-from motion_agent.model.base_model import load_base_model
 from motion_agent.experts.expert_set import ExpertError, ExpertSet, check_name
+from motion_agent.model.base_model import load_base_model
 
 from conftest import write_expert
 

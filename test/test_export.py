@@ -1,5 +1,6 @@
 """BVH files are checked with the `bvh` package from PyPI and forward kinematics written here from the
 BVH definition itself, so the test does not trust the project's own kinematics."""
+
 import numpy as np
 import pytest
 from bvh import Bvh

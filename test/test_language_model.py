@@ -1,5 +1,6 @@
 """Motion-language model on the `tiny` profile: vocabulary, constrained generation, durations, seeds,
 the base stage's files and fingerprints, and its command line. Quality targets live in bench/."""
+
 import json
 import subprocess
 import sys
@@ -16,7 +17,6 @@ from motion_agent.model.base_model import ADAPTER_DIR, SPEC_FILE, BaseModelError
 from motion_agent.model.language_model import (
     GenerationConfig,
     MotionLanguageModel,
-    MotionVocabulary,
     add_motion_tokens,
     requested_seconds,
 )
@@ -44,21 +44,36 @@ def base_dir(tmp_path_factory) -> Path:
     write_corpus(root / "corpus", CorpusConfig(motions=80, seed=0))
     data = load_humanml3d(root / "corpus", 32)
     train_tokenizer(
-        data.train, data.val,
+        data.train,
+        data.val,
         TokenizerConfig(codebook_size=CODEBOOK, code_dim=16, width=32, depth=1),
         root / "tok",
-        60, 8, 32, 3e-3, 0, resume=False, options=TrainingOptions(warmup_steps=5, checkpoint_every=1000, val_every=0),
-        mean=data.mean, std=data.std, progress=False,
+        60,
+        8,
+        32,
+        3e-3,
+        0,
+        resume=False,
+        options=TrainingOptions(warmup_steps=5, checkpoint_every=1000, val_every=0),
+        mean=data.mean,
+        std=data.std,
+        progress=False,
     )
     config = BaseTrainingConfig(training=BaseRunConfig(steps=12, batch_size=4, log_every=4, val_batches=1))
     train_base(root / "corpus", root / "tok" / "tokenizer", root / "base", config, progress=False)
     return root
 
 
-@pytest.mark.parametrize("text, seconds", [
-    ("wave hello for 3 seconds", 3.0), ("jump for two secs, happily", 2.0), ("walk for 2.5 s", 2.5),
-    ("run in circles", None), ("for the team, cheer", None),
-])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("wave hello for 3 seconds", 3.0),
+        ("jump for two secs, happily", 2.0),
+        ("walk for 2.5 s", 2.5),
+        ("run in circles", None),
+        ("for the team, cheer", None),
+    ],
+)
 def test_requested_seconds(text, seconds):
     assert requested_seconds(text) == seconds
 
@@ -125,7 +140,8 @@ def test_base_stage_stores_only_small_parts(base_dir):
     assert vocab_rows < 1000, "the full embedding matrix must not be stored, only the motion-token rows"
     assert any("trainable_tokens" in name for name in weights)
     assert (base_dir / "base" / "tokenizer" / "tokenizer.safetensors").is_file() or any(
-        (base_dir / "base" / "tokenizer").glob("*.safetensors"))
+        (base_dir / "base" / "tokenizer").glob("*.safetensors")
+    )
     adapter_config = json.loads((adapter / "adapter_config.json").read_text())
     targets = adapter_config["target_modules"]
     assert len(targets) == 7 and targets == sorted(targets)  # peft's set order would differ per build
@@ -140,7 +156,11 @@ def test_base_stage_stores_only_small_parts(base_dir):
 def test_base_model_loads_frozen_with_a_stable_fingerprint(base_dir):
     first = load_base_model(base_dir / "base")
     second = load_base_model(base_dir / "base")
-    assert first.fingerprint == second.fingerprint == json.loads((base_dir / "base" / SPEC_FILE).read_text())["fingerprint"]
+    assert (
+        first.fingerprint
+        == second.fingerprint
+        == json.loads((base_dir / "base" / SPEC_FILE).read_text())["fingerprint"]
+    )
     assert not any(p.requires_grad for p in first.model.parameters())
     codes = [first.generate_motion(["a person walks forward for 2 seconds"], seed=1)[0] for _ in range(2)]
     assert np.array_equal(*codes) and len(codes[0]) == 10
@@ -167,8 +187,21 @@ def test_train_cli_lists_stages_and_names_a_missing_folder(tmp_path):
     listing = subprocess.run([sys.executable, "-m", "training.cli", "--help"], capture_output=True, text=True, cwd=REPO)
     assert listing.returncode == 0 and "base" in listing.stdout and "tokenizer" in listing.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "training.cli", "base", "--data", str(tmp_path / "nope"), "--tokenizer", str(tmp_path),
-         "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "training.cli",
+            "base",
+            "--data",
+            str(tmp_path / "nope"),
+            "--tokenizer",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert bad.returncode == 2 and "nope" in bad.stderr
 
@@ -188,13 +221,16 @@ def test_restricted_head_gives_the_same_logits_for_its_rows_and_restores_the_hea
     assert tiny_lm.model.get_output_embeddings() is head
 
 
-@pytest.mark.parametrize("text, what", [
-    ("a person dances happily for 3 seconds", "a person dances happily"),
-    ("for two secs, a person waves", "a person waves"),
-    ("jump for 2.5 s.", "jump."),
-    ("for 3 seconds", "for 3 seconds"),  # nothing but a duration: kept, never empty
-    ("a person walks forward", "a person walks forward"),
-])
+@pytest.mark.parametrize(
+    "text, what",
+    [
+        ("a person dances happily for 3 seconds", "a person dances happily"),
+        ("for two secs, a person waves", "a person waves"),
+        ("jump for 2.5 s.", "jump."),
+        ("for 3 seconds", "for 3 seconds"),  # nothing but a duration: kept, never empty
+        ("a person walks forward", "a person walks forward"),
+    ],
+)
 def test_routing_reads_the_request_without_its_duration(text, what):
     from motion_agent.model.language_model import without_duration
 
@@ -219,8 +255,9 @@ def test_interrupted_base_training_resumes_to_the_same_model(base_dir, tmp_path,
     depend on it. The checkpoint falls after the warm-up, where the cosine schedule sets the rate."""
     import training.base.train as base_training
 
-    config = BaseTrainingConfig(training=BaseRunConfig(steps=6, batch_size=2, log_every=2, val_batches=1,
-                                                       warmup_steps=2, checkpoint_every=3))
+    config = BaseTrainingConfig(
+        training=BaseRunConfig(steps=6, batch_size=2, log_every=2, val_batches=1, warmup_steps=2, checkpoint_every=3)
+    )
     corpus, tokenizer = base_dir / "corpus", base_dir / "tok" / "tokenizer"
     train_base(corpus, tokenizer, tmp_path / "whole", config, progress=False)
 
@@ -245,15 +282,17 @@ def test_interrupted_base_training_resumes_to_the_same_model(base_dir, tmp_path,
     whole, resumed = (load_file(tmp_path / d / ADAPTER_DIR / "adapter_model.safetensors") for d in ("whole", "resumed"))
     assert whole.keys() == resumed.keys()
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
-    assert (json.loads((tmp_path / "whole" / "history.json").read_text())
-            == json.loads((tmp_path / "resumed" / "history.json").read_text()))
+    assert json.loads((tmp_path / "whole" / "history.json").read_text()) == json.loads(
+        (tmp_path / "resumed" / "history.json").read_text()
+    )
 
 
 def test_base_training_refuses_a_checkpoint_of_another_configuration(base_dir, tmp_path, monkeypatch):
     import training.base.train as base_training
 
-    config = BaseTrainingConfig(training=BaseRunConfig(steps=4, batch_size=2, log_every=2, val_batches=1,
-                                                       checkpoint_every=2))
+    config = BaseTrainingConfig(
+        training=BaseRunConfig(steps=4, batch_size=2, log_every=2, val_batches=1, checkpoint_every=2)
+    )
     corpus, tokenizer = base_dir / "corpus", base_dir / "tok" / "tokenizer"
     monkeypatch.setattr(base_training, "save_base", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
@@ -267,8 +306,9 @@ def test_base_training_refuses_a_checkpoint_of_another_configuration(base_dir, t
 def test_base_training_in_bf16_saves_a_loadable_model(base_dir, tmp_path):
     """bf16 autocast works in a process that trained before (accelerate's state is fixed by then), and
     what it saves loads and generates like any base model."""
-    config = BaseTrainingConfig(training=BaseRunConfig(steps=2, batch_size=2, log_every=1, val_batches=1,
-                                                       mixed_precision="bf16"))
+    config = BaseTrainingConfig(
+        training=BaseRunConfig(steps=2, batch_size=2, log_every=1, val_batches=1, mixed_precision="bf16")
+    )
     figures = train_base(base_dir / "corpus", base_dir / "tok" / "tokenizer", tmp_path / "bf16", config, progress=False)
     assert np.isfinite(figures["val_t2m_loss"]) and figures["config"]["training"]["mixed_precision"] == "bf16"
     lm = load_base_model(tmp_path / "bf16")

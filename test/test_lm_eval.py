@@ -1,5 +1,6 @@
 """T2M / M2T scoring of a language model through the evaluator: the figures a report needs are there,
 in range, and the ground truth scores its own real pairs far above a shuffled pairing."""
+
 import math
 
 import numpy as np
@@ -8,9 +9,9 @@ import torch
 
 from motion_agent.model.base_model import load_base_model, tokenizer_folder
 from motion_agent.model.tokenizer import MotionTokenizer
-from training.evaluation.evaluator import Evaluator, EvaluatorConfig, EvaluatorModelConfig
 from training.data.humanml3d import HumanML3D
 from training.data.synth.emotions import EMOTIONS
+from training.evaluation.evaluator import Evaluator, EvaluatorConfig, EvaluatorModelConfig
 from training.evaluation.lm_eval import EvalSettings, evaluate_m2t, evaluate_t2m, ground_truth
 
 CLIPS = 12
@@ -22,7 +23,9 @@ def parts(tiny_base_model):
     corpus = HumanML3D(tiny_base_model.parent / "corpus")
     clips = corpus.clips("train")[:CLIPS]
     torch.manual_seed(0)
-    config = EvaluatorConfig(model=EvaluatorModelConfig(latent_dim=32, motion_hidden=32, text_hidden=32, emotions=tuple(EMOTIONS)))
+    config = EvaluatorConfig(
+        model=EvaluatorModelConfig(latent_dim=32, motion_hidden=32, text_hidden=32, emotions=tuple(EMOTIONS))
+    )
     evaluator = Evaluator(config, corpus.mean, corpus.std).eval()
     lm = load_base_model(tiny_base_model)
     return lm, MotionTokenizer.load(tokenizer_folder(tiny_base_model)), evaluator, clips

@@ -1,4 +1,5 @@
 """Evaluation metrics on cases whose answers are known: hand-worked numbers in the comments."""
+
 import math
 
 import numpy as np

@@ -1,5 +1,6 @@
 """The package as users get it: importable without ROS 2, and built by colcon into the layout
 `ros2 launch` / `ros2 run` expect."""
+
 import ast
 import shutil
 import subprocess
@@ -22,9 +23,7 @@ sys.meta_path.insert(0, NoRos())
 
 
 def _runtime_modules() -> list[str]:
-    return sorted(
-        "motion_agent." + p.stem for p in (ROOT / "motion_agent").glob("*.py") if p.stem != "__init__"
-    )
+    return sorted("motion_agent." + p.stem for p in (ROOT / "motion_agent").glob("*.py") if p.stem != "__init__")
 
 
 def test_runtime_and_training_import_without_ros():
@@ -62,9 +61,22 @@ def test_colcon_build_installs_the_ros2_layout(tmp_path):
     ignore = shutil.ignore_patterns(".venv", ".git", "build", "install", "log", "out", "*.egg-info", "__pycache__")
     shutil.copytree(ROOT, source, ignore=ignore)
     result = subprocess.run(
-        [str(colcon), "--log-base", str(tmp_path / "log"), "build", "--base-paths", str(tmp_path / "src"),
-         "--build-base", str(tmp_path / "build"), "--install-base", str(tmp_path / "install")],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        [
+            str(colcon),
+            "--log-base",
+            str(tmp_path / "log"),
+            "build",
+            "--base-paths",
+            str(tmp_path / "src"),
+            "--build-base",
+            str(tmp_path / "build"),
+            "--install-base",
+            str(tmp_path / "install"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     prefix = tmp_path / "install" / "motion_agent"

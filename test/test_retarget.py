@@ -34,7 +34,9 @@ def test_shipped_robots_load(avatar, humanoid):
 
 def test_bad_configs_are_refused_with_the_key_named(tmp_path):
     path = tmp_path / "bot.yaml"
-    path.write_text("name: bot\njoints:\n  - {name: a, source: pelvis, axis: x}\n  - {name: b, source: left_hipp, axis: x}\n")
+    path.write_text(
+        "name: bot\njoints:\n  - {name: a, source: pelvis, axis: x}\n  - {name: b, source: left_hipp, axis: x}\n"
+    )
     with pytest.raises(ConfigError, match=r"joints\[1\].*source 'left_hipp' is not an SMPL joint"):
         load_robot(path)
     path.write_text("name: bot\njoints:\n  - {name: a, source: left_knee, axis: x, relative_to: spine3}\n")

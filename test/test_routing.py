@@ -1,16 +1,17 @@
 """Routers: autoencoder (hard and soft), Mahalanobis, key gate, oracle; router files."""
+
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from motion_agent.model.base_model import load_base_model
-from motion_agent.model.language_model import t2m_prompt
 from motion_agent.experts.prompt_features import prompt_features
 from motion_agent.experts.routing import AutoencoderRouter, Decision, ExpertRouter, RouterError
-from training.continual.routers import KeyGate, MahalanobisRouter, OracleRouter
+from motion_agent.model.base_model import load_base_model
+from motion_agent.model.language_model import t2m_prompt
 from training.continual.router_training import AutoencoderSettings, fit_autoencoder
+from training.continual.routers import KeyGate, MahalanobisRouter, OracleRouter
 
 from conftest import family_requests
 
@@ -30,11 +31,17 @@ SETTINGS = AutoencoderSettings(steps=400, bottleneck=3, folds=3)
 @pytest.fixture(scope="module")
 def router() -> AutoencoderRouter:
     """Texts of walk and dance lie in two clusters, their motions in two others; dance serves texts only."""
-    return AutoencoderRouter({
-        "walk": ExpertRouter({"t2m": fit_autoencoder(cluster(0.0, 250, 0), SETTINGS),
-                              "m2t": fit_autoencoder(cluster(8.0, 250, 1), SETTINGS)}),
-        "dance": ExpertRouter({"t2m": fit_autoencoder(cluster(4.0, 250, 2), SETTINGS)}),
-    })
+    return AutoencoderRouter(
+        {
+            "walk": ExpertRouter(
+                {
+                    "t2m": fit_autoencoder(cluster(0.0, 250, 0), SETTINGS),
+                    "m2t": fit_autoencoder(cluster(8.0, 250, 1), SETTINGS),
+                }
+            ),
+            "dance": ExpertRouter({"t2m": fit_autoencoder(cluster(4.0, 250, 2), SETTINGS)}),
+        }
+    )
 
 
 def test_held_out_inputs_go_to_their_expert_and_a_third_task_is_unknown(router):
@@ -101,8 +108,11 @@ def test_router_file_round_trips_exactly_and_refuses_other_files(router, tmp_pat
         ExpertRouter.load(tmp_path / "odd")
     from motion_agent.experts.prompt_features import FEATURE_KIND
 
-    save_file({"x": torch.zeros(1)}, tmp_path / "odd" / "router" / "router.safetensors",
-              metadata={"kind": "autoencoder", "features": FEATURE_KIND, "directions": "t2m"})
+    save_file(
+        {"x": torch.zeros(1)},
+        tmp_path / "odd" / "router" / "router.safetensors",
+        metadata={"kind": "autoencoder", "features": FEATURE_KIND, "directions": "t2m"},
+    )
     with pytest.raises(RouterError, match="incomplete"):
         ExpertRouter.load(tmp_path / "odd")
 
@@ -116,8 +126,11 @@ def test_a_router_of_the_earlier_one_autoencoder_format_serves_both_directions(r
     walk = router.experts["walk"].autoencoders["t2m"]
     tensors, sizes = walk.tensors("t2m")
     (tmp_path / "old" / "router").mkdir(parents=True)
-    save_file({k[4:]: v for k, v in tensors.items()}, tmp_path / "old" / "router" / "router.safetensors",
-              metadata={"kind": "autoencoder", "features": FEATURE_KIND, **{k[4:]: v for k, v in sizes.items()}})
+    save_file(
+        {k[4:]: v for k, v in tensors.items()},
+        tmp_path / "old" / "router" / "router.safetensors",
+        metadata={"kind": "autoencoder", "features": FEATURE_KIND, **{k[4:]: v for k, v in sizes.items()}},
+    )
     loaded = ExpertRouter.load(tmp_path / "old")
     inputs = cluster(0.0, 8, 14)
     for direction in ("t2m", "m2t"):
@@ -172,10 +185,12 @@ def test_a_router_on_prompt_features_tells_clearly_different_tasks_apart(tiny_ba
         return prompt_features(lm, [t2m_prompt(text) for text in family_requests(family, count, seed)])
 
     settings = AutoencoderSettings(steps=400, folds=3)
-    router = AutoencoderRouter({
-        family: ExpertRouter({"t2m": fit_autoencoder(features(family, 160, 0), settings)})
-        for family in ("juggling", "piano")
-    })
+    router = AutoencoderRouter(
+        {
+            family: ExpertRouter({"t2m": fit_autoencoder(features(family, 160, 0), settings)})
+            for family in ("juggling", "piano")
+        }
+    )
     for family in ("juggling", "piano"):
         routed = [d.expert for d in router.route(features(family, 30, 2), "t2m")]
         assert routed.count(family) >= 26, routed  # mu + k sigma rejects a few by design
@@ -228,8 +243,8 @@ def test_features_come_from_the_first_half_of_the_layers_and_leave_the_backbone_
 def test_onnx_trunk_gives_the_features_routers_were_trained_on(tiny_base_model):
     """The agent routes on features from the trunk exported to onnxruntime; routers are trained on
     transformers' features, so the two must agree, for texts and motion prompts, alone or batched."""
-    from motion_agent.model.language_model import m2t_prompt
     from motion_agent.experts.onnx_trunk import OnnxPromptFeatures
+    from motion_agent.model.language_model import m2t_prompt
 
     lm = load_base_model(tiny_base_model)
     prompts = [t2m_prompt(t) for t in ("wave", "a person dances happily for a long while, turning and jumping")]

@@ -100,7 +100,9 @@ def test_axis_angle_6d_and_matrices_agree_in_batches():
 
 def test_bone_lengths_are_constant_under_any_pose():
     torch.manual_seed(1)
-    joints = forward_kinematics(torch.zeros(50, 3, dtype=torch.float64), torch.randn(50, NUM_JOINTS, 3, dtype=torch.float64))
+    joints = forward_kinematics(
+        torch.zeros(50, 3, dtype=torch.float64), torch.randn(50, NUM_JOINTS, 3, dtype=torch.float64)
+    )
     lengths = bone_lengths(joints.numpy())
     np.testing.assert_allclose(lengths, np.broadcast_to(lengths[0], lengths.shape), atol=1e-9)
 

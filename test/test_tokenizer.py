@@ -2,6 +2,7 @@
 
 Everything runs a tiny config for a few dozen steps; quality targets live in bench/bench_tokenizer.py.
 """
+
 import json
 import pickle
 import subprocess
@@ -14,10 +15,17 @@ import pytest
 import torch
 
 from motion_agent.config import ConfigError, load_yaml
+from motion_agent.model.tokenizer import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    EMAQuantizer,
+    MotionTokenizer,
+    TokenizerConfig,
+    folder_fingerprint,
+)
+from motion_agent.model.tokenizer_onnx import OnnxTokenDecoder, load_decoder
 from motion_agent.motion.demo import DEMO_KINDS, demo_motion
 from motion_agent.motion.features import FEATURE_DIM, joints_to_features, mean_std
-from motion_agent.model.tokenizer import CONFIG_FILE, WEIGHTS_FILE, EMAQuantizer, MotionTokenizer, TokenizerConfig, folder_fingerprint
-from motion_agent.model.tokenizer_onnx import OnnxTokenDecoder, load_decoder
 from training.tokenizer.cli import main as cli_main
 from training.tokenizer.evaluate import EVAL_JSON, EVAL_PNG, evaluate_tokenizer, format_summary
 from training.tokenizer.export import export_onnx, onnx_max_abs_diff
@@ -53,8 +61,17 @@ def data():
 def trained(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("tokenizer_run")
     result = train_tokenizer(
-        data["train"], data["val"], TINY, out, steps=STEPS, batch_size=BATCH, window=WINDOW, lr=3e-3, seed=SEED,
-        options=OPTIONS, progress=False,
+        data["train"],
+        data["val"],
+        TINY,
+        out,
+        steps=STEPS,
+        batch_size=BATCH,
+        window=WINDOW,
+        lr=3e-3,
+        seed=SEED,
+        options=OPTIONS,
+        progress=False,
     )
     export_onnx(result.tokenizer, result.folder)
     return result
@@ -137,8 +154,17 @@ def test_checkpoints_and_tokenizers_load_without_pickle(trained, data, tmp_path,
     # resuming reads a checkpoint (weights, optimiser, random states) the same way
     out = trained.folder.parent
     result = train_tokenizer(
-        data["train"], data["val"], TINY, out, steps=STEPS, batch_size=BATCH, window=WINDOW, lr=3e-3, seed=SEED,
-        options=OPTIONS, progress=False,
+        data["train"],
+        data["val"],
+        TINY,
+        out,
+        steps=STEPS,
+        batch_size=BATCH,
+        window=WINDOW,
+        lr=3e-3,
+        seed=SEED,
+        options=OPTIONS,
+        progress=False,
     )
     assert result.start_step == STEPS
 
@@ -146,8 +172,17 @@ def test_checkpoints_and_tokenizers_load_without_pickle(trained, data, tmp_path,
 def test_an_interrupted_run_resumes_to_the_same_model_as_an_uninterrupted_one(data, tmp_path, monkeypatch):
     def run(out):
         return train_tokenizer(
-            data["train"], [], TINY, out, steps=12, batch_size=BATCH, window=WINDOW, lr=3e-3, seed=SEED,
-            options=replace(OPTIONS, checkpoint_every=6), progress=False,
+            data["train"],
+            [],
+            TINY,
+            out,
+            steps=12,
+            batch_size=BATCH,
+            window=WINDOW,
+            lr=3e-3,
+            seed=SEED,
+            options=replace(OPTIONS, checkpoint_every=6),
+            progress=False,
         )
 
     straight = run(tmp_path / "straight")

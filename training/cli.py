@@ -3,6 +3,7 @@
 Each stage lives in its own module with a `main(argv)`; this file only dispatches, so `--help` of a
 stage is that module's own parser.
 """
+
 from __future__ import annotations
 
 import importlib

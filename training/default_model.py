@@ -20,6 +20,7 @@ out/bench_continual/benchmark_unseen_smollm2-135m/moe-hard/order_0, with the bas
 on): its experts and routers are signed and installed as they are, so the default model is the one the
 benchmark scored. Only the bundle stages run; the manifest names the run and the base it came from.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,25 +47,63 @@ def finished_marks(scratch: Path) -> dict[str, Path]:
     rebuild skips the stage (delete the stage's folder to redo it)."""
     from training.evaluation.cli import EVAL_JSON
 
-    return {"synth": scratch / "corpus" / "corpus.json", "base": scratch / "base" / "base.json",
-            "evaluator": scratch / "evaluator" / EVAL_JSON}
+    return {
+        "synth": scratch / "corpus" / "corpus.json",
+        "base": scratch / "base" / "base.json",
+        "evaluator": scratch / "evaluator" / EVAL_JSON,
+    }
 
 
-def commands(scratch: Path, out: Path, profile: str, motions: int, seed: int, base_steps: int | None,
-             scenarios: tuple[str, ...], eval_clips: int) -> list[list[str]]:
+def commands(
+    scratch: Path,
+    out: Path,
+    profile: str,
+    motions: int,
+    seed: int,
+    base_steps: int | None,
+    scenarios: tuple[str, ...],
+    eval_clips: int,
+) -> list[list[str]]:
     corpus, tokenizer, base = scratch / "corpus", scratch / "tokenizer", scratch / "base"
     evaluator, stream, experts = scratch / "evaluator", scratch / "stream", scratch / "experts"
-    base_cmd = ["motion-agent-train", "base", "--data", str(corpus), "--tokenizer", str(tokenizer / "tokenizer"),
-                "--out", str(base), "--backbone", profile]
+    base_cmd = [
+        "motion-agent-train",
+        "base",
+        "--data",
+        str(corpus),
+        "--tokenizer",
+        str(tokenizer / "tokenizer"),
+        "--out",
+        str(base),
+        "--backbone",
+        profile,
+    ]
     return [
         ["motion-agent-data", "synth", "--out", str(corpus), "--motions", str(motions), "--seed", str(seed)],
         ["motion-agent-train", "tokenizer", "--data", str(corpus), "--out", str(tokenizer)],
         base_cmd + (["--steps", str(base_steps)] if base_steps else []),
         ["motion-agent-train", "evaluator", "--data", str(corpus), "--out", str(evaluator), "--quiet"],
         ["motion-agent-data", "streams", "--corpus", str(corpus), "--kind", "unseen", "--out", str(stream)],
-        ["motion-agent-train", "continual", "--method", "moe-hard", "--stream", str(stream), "--corpus", str(corpus),
-         "--base", str(base), "--evaluator", str(evaluator), "--out", str(experts), "--order", *scenarios,
-         "--eval-clips", str(eval_clips)],
+        [
+            "motion-agent-train",
+            "continual",
+            "--method",
+            "moe-hard",
+            "--stream",
+            str(stream),
+            "--corpus",
+            str(corpus),
+            "--base",
+            str(base),
+            "--evaluator",
+            str(evaluator),
+            "--out",
+            str(experts),
+            "--order",
+            *scenarios,
+            "--eval-clips",
+            str(eval_clips),
+        ],
     ] + bundle_commands(scratch, experts / EXPERTS_DIR, out, scenarios)
 
 
@@ -75,11 +114,34 @@ def bundle_commands(scratch: Path, experts: Path, out: Path, scenarios: tuple[st
     for scenario in scenarios:
         bundle = scratch / "bundles" / f"{scenario}.tar"
         steps += [
-            ["motion-agent-bundle", "pack", str(experts / scenario), "-o", str(bundle),
-             "--key", str(key), "--name", scenario, "--scenario", scenario.replace("_", " "),
-             "--version", EXPERT_VERSION, "--model-manifest", str(manifest)],
-            ["motion-agent-bundle", "install", str(bundle), "--store", str(out / "experts"),
-             "--keyring", str(key.parent), "--model-manifest", str(manifest)],
+            [
+                "motion-agent-bundle",
+                "pack",
+                str(experts / scenario),
+                "-o",
+                str(bundle),
+                "--key",
+                str(key),
+                "--name",
+                scenario,
+                "--scenario",
+                scenario.replace("_", " "),
+                "--version",
+                EXPERT_VERSION,
+                "--model-manifest",
+                str(manifest),
+            ],
+            [
+                "motion-agent-bundle",
+                "install",
+                str(bundle),
+                "--store",
+                str(out / "experts"),
+                "--keyring",
+                str(key.parent),
+                "--model-manifest",
+                str(manifest),
+            ],
         ]
     return steps
 
@@ -95,8 +157,11 @@ def run(command: list[str], finished: Path | None = None) -> bool:
         print(f"\n$ {' '.join(command)}\n  (done before: {finished} exists)", flush=True)
         return False
     print(f"\n$ {' '.join(command)}", flush=True)
-    entry = {"motion-agent-data": data_cli.main, "motion-agent-train": train_cli.main,
-             "motion-agent-bundle": bundle_cli.main}[command[0]]
+    entry = {
+        "motion-agent-data": data_cli.main,
+        "motion-agent-train": train_cli.main,
+        "motion-agent-bundle": bundle_cli.main,
+    }[command[0]]
     status = entry(command[1:])
     if status:
         raise SystemExit(f"{' '.join(command[:2])} failed with status {status}")
@@ -107,8 +172,13 @@ def package_base(base: Path, out: Path) -> None:
     """Copy the runtime parts of the base model into `out`."""
     if out.exists():
         shutil.rmtree(out)
-    shutil.copytree(base, out, ignore=lambda folder, names: [
-        n for n in names if n in SKIP or n.endswith((".png", ".pt")) or n in ("checkpoints", "eval", "history.json")])
+    shutil.copytree(
+        base,
+        out,
+        ignore=lambda folder, names: [
+            n for n in names if n in SKIP or n.endswith((".png", ".pt")) or n in ("checkpoints", "eval", "history.json")
+        ],
+    )
 
 
 def folder_bytes(folder: Path) -> int:
@@ -124,37 +194,58 @@ def finished_run(run_dir: Path, base: Path, scenarios: list[str] | None) -> tupl
     state = json.loads(path.read_text())
     fingerprint = BaseModelSpec.read(base).fingerprint
     if state["method"] != "moe-hard" or not is_complete(state):
-        raise SystemExit(f"--from-run {run_dir}: a finished moe-hard run is needed, this is {state['method']} "
-                         f"with {len(state['steps'])} of {len(state['tasks'])} tasks done")
+        raise SystemExit(
+            f"--from-run {run_dir}: a finished moe-hard run is needed, this is {state['method']} "
+            f"with {len(state['steps'])} of {len(state['tasks'])} tasks done"
+        )
     if state["base_fingerprint"] != fingerprint:
-        raise SystemExit(f"--from-run {run_dir} was trained on base {state['base_fingerprint'][:12]}, "
-                         f"--base {base} is {fingerprint[:12]}")
+        raise SystemExit(
+            f"--from-run {run_dir} was trained on base {state['base_fingerprint'][:12]}, "
+            f"--base {base} is {fingerprint[:12]}"
+        )
     unknown = sorted(set(scenarios or []) - set(state["tasks"]))
     if unknown:
         raise SystemExit(f"--scenarios {' '.join(unknown)}: not tasks of {run_dir} ({', '.join(state['tasks'])})")
-    origin = {"run": os.path.relpath(run_dir), "base": os.path.relpath(base), "tasks": state["tasks"],
-              "held_out": state.get("held_out", []), "settings": state["config"]}
+    origin = {
+        "run": os.path.relpath(run_dir),
+        "base": os.path.relpath(base),
+        "tasks": state["tasks"],
+        "held_out": state.get("held_out", []),
+        "settings": state["config"],
+    }
     return list(scenarios or state["tasks"]), origin
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="tiny", help="backbone profile of the base model (default: tiny)")
-    parser.add_argument("--scratch", type=Path, default=Path("out/default-model"),
-                        help="where the stages write their full output (default: out/default-model)")
+    parser.add_argument(
+        "--scratch",
+        type=Path,
+        default=Path("out/default-model"),
+        help="where the stages write their full output (default: out/default-model)",
+    )
     parser.add_argument("--out", type=Path, help=f"package folder (default: {MODELS_DIR}/<profile>)")
-    parser.add_argument("--motions", type=int, default=1200,
-                        help="procedural corpus size (default: 1200); with --from-run, the corpus the run and its "
-                             "base were trained on, recorded in the manifest")
+    parser.add_argument(
+        "--motions",
+        type=int,
+        default=1200,
+        help="procedural corpus size (default: 1200); with --from-run, the corpus the run and its "
+        "base were trained on, recorded in the manifest",
+    )
     parser.add_argument("--seed", type=int, default=0, help="procedural corpus seed (default: 0)")
     parser.add_argument("--base-steps", type=int, help="base-stage steps (default: config/training/base.yaml)")
-    parser.add_argument("--scenarios", nargs="+",
-                        help=f"scenarios that get an expert (default: {' '.join(SCENARIOS)}; with --from-run, "
-                             "every task of the run)")
-    parser.add_argument("--eval-clips", type=int, default=8,
-                        help="test clips per scenario scored after each expert (default: 8)")
-    parser.add_argument("--from-run", type=Path,
-                        help="ship this finished moe-hard run's experts and routers instead of training them")
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        help=f"scenarios that get an expert (default: {' '.join(SCENARIOS)}; with --from-run, every task of the run)",
+    )
+    parser.add_argument(
+        "--eval-clips", type=int, default=8, help="test clips per scenario scored after each expert (default: 8)"
+    )
+    parser.add_argument(
+        "--from-run", type=Path, help="ship this finished moe-hard run's experts and routers instead of training them"
+    )
     parser.add_argument("--base", type=Path, help="with --from-run: the base model that run was trained on")
     return parser
 
@@ -167,20 +258,35 @@ def plan(args: argparse.Namespace, profile: str) -> tuple[list[str], Path, list[
         steps = bundle_commands(args.scratch, args.from_run / EXPERTS_DIR, args.out, tuple(scenarios))
         return scenarios, args.base, steps, 0, origin
     scenarios = list(args.scenarios or SCENARIOS)
-    steps = commands(args.scratch, args.out, profile, args.motions, args.seed, args.base_steps,
-                     tuple(scenarios), args.eval_clips)
+    steps = commands(
+        args.scratch, args.out, profile, args.motions, args.seed, args.base_steps, tuple(scenarios), args.eval_clips
+    )
     return scenarios, args.scratch / "base", steps, 3, {}
 
 
-def write_manifest(args: argparse.Namespace, profile: str, scenarios: list[str], steps: list[list[str]],
-                   reused: list[str], origin: dict, size: int, seconds: float) -> str:
+def write_manifest(
+    args: argparse.Namespace,
+    profile: str,
+    scenarios: list[str],
+    steps: list[list[str]],
+    reused: list[str],
+    origin: dict,
+    size: int,
+    seconds: float,
+) -> str:
     """Record how the package was made beside it; returns its fingerprint."""
     spec = BaseModelSpec.read(args.out / "base")
-    manifest = {"profile": profile, "fingerprint": spec.fingerprint, "commit": git_commit(),
-                "experts": scenarios, "corpus": {"motions": args.motions, "seed": args.seed},
-                "commands": [" ".join(c) for c in steps], "bytes": size,
-                "seconds": round(seconds, 1),  # this run; `reused` stages ran before it
-                "reused": reused} | ({"from_run": origin} if origin else {})
+    manifest = {
+        "profile": profile,
+        "fingerprint": spec.fingerprint,
+        "commit": git_commit(),
+        "experts": scenarios,
+        "corpus": {"motions": args.motions, "seed": args.seed},
+        "commands": [" ".join(c) for c in steps],
+        "bytes": size,
+        "seconds": round(seconds, 1),  # this run; `reused` stages ran before it
+        "reused": reused,
+    } | ({"from_run": origin} if origin else {})
     (args.out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
     return spec.fingerprint
 
@@ -207,10 +313,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"the default model is {size / 2**20:.1f} MB, over the {limit:.0f} MB limit of {profile}")
     seconds = time.perf_counter() - began
     fingerprint = write_manifest(args, profile, scenarios, steps, reused, origin, size, seconds)
-    print(f"\ndefault model ({profile}, {len(scenarios)} experts, {size / 2**20:.1f} MB, "
-          f"fingerprint {fingerprint[:12]}) written to {args.out} in {seconds:.0f} s"
-          + (f" ({len(reused)} stages reused from {args.scratch})" if reused else "")
-          + (f" from the run in {args.from_run}" if args.from_run else ""))
+    print(
+        f"\ndefault model ({profile}, {len(scenarios)} experts, {size / 2**20:.1f} MB, "
+        f"fingerprint {fingerprint[:12]}) written to {args.out} in {seconds:.0f} s"
+        + (f" ({len(reused)} stages reused from {args.scratch})" if reused else "")
+        + (f" from the run in {args.from_run}" if args.from_run else "")
+    )
     return 0
 
 

@@ -1,5 +1,6 @@
 """Which code produced an artefact: benchmark results and the embedded default model both record it,
 so that a figure or a model can be traced to the commit that made it."""
+
 from __future__ import annotations
 
 import subprocess

@@ -8,6 +8,7 @@ encoding), pinned by a sha256 in the signed manifest (the expert files), or fixe
 (headers, padding, end marker): any change to any byte is refused, not just the changes a tar reader
 happens to notice.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,16 +21,29 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from motion_agent.bundles.keys import sign_manifest
-from motion_agent.bundles.manifest import ADAPTER_CONFIG, BundleError, BundleLimits, DEFAULT_LIMITS, EXPERT_FILES, FORMAT_VERSION, FileEntry, MANIFEST_NAME, Manifest, MiB, SIGNATURE_NAME, check_contents, read_json_object, utc_now_iso
 
+from motion_agent.bundles.keys import sign_manifest
+from motion_agent.bundles.manifest import (
+    ADAPTER_CONFIG,
+    DEFAULT_LIMITS,
+    EXPERT_FILES,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    BundleError,
+    BundleLimits,
+    FileEntry,
+    Manifest,
+    MiB,
+    check_contents,
+    read_json_object,
+    utc_now_iso,
+)
 
 BLOCK = 512  # tar block
 END_MARKER = 2 * BLOCK  # two zero blocks end a tar archive
 RECORD = 20 * BLOCK  # tar record: archives are padded to a multiple of this
 COPY_CHUNK = MiB
-
-
 
 
 def ustar_header(name: str, size: int) -> bytes:
@@ -131,9 +145,7 @@ def pack_bundle(
     if missing:
         raise BundleError(f"The expert folder {root} has no {missing[0]}.", "missing-file")
     adapter_config = read_json_object(root / ADAPTER_CONFIG, ADAPTER_CONFIG, limits)
-    files = tuple(
-        FileEntry(path, (root / path).stat().st_size, sha256_file(root / path)) for path in EXPERT_FILES
-    )
+    files = tuple(FileEntry(path, (root / path).stat().st_size, sha256_file(root / path)) for path in EXPERT_FILES)
     manifest = Manifest.from_mapping(
         {
             "format_version": FORMAT_VERSION,

@@ -3,6 +3,7 @@
 Every refusal prints one line, `error: <sentence naming what is wrong>`, to stderr and exits 1;
 usage mistakes exit 2. Nothing a bundle contains can make this command print a traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,9 +15,16 @@ from pathlib import Path
 
 from motion_agent.bundles.archive import pack_bundle
 from motion_agent.bundles.keys import generate_keypair, load_keyring, load_private_key
-from motion_agent.bundles.manifest import ADAPTER_CONFIG, DEFAULT_LIMITS, BundleError, BundleLimits, check_fingerprint, load_model_fingerprints
-from motion_agent.bundles.verify import VerifiedBundle, extract_verified, read_eval_figures
+from motion_agent.bundles.manifest import (
+    ADAPTER_CONFIG,
+    DEFAULT_LIMITS,
+    BundleError,
+    BundleLimits,
+    check_fingerprint,
+    load_model_fingerprints,
+)
 from motion_agent.bundles.store import ExpertStore, StoreConfig
+from motion_agent.bundles.verify import VerifiedBundle, extract_verified, read_eval_figures
 
 PROG = "motion-agent-bundle"
 
@@ -152,7 +160,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _store(args: argparse.Namespace) -> ExpertStore:
     keep = getattr(args, "keep", None)
-    config = StoreConfig(limits=_limits(args)) if keep is None else StoreConfig(keep_previous=keep, limits=_limits(args))
+    config = (
+        StoreConfig(limits=_limits(args)) if keep is None else StoreConfig(keep_previous=keep, limits=_limits(args))
+    )
     return ExpertStore(args.store, config)
 
 

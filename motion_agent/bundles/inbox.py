@@ -7,6 +7,7 @@ again, however long its install takes (polls keep coming meanwhile). After the i
 file moves to `installed/` or `refused/` (with `<bundle>.reason.txt` beside it), so the inbox never
 retries a bundle forever and nothing is lost: a refused bundle stays inspectable.
 """
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ public half is a SubjectPublicKeyInfo PEM file with the same name plus `.pub`. A
 folder of such `*.pub` files; a key is named by its key id, the first 16 hex digits of the sha256 of
 its raw 32-byte public key.
 """
+
 from __future__ import annotations
 
 import base64
@@ -17,14 +18,12 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from motion_agent.bundles.manifest import BundleError
 
+from motion_agent.bundles.manifest import BundleError
 
 KEY_ID_HEX_DIGITS = 16
 PUBLIC_KEY_SUFFIX = ".pub"
 _SIGNATURE_LINE = re.compile(r"ed25519 ([0-9a-f]{16}) ([A-Za-z0-9+/]{86}==)\n")
-
-
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:

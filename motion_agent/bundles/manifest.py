@@ -25,6 +25,7 @@ encoding), pinned by a sha256 in the signed manifest (the expert files), or fixe
 (headers, padding, end marker): any change to any byte is refused, not just the changes a tar reader
 happens to notice.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,7 +40,6 @@ from typing import Any
 import yaml
 
 from motion_agent.config import ConfigError, from_mapping
-
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.yaml"
@@ -88,8 +88,6 @@ class BundleLimits:
 
 
 DEFAULT_LIMITS = BundleLimits()
-
-
 
 
 @total_ordering
@@ -313,7 +311,9 @@ def check_contents(root: Path, manifest: Manifest, limits: BundleLimits) -> None
     check_safetensors(root / ROUTER_WEIGHTS, ROUTER_WEIGHTS, limits)
 
 
-def check_compatibility(manifest: Manifest, backbone_fingerprint: str | None, tokenizer_fingerprint: str | None) -> None:
+def check_compatibility(
+    manifest: Manifest, backbone_fingerprint: str | None, tokenizer_fingerprint: str | None
+) -> None:
     """Step 8: an expert only works on the exact backbone and tokenizer it was trained against."""
     for what, expected, actual in (
         ("backbone", backbone_fingerprint, manifest.backbone_fingerprint),

@@ -33,6 +33,7 @@ A crash anywhere leaves the index naming complete version folders only; whatever
 the start of the next write. Readers never take the lock: they read index.json, which os.replace
 swaps atomically.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -48,7 +49,15 @@ from pathlib import Path
 
 from motion_agent.bundles.archive import sha256_file
 from motion_agent.bundles.keys import Keyring, load_keyring
-from motion_agent.bundles.manifest import DEFAULT_LIMITS, MANIFEST_NAME, BundleError, BundleLimits, Manifest, SemVer, clause
+from motion_agent.bundles.manifest import (
+    DEFAULT_LIMITS,
+    MANIFEST_NAME,
+    BundleError,
+    BundleLimits,
+    Manifest,
+    SemVer,
+    clause,
+)
 from motion_agent.bundles.verify import extract_verified
 
 INDEX_NAME = "index.json"
@@ -219,7 +228,9 @@ class ExpertStore:
         except (OSError, ValueError, AttributeError):
             return 0
 
-    def _write_index(self, experts: dict[str, ExpertRecord], generation: int | None = None, announce: bool = True) -> None:
+    def _write_index(
+        self, experts: dict[str, ExpertRecord], generation: int | None = None, announce: bool = True
+    ) -> None:
         """Replace index.json atomically and durably (the commit point of every write)."""
         data = {
             "format": INDEX_FORMAT,

@@ -14,6 +14,7 @@ Verification order (each step refuses with a BundleError naming what is wrong):
      equals the manifest's copy);
   8. the backbone and tokenizer fingerprints equal the robot's, when the caller gives them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,11 +31,21 @@ from typing import Any, BinaryIO
 
 from motion_agent.bundles.archive import BLOCK, COPY_CHUNK, END_MARKER, _padding, canonical_archive_size, ustar_header
 from motion_agent.bundles.keys import Keyring, check_signature, parse_signature
-from motion_agent.bundles.manifest import ARCHIVE_ORDER, BundleError, BundleLimits, DEFAULT_LIMITS, EVAL_FIGURES, MANIFEST_NAME, Manifest, SIGNATURE_NAME, check_compatibility, check_contents, clause
-
+from motion_agent.bundles.manifest import (
+    ARCHIVE_ORDER,
+    DEFAULT_LIMITS,
+    EVAL_FIGURES,
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    BundleError,
+    BundleLimits,
+    Manifest,
+    check_compatibility,
+    check_contents,
+    clause,
+)
 
 _ENTRY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*")
-
 
 
 @dataclass(frozen=True)
@@ -61,11 +72,7 @@ class VerifiedBundle:
 def _refuse_member(info: tarfile.TarInfo, seen: set[str], limits: BundleLimits) -> None:
     name = info.name
     shown = name[:120]
-    if (
-        len(name) > limits.max_entry_name_chars
-        or not _ENTRY_NAME.fullmatch(name)
-        or name.count("/") > 2
-    ):
+    if len(name) > limits.max_entry_name_chars or not _ENTRY_NAME.fullmatch(name) or name.count("/") > 2:
         raise BundleError(f"The archive entry {shown!r} has an unsafe or invalid path.", "unsafe-path")
     if info.issym() or info.islnk():
         kind = "symbolic link" if info.issym() else "hard link"
@@ -177,7 +184,9 @@ def _check_files(entries: list[_Entry], manifest: Manifest) -> None:
     for expected in manifest.files:
         entry = by_name.get(expected.path)
         if entry is None:
-            raise BundleError(f"The bundle is missing the file {expected.path} that its manifest lists.", "missing-file")
+            raise BundleError(
+                f"The bundle is missing the file {expected.path} that its manifest lists.", "missing-file"
+            )
         if entry.size != expected.size:
             raise BundleError(
                 f"The file {expected.path} is {entry.size} bytes, but the manifest says {expected.size}.", "digest"

@@ -16,6 +16,7 @@ Changing the set mutates the model in place, so callers that serve requests from
 hold `ExpertSet.lock` around generation (MotionAgent does); loading the files happens before the
 lock is taken where possible.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,8 +26,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from motion_agent.model.language_model import MotionLanguageModel
 from motion_agent.experts.merged_serving import MergedServing
+from motion_agent.model.language_model import MotionLanguageModel
 
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
 ADAPTER_DIR = "adapter"
@@ -53,7 +54,7 @@ def adapter_folder(expert_dir: str | Path) -> Path:
     return folder
 
 
-_TUNER_LAYERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_TUNER_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def tuner_layers(model) -> list:

@@ -16,6 +16,7 @@ shared weights themselves, bit for bit what peft computes with no adapter active
 copy of the adapted layers' weights (about 3 MB for tiny, 420 MB for smollm2-135m in float32), and a
 merged expert's logits equal peft's only up to float rounding (the sum is formed in a different order).
 """
+
 from __future__ import annotations
 
 import copy
@@ -90,8 +91,13 @@ class MergedServing:
                 self._original.setdefault(path, base)
                 if path not in self._buffers:
                     self._buffers[path] = nn.Parameter(torch.empty_like(base), requires_grad=False)
-                torch.addmm(base, layer.lora_B[expert].weight, layer.lora_A[expert].weight,
-                            alpha=layer.scaling[expert], out=self._buffers[path].data)
+                torch.addmm(
+                    base,
+                    layer.lora_B[expert].weight,
+                    layer.lora_A[expert].weight,
+                    alpha=layer.scaling[expert],
+                    out=self._buffers[path].data,
+                )
         self._in_buffers = expert
 
     def _lora_layers(self, peft_model, expert: str) -> dict[str, nn.Module] | None:
@@ -116,9 +122,18 @@ def _plain_lora_layers(peft_model, expert: str) -> dict[str, nn.Module] | None:
     if getattr(config, "modules_to_save", None) or getattr(config, "trainable_token_indices", None):
         return None
     prefix = "base_model.model."  # PeftModel -> LoraModel -> the network
-    layers = {name.removeprefix(prefix): module for name, module in peft_model.named_modules()
-              if isinstance(module, LoraLayer) and (expert in module.lora_A or expert in module.lora_embedding_A)}
-    plain = all(isinstance(m, LoraLinear) and isinstance(m.get_base_layer(), nn.Linear) and not m.fan_in_fan_out
-                and not m.use_dora.get(expert, False) and not m.lora_bias.get(expert, False) and expert in m.lora_A
-                for m in layers.values())
+    layers = {
+        name.removeprefix(prefix): module
+        for name, module in peft_model.named_modules()
+        if isinstance(module, LoraLayer) and (expert in module.lora_A or expert in module.lora_embedding_A)
+    }
+    plain = all(
+        isinstance(m, LoraLinear)
+        and isinstance(m.get_base_layer(), nn.Linear)
+        and not m.fan_in_fan_out
+        and not m.use_dora.get(expert, False)
+        and not m.lora_bias.get(expert, False)
+        and expert in m.lora_A
+        for m in layers.values()
+    )
     return layers if layers and plain else None

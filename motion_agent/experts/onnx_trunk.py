@@ -12,6 +12,7 @@ backbone never changes afterwards (experts are served merged into private copies
 LoRA wrappers left inactive here), so one graph serves the model's lifetime. The token embeddings stay
 in torch (a lookup), so the graph holds only the trunk's layers.
 """
+
 from __future__ import annotations
 
 import io
@@ -21,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from motion_agent.model.language_model import MotionLanguageModel
 from motion_agent.experts.prompt_features import INSTRUCTION_HEADS, router_trunk, shared_instruction
+from motion_agent.model.language_model import MotionLanguageModel
 
 FEATURES_BACKENDS = ("onnx", "torch")
 
@@ -69,7 +70,7 @@ class OnnxPromptFeatures:
     def _split(self, prompt: str) -> tuple[list[int], list[int]]:
         """(instruction ids, content ids) as `prompt_features` tokenises them."""
         head = shared_instruction([prompt])
-        return ([], self._ids(prompt)) if head is None else (self._heads[head], self._ids(prompt[len(head):]))
+        return ([], self._ids(prompt)) if head is None else (self._heads[head], self._ids(prompt[len(head) :]))
 
     @torch.inference_mode()
     def __call__(self, prompts: list[str]) -> np.ndarray:
@@ -102,7 +103,12 @@ def _export(lm: MotionLanguageModel) -> bytes:
         # batch and length (tested against transformers' features)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(  # TorchScript-based, as the tokenizer's decoder export: no packages beyond torch
-            module, (embeds, content), buffer, dynamo=False, input_names=["embeds", "content"],
-            output_names=["features"], dynamic_axes={"embeds": dynamic, "content": dynamic},
+            module,
+            (embeds, content),
+            buffer,
+            dynamo=False,
+            input_names=["embeds", "content"],
+            output_names=["features"],
+            dynamic_axes={"embeds": dynamic, "content": dynamic},
         )
     return buffer.getvalue()

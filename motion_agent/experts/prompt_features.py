@@ -4,6 +4,7 @@ layers, mean-pooled over a prompt's own tokens (after the instruction every prom
 Routers, EPI statistics and the ONNX trunk all start here, so adding an expert never changes the features
 the others were trained on. `FEATURE_KIND` names these features in every file fitted to them.
 """
+
 from __future__ import annotations
 
 import copy
@@ -17,7 +18,9 @@ from motion_agent.experts.expert_set import running_adapters
 from motion_agent.model.language_model import M2T_HEAD, T2M_HEAD, MotionLanguageModel, returned_cache, with_cache
 
 INSTRUCTION_HEADS = (T2M_HEAD, M2T_HEAD)  # shared by every prompt of a direction, so never pooled
-FEATURE_KIND = "prompt-content-mean-half-depth"  # what prompt_features computes; a router trained on another kind is refused
+FEATURE_KIND = (
+    "prompt-content-mean-half-depth"  # what prompt_features computes; a router trained on another kind is refused
+)
 
 
 @torch.inference_mode()
@@ -67,8 +70,13 @@ def _content_states(lm: MotionLanguageModel, prompts: list[str], head: str) -> t
     from transformers import DynamicCache
 
     prefix = _instruction_cache(lm, head)
-    batch = lm.tokenizer([p[len(head):] for p in prompts], return_tensors="pt", padding=True, padding_side="right",
-                         add_special_tokens=False)
+    batch = lm.tokenizer(
+        [p[len(head) :] for p in prompts],
+        return_tensors="pt",
+        padding=True,
+        padding_side="right",
+        add_special_tokens=False,
+    )
     ids, mask = batch["input_ids"].to(lm.model.device), batch["attention_mask"].to(lm.model.device)
     n = len(prompts)
     # the cache appends by concatenation, so views of the stored keys and values are never written to

@@ -18,6 +18,7 @@ changes the features the others were trained on.
 An expert's autoencoders live in `<expert>/router/router.safetensors`: per direction the weights, the
 feature standardisation and the loss statistics, with the sizes in the safetensors metadata.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -63,7 +64,6 @@ class Decision:
         return self.expert if self.expert is not None else UNKNOWN
 
 
-
 class Autoencoder(nn.Module):
     """in -> hidden -> bottleneck -> hidden -> in, ReLU between."""
 
@@ -79,8 +79,15 @@ class Autoencoder(nn.Module):
 class ExpertAutoencoder:
     """One autoencoder with its standardisation and acceptance threshold."""
 
-    def __init__(self, net: Autoencoder, mean: np.ndarray, std: np.ndarray, loss_mean: float, loss_std: float,
-                 sigmas: float = 2.0) -> None:
+    def __init__(
+        self,
+        net: Autoencoder,
+        mean: np.ndarray,
+        std: np.ndarray,
+        loss_mean: float,
+        loss_std: float,
+        sigmas: float = 2.0,
+    ) -> None:
         self.net = net.eval()
         self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
         self.loss_mean, self.loss_std, self.sigmas = float(loss_mean), float(loss_std), float(sigmas)
@@ -98,20 +105,24 @@ class ExpertAutoencoder:
     def tensors(self, prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         """(tensors, metadata) to save, every name under `prefix`."""
         tensors = {f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()}
-        tensors.update(mean=torch.as_tensor(self.mean), std=torch.as_tensor(self.std),
-                       loss_stats=torch.tensor([self.loss_mean, self.loss_std, self.sigmas], dtype=torch.float64))
+        tensors.update(
+            mean=torch.as_tensor(self.mean),
+            std=torch.as_tensor(self.std),
+            loss_stats=torch.tensor([self.loss_mean, self.loss_std, self.sigmas], dtype=torch.float64),
+        )
         first, last = self.net.encoder[0], self.net.encoder[2]
         sizes = {"input": first.in_features, "hidden": first.out_features, "bottleneck": last.out_features}
         return ({f"{prefix}.{k}": v for k, v in tensors.items()}, {f"{prefix}.{k}": str(v) for k, v in sizes.items()})
 
     @classmethod
-    def from_tensors(cls, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str],
-                     prefix: str) -> "ExpertAutoencoder":
+    def from_tensors(
+        cls, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str], prefix: str
+    ) -> ExpertAutoencoder:
         """The inverse of `tensors`; prefix "" reads a file of the earlier one-autoencoder format."""
         name = (lambda key: f"{prefix}.{key}") if prefix else (lambda key: key)
         net = Autoencoder(*(int(metadata[name(k)]) for k in ("input", "hidden", "bottleneck")))
         head = name("net.")
-        net.load_state_dict({k[len(head):]: v for k, v in tensors.items() if k.startswith(head)})
+        net.load_state_dict({k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)})
         loss_mean, loss_std, sigmas = tensors[name("loss_stats")].tolist()
         return cls(net, tensors[name("mean")].numpy(), tensors[name("std")].numpy(), loss_mean, loss_std, sigmas)
 
@@ -122,7 +133,9 @@ class ExpertRouter:
     def __init__(self, autoencoders: Mapping[Direction, ExpertAutoencoder]) -> None:
         unknown = set(autoencoders) - set(DIRECTIONS)
         if unknown or not autoencoders:
-            raise RouterError(f"an expert router needs autoencoders for some of {DIRECTIONS}, got {sorted(autoencoders)}")
+            raise RouterError(
+                f"an expert router needs autoencoders for some of {DIRECTIONS}, got {sorted(autoencoders)}"
+            )
         self.autoencoders = dict(autoencoders)
 
     def save(self, expert_dir: str | Path) -> Path:
@@ -130,8 +143,10 @@ class ExpertRouter:
 
         folder = Path(expert_dir) / ROUTER_DIR
         folder.mkdir(parents=True, exist_ok=True)
-        tensors, metadata = {}, {"kind": "autoencoder", "features": FEATURE_KIND,
-                                 "directions": ",".join(self.autoencoders)}
+        tensors, metadata = (
+            {},
+            {"kind": "autoencoder", "features": FEATURE_KIND, "directions": ",".join(self.autoencoders)},
+        )
         for direction, autoencoder in self.autoencoders.items():
             more, sizes = autoencoder.tensors(direction)
             tensors.update(more)
@@ -140,7 +155,7 @@ class ExpertRouter:
         return folder / ROUTER_FILE
 
     @classmethod
-    def load(cls, expert_dir: str | Path) -> "ExpertRouter":
+    def load(cls, expert_dir: str | Path) -> ExpertRouter:
         from safetensors import safe_open
 
         path = Path(expert_dir) / ROUTER_DIR / ROUTER_FILE
@@ -170,7 +185,7 @@ class AutoencoderRouter:
         self._stacks: dict[Direction, tuple[tuple, _StackedAutoencoders | None]] = {}  # rebuilt when experts change
 
     @classmethod
-    def from_folders(cls, folders: Mapping[str, str | Path]) -> "AutoencoderRouter":
+    def from_folders(cls, folders: Mapping[str, str | Path]) -> AutoencoderRouter:
         return cls({name: ExpertRouter.load(folder) for name, folder in folders.items()})
 
     def serving(self, direction: Direction) -> dict[str, ExpertAutoencoder]:
@@ -191,7 +206,7 @@ class AutoencoderRouter:
             return np.stack([ae.loss(features) for ae in serving.values()], axis=1)
         return stacked(features)
 
-    def _stacked(self, direction: Direction, serving: dict[str, ExpertAutoencoder]) -> "_StackedAutoencoders | None":
+    def _stacked(self, direction: Direction, serving: dict[str, ExpertAutoencoder]) -> _StackedAutoencoders | None:
         """Every expert's autoencoder run as one batched network, so that routing costs the same with 64
         experts as with one."""
         key = tuple((name, id(ae)) for name, ae in serving.items())
@@ -204,7 +219,9 @@ class AutoencoderRouter:
         thresholds = np.array([ae.threshold for ae in serving.values()])
         return [nearest_accepting(list(serving), row, thresholds) for row in self._losses(features, direction, serving)]
 
-    def soft_weights(self, features: np.ndarray, direction: Direction, temperature: float = 1.0) -> list[dict[str, float]]:
+    def soft_weights(
+        self, features: np.ndarray, direction: Direction, temperature: float = 1.0
+    ) -> list[dict[str, float]]:
         """softmax(-loss / T) over every expert of the direction (no rejection): the soft blend."""
         return [softmax_weights(d.scores, temperature) for d in self.route(features, direction)]
 
@@ -225,15 +242,20 @@ class _StackedAutoencoders:
     def __init__(self, autoencoders: list[ExpertAutoencoder]) -> None:
         modules = [[*ae.net.encoder, *ae.net.decoder] for ae in autoencoders]
         # per module of the first: ReLU as it is, Linear as (E, in, out) weights and (E, 1, out) biases
-        self.steps = [torch.relu if isinstance(m, nn.ReLU) else
-                      (torch.stack([ms[i].weight.detach().T for ms in modules]),
-                       torch.stack([ms[i].bias.detach()[None] for ms in modules]))
-                      for i, m in enumerate(modules[0])]
+        self.steps = [
+            torch.relu
+            if isinstance(m, nn.ReLU)
+            else (
+                torch.stack([ms[i].weight.detach().T for ms in modules]),
+                torch.stack([ms[i].bias.detach()[None] for ms in modules]),
+            )
+            for i, m in enumerate(modules[0])
+        ]
         self.mean = torch.as_tensor(np.stack([ae.mean for ae in autoencoders]))[:, None]
         self.std = torch.as_tensor(np.stack([ae.std for ae in autoencoders]))[:, None]
 
     @classmethod
-    def of(cls, autoencoders: list[ExpertAutoencoder]) -> "_StackedAutoencoders | None":
+    def of(cls, autoencoders: list[ExpertAutoencoder]) -> _StackedAutoencoders | None:
         shapes = {tuple(p.shape for p in ae.net.parameters()) for ae in autoencoders}
         return cls(autoencoders) if len(shapes) == 1 else None
 

@@ -7,6 +7,7 @@ model with SmolLM2's tokenizer and a fixed-seed random initialisation: the same 
 code paths as the real backbone, small enough for tests and fast benchmarks. Any other value is taken as
 the path of a Hugging Face causal LM folder.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -118,8 +119,12 @@ def tiny_folder(config: TinyBackboneConfig = TinyBackboneConfig()) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(smollm2_folder())
         sizes = {k: v for k, v in asdict(config).items() if k != "seed"}
         llama = LlamaConfig(
-            vocab_size=len(tokenizer), tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **sizes,
+            vocab_size=len(tokenizer),
+            tie_word_embeddings=True,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **sizes,
         )
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)

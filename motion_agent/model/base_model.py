@@ -6,6 +6,7 @@ load so that a different backbone can never be silently paired with an adapter t
 fingerprint joins the backbone hash, the adapter file and the motion tokenizer; experts and bundles carry
 it and are refused by a base model with another.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,9 +14,9 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from motion_agent.config import load_yaml
 from motion_agent.model.backbone import load_backbone, weights_fingerprint
 from motion_agent.model.language_model import GenerationConfig, MotionLanguageModel, add_motion_tokens
-from motion_agent.config import load_yaml
 from motion_agent.model.tokenizer import CONFIG_FILE, TokenizerConfig, folder_fingerprint
 
 SPEC_FILE = "base.json"
@@ -40,7 +41,7 @@ class BaseModelSpec:
         (folder / SPEC_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
-    def read(cls, folder: Path) -> "BaseModelSpec":
+    def read(cls, folder: Path) -> BaseModelSpec:
         path = folder / SPEC_FILE
         if not path.is_file():
             raise BaseModelError(f"{path} is missing: {folder} is not a base-model folder")
@@ -59,8 +60,9 @@ def base_fingerprint(backbone_fingerprint: str, folder: Path) -> str:
     return digest.hexdigest()
 
 
-def load_base_model(folder: str | Path, generation: GenerationConfig | None = None,
-                    verify_backbone: bool = True) -> MotionLanguageModel:
+def load_base_model(
+    folder: str | Path, generation: GenerationConfig | None = None, verify_backbone: bool = True
+) -> MotionLanguageModel:
     """Backbone + motion tokens + base adapter merged in, every parameter frozen, eval mode."""
     from peft import PeftModel
 
@@ -123,7 +125,6 @@ def embedded_experts(base: str | Path) -> Path | None:
 
 def tokenizer_folder(folder: str | Path) -> Path:
     return Path(folder) / TOKENIZER_DIR
-
 
 
 def _tokenizer_config(folder: Path) -> TokenizerConfig:

@@ -8,6 +8,7 @@ end-of-motion), which makes every generated sequence decodable; M2T decoding is 
 The prompt format lives here, not in training, because the robot must build exactly the prompts the
 model was trained on.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -16,7 +17,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -33,8 +34,20 @@ T2M_HEAD, M2T_HEAD = (instruction.split("{")[0].rstrip() for instruction in (T2M
 Direction = Literal["t2m", "m2t"]  # what a request asks: a motion for a text, or a caption for a motion
 DIRECTIONS: tuple[Direction, ...] = ("t2m", "m2t")
 
-_NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-                 "nine": 9, "ten": 10, "a": 1, "half a": 0.5}
+_NUMBER_WORDS = {
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "a": 1,
+    "half a": 0.5,
+}
 _DURATION = re.compile(
     r"\bfor\s+(?:about\s+)?(\d+(?:\.\d+)?|" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")\s*"
     r"(?:seconds?|secs?|s)\b",
@@ -96,7 +109,7 @@ class MotionVocabulary:
         return [MOTION_TOKEN.format(k) for k in range(codebook_size)] + [START_OF_MOTION, END_OF_MOTION]
 
     @classmethod
-    def of(cls, tokenizer, codebook_size: int) -> "MotionVocabulary":
+    def of(cls, tokenizer, codebook_size: int) -> MotionVocabulary:
         """Read the ids back from a tokenizer that already holds the motion tokens."""
         ids = tokenizer.convert_tokens_to_ids(cls.token_strings(codebook_size))
         first = ids[0]
@@ -145,7 +158,7 @@ def request_prompts(vocabulary: MotionVocabulary, direction: Direction, inputs) 
     return [m2t_prompt(vocabulary, codes) for codes in inputs]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cache_keyword(model_class: type) -> str:
     return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 
@@ -163,8 +176,9 @@ def returned_cache(output):
     return cache if cache is not None else output.past_key_values
 
 
-def _choose(candidates: torch.Tensor, step: int, lo: int, hi: int, config: GenerationConfig,
-            generator: torch.Generator) -> torch.Tensor:
+def _choose(
+    candidates: torch.Tensor, step: int, lo: int, hi: int, config: GenerationConfig, generator: torch.Generator
+) -> torch.Tensor:
     """One decoding step over [codes..., end]: end is barred before `lo` codes and forced at `hi`;
     then greedy (temperature 0) or a temperature / top-k sample."""
     end = candidates.shape[1] - 1
@@ -185,8 +199,14 @@ def _choose(candidates: torch.Tensor, step: int, lo: int, hi: int, config: Gener
 class MotionLanguageModel:
     """A (frozen) causal LM with motion tokens; experts are peft adapters selected per sample."""
 
-    def __init__(self, model, tokenizer, vocabulary: MotionVocabulary, config: GenerationConfig = GenerationConfig(),
-                 fingerprint: str = "") -> None:
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        vocabulary: MotionVocabulary,
+        config: GenerationConfig = GenerationConfig(),
+        fingerprint: str = "",
+    ) -> None:
         self.model, self.tokenizer, self.vocabulary, self.config = model, tokenizer, vocabulary, config
         self.fingerprint = fingerprint  # of the frozen base model; experts and bundles must name the same
 
@@ -196,8 +216,12 @@ class MotionLanguageModel:
 
     @torch.inference_mode()
     def generate_motion(
-        self, texts: list[str], seed: int = 0, seconds: float | None = None,
-        adapter_names: list[str] | None = None, config: GenerationConfig | None = None,
+        self,
+        texts: list[str],
+        seed: int = 0,
+        seconds: float | None = None,
+        adapter_names: list[str] | None = None,
+        config: GenerationConfig | None = None,
     ) -> list[np.ndarray]:
         """Motion codes for each text. A duration (the argument, else one named in the text) fixes the
         number of tokens; otherwise the model decides between the configured bounds."""
@@ -215,8 +239,9 @@ class MotionLanguageModel:
         extra = {"adapter_names": adapter_names} if adapter_names is not None else {}
         return self._sample_motion(batch, lo, hi, config, seed, extra)
 
-    def _sample_motion(self, batch: dict[str, torch.Tensor], lo: int, hi: int, config: GenerationConfig,
-                       seed: int, extra: dict) -> list[np.ndarray]:
+    def _sample_motion(
+        self, batch: dict[str, torch.Tensor], lo: int, hi: int, config: GenerationConfig, seed: int, extra: dict
+    ) -> list[np.ndarray]:
         """Decode lo..hi motion codes per row with the KV cache, sampling among the motion codes and
         end-of-motion only. A loop of our own rather than `generate`: T2M needs the logits of 513 of
         ~50k tokens (with a small backbone the full vocabulary projection is most of the work) and a
@@ -228,8 +253,9 @@ class MotionLanguageModel:
         rows: list[list[int]] = [[] for _ in range(len(ids))]
         finished = torch.zeros(len(ids), dtype=torch.bool, device=ids.device)
         with self.restricted_head([*self.vocabulary.code_ids, self.vocabulary.end_id]):
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                             logits_to_keep=1, **extra)
+            out = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1, **extra
+            )
             position = positions[:, -1:]
             for step in range(hi + 1):
                 choice = _choose(out.logits[:, -1].float(), step, lo, hi, config, generator)  # `size` = end
@@ -242,8 +268,14 @@ class MotionLanguageModel:
                 token = torch.where(choice == size, self.vocabulary.end_id, first + choice)
                 mask = torch.cat([mask, torch.ones_like(token)[:, None]], dim=1)
                 position = position + 1
-                out = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=position, use_cache=True,
-                                 **with_cache(self.network, returned_cache(out)), **extra)
+                out = self.model(
+                    input_ids=token[:, None],
+                    attention_mask=mask,
+                    position_ids=position,
+                    use_cache=True,
+                    **with_cache(self.network, returned_cache(out)),
+                    **extra,
+                )
         return [np.asarray(codes, dtype=np.int64) for codes in rows]
 
     @property
@@ -259,8 +291,9 @@ class MotionLanguageModel:
         model = self.network
         head = model.get_output_embeddings()
         rows = torch.tensor(token_ids, device=head.weight.device)
-        restricted = torch.nn.Linear(head.in_features, len(rows), bias=head.bias is not None,
-                                     device=head.weight.device, dtype=head.weight.dtype)
+        restricted = torch.nn.Linear(
+            head.in_features, len(rows), bias=head.bias is not None, device=head.weight.device, dtype=head.weight.dtype
+        )
         restricted.weight = torch.nn.Parameter(head.weight.index_select(0, rows), requires_grad=False)
         if head.bias is not None:
             restricted.bias = torch.nn.Parameter(head.bias.index_select(0, rows), requires_grad=False)
@@ -281,16 +314,21 @@ class MotionLanguageModel:
         return results
 
     @torch.inference_mode()
-    def caption(self, motions: list[np.ndarray], adapter_names: list[str] | None = None,
-                config: GenerationConfig | None = None) -> list[str]:
+    def caption(
+        self, motions: list[np.ndarray], adapter_names: list[str] | None = None, config: GenerationConfig | None = None
+    ) -> list[str]:
         """A caption for each sequence of motion codes (greedy decoding: one answer per motion)."""
         config = config or self.config
         batch = self._encode([m2t_prompt(self.vocabulary, codes) for codes in motions])
         extra = {"adapter_names": adapter_names} if adapter_names is not None else {}
         out = self.model.generate(
-            **batch, **extra, do_sample=False, max_new_tokens=config.max_caption_tokens,
-            eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
+            **batch,
+            **extra,
+            do_sample=False,
+            max_new_tokens=config.max_caption_tokens,
+            eos_token_id=self.tokenizer.eos_token_id,
+            pad_token_id=self.tokenizer.pad_token_id,
             suppress_tokens=list(self.vocabulary.code_ids) + [self.vocabulary.start_id, self.vocabulary.end_id],
         )
-        new = out[:, batch["input_ids"].shape[1]:]
+        new = out[:, batch["input_ids"].shape[1] :]
         return [text.strip() for text in self.tokenizer.batch_decode(new, skip_special_tokens=True)]

@@ -23,6 +23,7 @@ A tokenizer folder holds::
 Nothing is ever unpickled: weights are safetensors, arrays are read with `allow_pickle=False`, the
 config is safe YAML. Runtime code here needs torch or onnxruntime only, never the `onnx` package.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -281,12 +282,14 @@ def _hash_parts(parts: list[bytes]) -> str:
 
 
 def _fingerprint(weights: bytes, config: TokenizerConfig, mean: np.ndarray, std: np.ndarray) -> str:
-    return _hash_parts([
-        weights,
-        config.canonical_json().encode(),
-        np.ascontiguousarray(mean, dtype="<f4").tobytes(),
-        np.ascontiguousarray(std, dtype="<f4").tobytes(),
-    ])
+    return _hash_parts(
+        [
+            weights,
+            config.canonical_json().encode(),
+            np.ascontiguousarray(mean, dtype="<f4").tobytes(),
+            np.ascontiguousarray(std, dtype="<f4").tobytes(),
+        ]
+    )
 
 
 def check_tokens(tokens: np.ndarray | torch.Tensor, codebook_size: int) -> None:
@@ -437,7 +440,7 @@ class MotionTokenizer(nn.Module):
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> "MotionTokenizer":
+    def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> MotionTokenizer:
         """Read a tokenizer folder (no pickle anywhere); the model comes back in eval mode."""
         folder = Path(folder)
         config = load_yaml(TokenizerConfig, folder / CONFIG_FILE)

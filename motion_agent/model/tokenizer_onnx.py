@@ -4,6 +4,7 @@ A robot decodes motion tokens with either the torch VQ-VAE (`tokenizer.MotionTok
 file the exporter wrote beside it (`training/tokenizer/export.py`); `agent.decoder_backend` picks one.
 Both give the same features; the ONNX one needs no torch compute.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,17 @@ import numpy as np
 import torch
 
 from motion_agent.config import load_yaml
-from motion_agent.model.tokenizer import BACKENDS, CONFIG_FILE, DECODER_ONNX, ONNX_STAMP, MotionTokenizer, TokenizerConfig, check_tokens, folder_fingerprint, load_stats
+from motion_agent.model.tokenizer import (
+    BACKENDS,
+    CONFIG_FILE,
+    DECODER_ONNX,
+    ONNX_STAMP,
+    MotionTokenizer,
+    TokenizerConfig,
+    check_tokens,
+    folder_fingerprint,
+    load_stats,
+)
 
 
 class OnnxTokenDecoder:

@@ -4,6 +4,7 @@ separately and never shipped or required: every other path works without them).
 The motion's joint positions are fitted onto the model's own rest skeleton with the project's inverse
 kinematics, then posed by `smplx`; the mesh therefore follows the joints however the skeletons differ.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from motion_agent.motion.skeleton import NUM_JOINTS, PARENTS, Skeleton, inverse_kinematics
 from motion_agent.motion.rotations import matrix_to_axis_angle
+from motion_agent.motion.skeleton import NUM_JOINTS, PARENTS, Skeleton, inverse_kinematics
 
 SMPL_HAND_JOINTS = 2  # SMPL's 24 joints are the 22 body joints plus two hands, which stay at rest
 

@@ -4,6 +4,7 @@ forward kinematics: enough motion to exercise the representation and the exporte
 Angles follow the SMPL convention of `skeleton.py`: a negative rotation about X swings a hip or a
 shoulder forward, a positive one bends a knee or an elbow.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,7 +62,7 @@ def demo_motion(kind: str = "walk", seconds: float = 3.0, fps: float = 20.0) -> 
 def _jump(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Crouch, push off, fly for 0.4 s, land and stand up, once per 1.5 s."""
     cycle = torch.remainder(t, 1.5)
-    crouch = torch.exp(-((cycle - 0.35) / 0.12) ** 2) + torch.exp(-((cycle - 1.05) / 0.12) ** 2)
+    crouch = torch.exp(-(((cycle - 0.35) / 0.12) ** 2)) + torch.exp(-(((cycle - 1.05) / 0.12) ** 2))
     aa = torch.zeros(*t.shape, NUM_JOINTS, 3, dtype=torch.float64)
     aa[:, 1, 0] = aa[:, 2, 0] = -0.9 * crouch
     aa[:, 4, 0] = aa[:, 5, 0] = 1.6 * crouch

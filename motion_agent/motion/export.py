@@ -4,6 +4,7 @@ stick-figure plots and animated GIF previews.
 BVH channels are Z, X, Y rotations in degrees (the CMU mocap convention most importers expect);
 the hierarchy is the SMPL 22-joint chain with offsets fitted to the motion's own bone lengths.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,7 +14,14 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from motion_agent.motion.skeleton import CHILDREN, JOINT_NAMES, KINEMATIC_CHAIN, NUM_JOINTS, Skeleton, inverse_kinematics
+from motion_agent.motion.skeleton import (
+    CHILDREN,
+    JOINT_NAMES,
+    KINEMATIC_CHAIN,
+    NUM_JOINTS,
+    Skeleton,
+    inverse_kinematics,
+)
 
 BVH_EULER_ORDER = "ZXY"  # intrinsic, as BVH's channel order "Zrotation Xrotation Yrotation" means
 END_SITE_LENGTH = 0.05  # metres; BVH needs an end segment to draw the last bone of each chain
@@ -172,8 +180,9 @@ def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> Path
     return path
 
 
-def plot_trajectory(times: np.ndarray, positions: np.ndarray, names: list[str], path: str | Path,
-                    title: str = "", lines: int = 12) -> Path:
+def plot_trajectory(
+    times: np.ndarray, positions: np.ndarray, names: list[str], path: str | Path, title: str = "", lines: int = 12
+) -> Path:
     """Joint positions over time: the `lines` joints that move most, named in the legend."""
     import matplotlib
 

@@ -16,6 +16,7 @@ Unlike HumanML3D's script, the motion is turned to face +Z with the *smoothed* f
 its first frame, the same direction the per-frame root rotation uses; that makes the root rotation of
 frame 0 exactly the identity, which `recover_joints` assumes, so the round trip is exact.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -113,9 +114,7 @@ def _bone_rotations_6d(joints: torch.Tensor, root_rotation: torch.Tensor) -> tor
     return matrix_to_rotation_6d(local[:, 1:])
 
 
-def joints_to_features(
-    joints: np.ndarray | torch.Tensor, config: FeatureConfig = FeatureConfig()
-) -> np.ndarray:
+def joints_to_features(joints: np.ndarray | torch.Tensor, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
     """(T, 22, 3) joint positions in metres -> (T - 1, 263) HumanML3D features (float32)."""
     joints = canonicalize(joints, config)
     yaw = facing_yaw(joints, config.facing_smooth_sigma)
@@ -135,15 +134,18 @@ def joints_to_features(
 
     rot6d = _bone_rotations_6d(joints, yaw_matrix(to_body))
     frames = joints.shape[0] - 1
-    features = torch.cat([
-        (root_angular / 2)[:, None],
-        root_velocity[:, [0, 2]],
-        root[:-1, 1:2],
-        local[:-1, 1:].reshape(frames, -1),
-        rot6d[:-1].reshape(frames, -1),
-        local_velocity.reshape(frames, -1),
-        foot_contacts(joints, config),
-    ], dim=-1)
+    features = torch.cat(
+        [
+            (root_angular / 2)[:, None],
+            root_velocity[:, [0, 2]],
+            root[:-1, 1:2],
+            local[:-1, 1:].reshape(frames, -1),
+            rot6d[:-1].reshape(frames, -1),
+            local_velocity.reshape(frames, -1),
+            foot_contacts(joints, config),
+        ],
+        dim=-1,
+    )
     return features.numpy().astype(np.float32)
 
 

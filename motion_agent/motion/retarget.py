@@ -14,6 +14,7 @@ Angles are extracted at the motion's rate, unwrapped over time (so a continuous 
 2 pi), resampled to the robot's rate, clipped to the position limits and then slowed to the velocity
 limits; velocities are finite differences of the final positions, so the two always agree.
 """
+
 from __future__ import annotations
 
 import logging
@@ -205,8 +206,9 @@ class Retargeter:
         self._upper = np.array([np.inf if j.upper is None else j.upper for j in joints])
         self._max_velocity = np.array([np.inf if j.max_velocity is None else j.max_velocity for j in joints])
         keys = list(dict.fromkeys((j.source, j.relative_to, j.euler) for j in joints))  # rotations read, once each
-        self._rotations_by_sequence = {sequence: [k for k in keys if k[2] == sequence]
-                                       for sequence in dict.fromkeys(k[2] for k in keys)}
+        self._rotations_by_sequence = {
+            sequence: [k for k in keys if k[2] == sequence] for sequence in dict.fromkeys(k[2] for k in keys)
+        }
 
     def retarget(self, joints: np.ndarray | torch.Tensor, fps: float = 20.0) -> Trajectory:
         joints = np.asarray(joints.detach().cpu() if isinstance(joints, torch.Tensor) else joints, dtype=np.float64)
@@ -240,14 +242,22 @@ class Retargeter:
         positions, limited = _limit_velocity(positions, self._max_velocity / rate)
         velocities = np.gradient(positions, times, axis=0)
         trajectory = Trajectory(
-            joint_names=list(self.joint_names), times=times, positions=positions, velocities=velocities,
-            clipped=int(outside.sum()), velocity_limited=limited,
+            joint_names=list(self.joint_names),
+            times=times,
+            positions=positions,
+            velocities=velocities,
+            clipped=int(outside.sum()),
+            velocity_limited=limited,
         )
         if self.config.root is not None:
             self._root(trajectory, root.numpy(), world[:, 0], source_times, sample_at)
         if trajectory.clipped or trajectory.velocity_limited:
-            LOG.warning("%s: %d values clipped to joint limits, %d slowed to velocity limits",
-                        self.config.name, trajectory.clipped, trajectory.velocity_limited)
+            LOG.warning(
+                "%s: %d values clipped to joint limits, %d slowed to velocity limits",
+                self.config.name,
+                trajectory.clipped,
+                trajectory.velocity_limited,
+            )
         return trajectory
 
     def _joint_angles(self, local: np.ndarray, world: np.ndarray) -> np.ndarray:
@@ -256,8 +266,9 @@ class Retargeter:
         the decomposition)."""
         angles: dict[tuple[str, str | None, str], np.ndarray] = {}
         for sequence, group in self._rotations_by_sequence.items():
-            matrices = np.stack([_source_rotation(local, world, source, relative_to)
-                                 for source, relative_to, _ in group], axis=1)  # (T, K, 3, 3)
+            matrices = np.stack(
+                [_source_rotation(local, world, source, relative_to) for source, relative_to, _ in group], axis=1
+            )  # (T, K, 3, 3)
             decomposed = _euler(matrices, sequence)
             angles.update({key: decomposed[:, k] for k, key in enumerate(group)})
         columns = []
@@ -266,8 +277,14 @@ class Retargeter:
             columns.append(joint.scale * angle + joint.offset)
         return np.stack(columns, axis=1) if columns else np.zeros((len(local), 0))
 
-    def _root(self, trajectory: Trajectory, pelvis: np.ndarray, orientation: np.ndarray,
-              source_times: np.ndarray, times: np.ndarray) -> None:
+    def _root(
+        self,
+        trajectory: Trajectory,
+        pelvis: np.ndarray,
+        orientation: np.ndarray,
+        source_times: np.ndarray,
+        times: np.ndarray,
+    ) -> None:
         root = self.config.root
         to_frame = _SMPL_TO_ROS if root.frame == "ros" else np.eye(3)
         if root.position:

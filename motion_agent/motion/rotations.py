@@ -4,6 +4,7 @@ Rotation matrices act on column vectors. The 6D representation (Zhou et al., 201
 *columns* of the matrix, the convention HumanML3D's `cont6d` features use, so that features computed
 here and features from a real HumanML3D folder mean the same thing.
 """
+
 from __future__ import annotations
 
 import torch

@@ -6,6 +6,7 @@ The rest pose is HumanML3D's: every bone points along one axis (`RAW_OFFSETS`), 
 Local rotations use the SMPL convention (the rotation stored at joint p turns every child bone of p),
 which is also BVH's, so kinematics, smplx meshes and BVH files agree without re-indexing.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,10 +23,28 @@ from motion_agent.motion.rotations import (
 )
 
 JOINT_NAMES: tuple[str, ...] = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck",
-    "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "pelvis",
+    "left_hip",
+    "right_hip",
+    "spine1",
+    "left_knee",
+    "right_knee",
+    "spine2",
+    "left_ankle",
+    "right_ankle",
+    "spine3",
+    "left_foot",
+    "right_foot",
+    "neck",
+    "left_collar",
+    "right_collar",
+    "head",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
 )
 NUM_JOINTS = len(JOINT_NAMES)
 # Columns are SMPL axes written in REP-103 axes: ros (x forward, y left, z up) = smpl (z, x, y).
@@ -37,22 +56,70 @@ CHILDREN: tuple[tuple[int, ...], ...] = tuple(
 )
 
 # HumanML3D's `t2m_raw_offsets`: the rest direction of the bone ending at each joint.
-RAW_OFFSETS = np.array([
-    [0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, -1, 0], [0, 1, 0], [0, -1, 0],
-    [0, -1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1], [0, 1, 0], [1, 0, 0], [-1, 0, 0], [0, 0, 1],
-    [0, -1, 0], [0, -1, 0], [0, -1, 0], [0, -1, 0], [0, -1, 0], [0, -1, 0],
-], dtype=np.float64)
+RAW_OFFSETS = np.array(
+    [
+        [0, 0, 0],
+        [1, 0, 0],
+        [-1, 0, 0],
+        [0, 1, 0],
+        [0, -1, 0],
+        [0, -1, 0],
+        [0, 1, 0],
+        [0, -1, 0],
+        [0, -1, 0],
+        [0, 1, 0],
+        [0, 0, 1],
+        [0, 0, 1],
+        [0, 1, 0],
+        [1, 0, 0],
+        [-1, 0, 0],
+        [0, 0, 1],
+        [0, -1, 0],
+        [0, -1, 0],
+        [0, -1, 0],
+        [0, -1, 0],
+        [0, -1, 0],
+        [0, -1, 0],
+    ],
+    dtype=np.float64,
+)
 
 # HumanML3D's `t2m_kinematic_chain`: right leg, left leg, spine to head, right arm, left arm.
 KINEMATIC_CHAIN: tuple[tuple[int, ...], ...] = (
-    (0, 2, 5, 8, 11), (0, 1, 4, 7, 10), (0, 3, 6, 9, 12, 15), (9, 14, 17, 19, 21), (9, 13, 16, 18, 20),
+    (0, 2, 5, 8, 11),
+    (0, 1, 4, 7, 10),
+    (0, 3, 6, 9, 12, 15),
+    (9, 14, 17, 19, 21),
+    (9, 13, 16, 18, 20),
 )
 
 # Bone lengths (metres) of an average adult, from the SMPL neutral template's joint distances.
-DEFAULT_BONE_LENGTHS = np.array([
-    0.0, 0.115, 0.115, 0.11, 0.40, 0.40, 0.135, 0.42, 0.42, 0.055, 0.13, 0.13, 0.21,
-    0.14, 0.14, 0.09, 0.10, 0.10, 0.26, 0.26, 0.25, 0.25,
-])
+DEFAULT_BONE_LENGTHS = np.array(
+    [
+        0.0,
+        0.115,
+        0.115,
+        0.11,
+        0.40,
+        0.40,
+        0.135,
+        0.42,
+        0.42,
+        0.055,
+        0.13,
+        0.13,
+        0.21,
+        0.14,
+        0.14,
+        0.09,
+        0.10,
+        0.10,
+        0.26,
+        0.26,
+        0.25,
+        0.25,
+    ]
+)
 
 LEFT_FOOT_JOINTS = (7, 10)
 RIGHT_FOOT_JOINTS = (8, 11)
@@ -67,15 +134,15 @@ class Skeleton:
     offsets: np.ndarray  # (22, 3), offset of each joint from its parent at rest
 
     @classmethod
-    def default(cls) -> "Skeleton":
+    def default(cls) -> Skeleton:
         return cls.from_bone_lengths(DEFAULT_BONE_LENGTHS)
 
     @classmethod
-    def from_bone_lengths(cls, lengths: np.ndarray) -> "Skeleton":
+    def from_bone_lengths(cls, lengths: np.ndarray) -> Skeleton:
         return cls(offsets=RAW_OFFSETS * np.asarray(lengths, dtype=np.float64)[:, None])
 
     @classmethod
-    def from_joints(cls, joints: np.ndarray | torch.Tensor) -> "Skeleton":
+    def from_joints(cls, joints: np.ndarray | torch.Tensor) -> Skeleton:
         """The skeleton that best fits a motion: mean bone lengths along the rest directions."""
         return cls.from_bone_lengths(bone_lengths(joints).reshape(-1, NUM_JOINTS).mean(axis=0))
 
@@ -134,9 +201,7 @@ def as_rotation_matrices(rotations: torch.Tensor) -> torch.Tensor:
     )
 
 
-def inverse_kinematics(
-    joints: torch.Tensor, skeleton: Skeleton | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def inverse_kinematics(joints: torch.Tensor, skeleton: Skeleton | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Local rotation matrices that reproduce joint positions through `forward_kinematics`.
 
     Joints with several children (pelvis, spine3) get the best-fit rotation of all child bones;

@@ -9,6 +9,7 @@ Poses arrive as geometry_msgs/PoseArray with 22 poses in SMPL joint order, posit
 motion rate (20 Hz). A pose with another joint count or with NaNs is answered with an error diagnostic
 and dropped; the window is captioned every `window_stride` frames once it holds `window_size` frames.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,12 +19,11 @@ from std_msgs.msg import String
 
 from motion_agent.agent import CaptionResult, MotionAgent, RequestError
 from motion_agent.nodes.common import guarded, load_agent, read_settings, run_node
-from motion_agent.nodes.diagnostics import Diagnostics
-from motion_agent.nodes.diagnostics import caption_values
-from motion_agent.nodes.pose_window import PoseWindow, pose_frame
-from motion_agent.nodes.worker import LatestWinsWorker, Outcome, on_model_thread
+from motion_agent.nodes.diagnostics import Diagnostics, caption_values
 from motion_agent.nodes.messages import pose_points
+from motion_agent.nodes.pose_window import PoseWindow, pose_frame
 from motion_agent.nodes.settings import NodeConfig
+from motion_agent.nodes.worker import LatestWinsWorker, Outcome, on_model_thread
 
 NODE_NAME = "motion_captioner"
 
@@ -36,9 +36,11 @@ class PoseCaptioner:
         self.window = PoseWindow(config.window_size, config.window_stride)
         self.publisher = node.create_publisher(String, config.caption_topic, 10)
         self.worker: LatestWinsWorker[np.ndarray] = LatestWinsWorker(
-            self._caption, self._report, "caption", discard_stale=False)
+            self._caption, self._report, "caption", discard_stale=False
+        )
         self.subscription = node.create_subscription(
-            PoseArray, config.pose_topic, guarded(node, self._on_pose), config.queue_depth)
+            PoseArray, config.pose_topic, guarded(node, self._on_pose), config.queue_depth
+        )
         self.dropped = 0
 
     def _on_pose(self, message: PoseArray) -> None:
@@ -46,8 +48,12 @@ class PoseCaptioner:
             frame = pose_frame(pose_points(message), self.config.pose_axes)
         except RequestError as error:
             self.dropped += 1
-            self.diagnostics.publish("observed_pose", "ERROR", f"pose dropped: {error}",
-                                     {"poses": str(len(message.poses)), "dropped": str(self.dropped)})
+            self.diagnostics.publish(
+                "observed_pose",
+                "ERROR",
+                f"pose dropped: {error}",
+                {"poses": str(len(message.poses)), "dropped": str(self.dropped)},
+            )
             return
         window = self.window.push(frame)
         if window is not None:
@@ -58,16 +64,22 @@ class PoseCaptioner:
 
     def _report(self, outcome: Outcome[np.ndarray]) -> None:
         if outcome.error is not None:
-            self.diagnostics.publish("caption", "ERROR", f"caption failed: {outcome.error}",
-                                     {"frames": str(len(outcome.job.item))})
+            self.diagnostics.publish(
+                "caption", "ERROR", f"caption failed: {outcome.error}", {"frames": str(len(outcome.job.item))}
+            )
         elif outcome.superseded:
-            self.diagnostics.publish("caption", "WARN", f"caption skipped: {outcome.superseded}",
-                                     {"frames": str(len(outcome.job.item))})
+            self.diagnostics.publish(
+                "caption", "WARN", f"caption skipped: {outcome.superseded}", {"frames": str(len(outcome.job.item))}
+            )
         else:
             result: CaptionResult = outcome.result
             self.publisher.publish(String(data=result.caption))
-            self.diagnostics.publish("caption", "OK", f"captioned {result.frames} frames: {result.caption[:80]}",
-                                     caption_values(result, outcome.wait_ms))
+            self.diagnostics.publish(
+                "caption",
+                "OK",
+                f"captioned {result.frames} frames: {result.caption[:80]}",
+                caption_values(result, outcome.wait_ms),
+            )
 
     def close(self) -> None:
         self.worker.close()
@@ -79,8 +91,7 @@ class CaptionNode(Node):
     def __init__(self, agent: MotionAgent | None = None, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self.settings = read_settings(self)
-        self.agent = agent or on_model_thread(load_agent, self, self.settings.agent,
-                                                  self.settings.node.torch_threads)
+        self.agent = agent or on_model_thread(load_agent, self, self.settings.agent, self.settings.node.torch_threads)
         self.diagnostics = Diagnostics(self, self.settings.node.diagnostics_topic)
         self.captioner = PoseCaptioner(self, self.agent, self.settings.node, self.diagnostics)
         self.get_logger().info(f"captioning {self.settings.node.pose_topic} -> {self.settings.node.caption_topic}")

@@ -1,9 +1,10 @@
 """What the agent's node processes share: parameters, the model, guarded callbacks and the main loop."""
+
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import rclpy
 import torch
@@ -29,15 +30,33 @@ def read_settings(node: Node) -> Settings:
         default = str(default_config_path())
     except ConfigError:
         default = ""
-    config = node.declare_parameter("config", default, ParameterDescriptor(
-        description="agent YAML (sections agent and node); default: the installed config/agent.yaml", read_only=True,
-    )).value or default
-    base_model = node.declare_parameter("base_model", "", ParameterDescriptor(
-        description="base-model folder from `motion-agent-train base`; overrides agent.base_model", read_only=True,
-    )).value
-    frame_id = node.declare_parameter("frame_id", "", ParameterDescriptor(
-        description="header frame of trajectories and markers; overrides node.frame_id", read_only=True,
-    )).value
+    config = (
+        node.declare_parameter(
+            "config",
+            default,
+            ParameterDescriptor(
+                description="agent YAML (sections agent and node); default: the installed config/agent.yaml",
+                read_only=True,
+            ),
+        ).value
+        or default
+    )
+    base_model = node.declare_parameter(
+        "base_model",
+        "",
+        ParameterDescriptor(
+            description="base-model folder from `motion-agent-train base`; overrides agent.base_model",
+            read_only=True,
+        ),
+    ).value
+    frame_id = node.declare_parameter(
+        "frame_id",
+        "",
+        ParameterDescriptor(
+            description="header frame of trajectories and markers; overrides node.frame_id",
+            read_only=True,
+        ),
+    ).value
     agent, node_config = resolve_settings(config or None, base_model, frame_id)
     return Settings(config, agent, node_config)
 
@@ -50,8 +69,9 @@ def guarded(node: Node, callback: Callable) -> Callable:
         try:
             return callback(*args)
         except Exception as error:
-            node.get_logger().error(f"{getattr(callback, '__name__', 'callback')} failed: "
-                                    f"{type(error).__name__}: {error}")
+            node.get_logger().error(
+                f"{getattr(callback, '__name__', 'callback')} failed: {type(error).__name__}: {error}"
+            )
 
     return call
 
@@ -61,8 +81,10 @@ def load_agent(node: Node, config: AgentConfig, torch_threads: int = 0) -> Motio
     whole process: on cores busy with other work, torch's OpenMP threads wait on each other)."""
     if torch_threads:
         torch.set_num_threads(torch_threads)
-    node.get_logger().info(f"loading base model {config.base_model} (decoder: {config.decoder_backend}, "
-                           f"torch threads: {torch.get_num_threads()})")
+    node.get_logger().info(
+        f"loading base model {config.base_model} (decoder: {config.decoder_backend}, "
+        f"torch threads: {torch.get_num_threads()})"
+    )
     agent = MotionAgent.from_config(config)
     agent.warm_up()
     node.get_logger().info(f"model ready, fingerprint {agent.fingerprint[:12]}")

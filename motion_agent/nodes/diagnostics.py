@@ -1,5 +1,6 @@
 """Diagnostics of the agent nodes: what each request's DiagnosticStatus says (its label, timings, expert,
 router losses) and the publisher that sends one DiagnosticArray per event."""
+
 from __future__ import annotations
 
 import threading
@@ -52,8 +53,14 @@ def generation_values(result: MotionResult, wait_ms: float) -> dict[str, str]:
 
 
 def caption_values(result: CaptionResult, wait_ms: float) -> dict[str, str]:
-    return {"expert": result.expert, "frames": str(result.frames), "caption": result.caption,
-            "latency_ms.queue": f"{wait_ms:.1f}", **_timings(result.timings_ms), **_router_scores(result.router_scores)}
+    return {
+        "expert": result.expert,
+        "frames": str(result.frames),
+        "caption": result.caption,
+        "latency_ms.queue": f"{wait_ms:.1f}",
+        **_timings(result.timings_ms),
+        **_router_scores(result.router_scores),
+    }
 
 
 class Diagnostics:

@@ -9,6 +9,7 @@ keyring and this robot's fingerprints, commit to the expert store, swap the serv
 Installs run on their own thread, so requests keep being served; a request runs wholly on the old
 expert set or wholly on the new one. Every outcome is one diagnostic (`expert install`).
 """
+
 from __future__ import annotations
 
 import queue
@@ -69,8 +70,9 @@ class ExpertManager:
             self.diagnostics.publish("expert install", "ERROR", f"reload failed: {error}", {"reason": str(error)})
             return
         if any(changes.values()):
-            self.diagnostics.publish("expert install", "OK", f"experts reloaded from the store: {changes}",
-                                     self._values(changes))
+            self.diagnostics.publish(
+                "expert install", "OK", f"experts reloaded from the store: {changes}", self._values(changes)
+            )
 
     def _install(self, bundle: Path, from_inbox: bool) -> None:
         values = {"bundle": str(bundle), "source": "inbox" if from_inbox else self.config.deploy_topic}
@@ -79,16 +81,19 @@ class ExpertManager:
         except Exception as error:  # BundleError names what is wrong; anything else must not kill the thread
             if from_inbox:
                 self.inbox.settle(bundle, str(error))
-            self.diagnostics.publish("expert install", "ERROR", f"refused {bundle.name}: {error}",
-                                     {**values, "reason": str(error)})
+            self.diagnostics.publish(
+                "expert install", "ERROR", f"refused {bundle.name}: {error}", {**values, "reason": str(error)}
+            )
             return
         self.generation = self.agent.store.generation()
         if from_inbox:
             self.inbox.settle(bundle)
         self.diagnostics.publish(
-            "expert install", "OK", f"serving {result.name} {result.version}" + (
-                f" (was {result.replaced})" if result.replaced else ""),
-            {**values, "expert": result.name, "version": result.version, **self._values(changes)})
+            "expert install",
+            "OK",
+            f"serving {result.name} {result.version}" + (f" (was {result.replaced})" if result.replaced else ""),
+            {**values, "expert": result.name, "version": result.version, **self._values(changes)},
+        )
 
     def _values(self, changes: dict[str, list[str]]) -> dict[str, str]:
         return {**{k: ",".join(v) for k, v in changes.items()}, "experts": ",".join(self.agent.experts.names)}

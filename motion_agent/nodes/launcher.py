@@ -8,14 +8,15 @@ SIGINT/SIGTERM to every child once. The launcher exits when its children have ex
 the others are stopped too, so a half-working agent never lingers. Exit status: 0 when every child
 ended cleanly (or was stopped by a forwarded signal), otherwise the first failing child's status.
 """
+
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from motion_agent.nodes.node_set import NodeSpec, enabled_nodes
 
@@ -68,8 +69,12 @@ def launch_parameters(config: str | None, base_model: str | None, frame_id: str 
     return parameters
 
 
-def launch(parameters: dict[str, str], nodes: tuple[NodeSpec, ...] | None = None,
-           say: Callable[[str], None] = print, poll_s: float = 0.2) -> int:
+def launch(
+    parameters: dict[str, str],
+    nodes: tuple[NodeSpec, ...] | None = None,
+    say: Callable[[str], None] = print,
+    poll_s: float = 0.2,
+) -> int:
     if nodes is None:
         nodes = enabled_nodes(parameters.get("config"))
     if not nodes:
@@ -95,8 +100,11 @@ def launch(parameters: dict[str, str], nodes: tuple[NodeSpec, ...] | None = None
     try:
         for spec in nodes:
             command = node_command(spec, parameters)
-            child = subprocess.Popen(command, start_new_session=True,
-                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+            child = subprocess.Popen(
+                command,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
             children.append((spec, child))
             say(f"launch: started {spec.name} (pid {child.pid}): {' '.join(command)}")
         deadline = None
@@ -121,7 +129,7 @@ def launch(parameters: dict[str, str], nodes: tuple[NodeSpec, ...] | None = None
             if code != 0 and not stopped and status == 0:
                 status = code if code > 0 else 128 - code
     finally:
-        for spec, child in children:
+        for _spec, child in children:
             if child.poll() is None:
                 child.kill()
                 child.wait()

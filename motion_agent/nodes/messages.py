@@ -1,4 +1,5 @@
 """Conversions between the agent's arrays and standard ROS 2 messages (no custom interfaces)."""
+
 from __future__ import annotations
 
 import struct
@@ -25,7 +26,6 @@ LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN, "ERROR": Dia
 LEVEL_NAMES = {int.from_bytes(v, "little") if isinstance(v, bytes) else int(v): k for k, v in LEVELS.items()}
 
 
-
 def key_frames(joints: np.ndarray, count: int) -> list[tuple[int, np.ndarray]]:
     """`count` evenly spaced frames of a (T, 22, 3) SMPL-axes motion as (frame, (21, 2, 3) bone
     segments in REP-103 axes), ready for a LINE_LIST marker."""
@@ -34,6 +34,7 @@ def key_frames(joints: np.ndarray, count: int) -> list[tuple[int, np.ndarray]]:
     parents, children = np.array(BONES).T
     ros = joints @ SMPL_TO_ROS.T
     return [(int(f), np.stack([ros[f, parents], ros[f, children]], axis=1)) for f in picks]
+
 
 def duration(seconds: float) -> Duration:
     nanoseconds = int(round(float(seconds) * 1e9))
@@ -62,10 +63,13 @@ def trajectory_message(trajectory: Trajectory, stamp: Time, frame_id: str) -> Jo
     message.header.stamp, message.header.frame_id = stamp, frame_id
     message.joint_names = list(trajectory.joint_names)
     for t, positions, velocities in zip(trajectory.times, trajectory.positions, trajectory.velocities):
-        message.points.append(JointTrajectoryPoint(
-            positions=positions.astype(float).tolist(), velocities=velocities.astype(float).tolist(),
-            time_from_start=duration(t),
-        ))
+        message.points.append(
+            JointTrajectoryPoint(
+                positions=positions.astype(float).tolist(),
+                velocities=velocities.astype(float).tolist(),
+                time_from_start=duration(t),
+            )
+        )
     return message
 
 
@@ -81,8 +85,9 @@ def trajectory_dict(message: JointTrajectory) -> dict:
     }
 
 
-def skeleton_message(joints: np.ndarray, fps: float, stamp: Time, frame_id: str,
-                     axes: str = "smpl") -> MultiDOFJointTrajectory:
+def skeleton_message(
+    joints: np.ndarray, fps: float, stamp: Time, frame_id: str, axes: str = "smpl"
+) -> MultiDOFJointTrajectory:
     """The generated motion as the 22 SMPL joint positions over time (translations; identity rotations):
     what an avatar retargets itself, and what `motion-agent say` turns into BVH and GIF."""
     points = np.asarray(joints, dtype=np.float64)
@@ -92,9 +97,12 @@ def skeleton_message(joints: np.ndarray, fps: float, stamp: Time, frame_id: str,
     message = MultiDOFJointTrajectory(joint_names=list(JOINT_NAMES))
     message.header.stamp, message.header.frame_id = stamp, frame_id
     for frame, pose in enumerate(points):
-        transforms = [Transform(translation=Vector3(x=float(x), y=float(y), z=float(z)), rotation=identity)
-                      for x, y, z in pose]
-        message.points.append(MultiDOFJointTrajectoryPoint(transforms=transforms, time_from_start=duration(frame / fps)))
+        transforms = [
+            Transform(translation=Vector3(x=float(x), y=float(y), z=float(z)), rotation=identity) for x, y, z in pose
+        ]
+        message.points.append(
+            MultiDOFJointTrajectoryPoint(transforms=transforms, time_from_start=duration(frame / fps))
+        )
     return message
 
 
@@ -103,17 +111,20 @@ def skeleton_joints(message: MultiDOFJointTrajectory, axes: str = "smpl") -> tup
     if len(message.joint_names) != NUM_JOINTS:
         raise ValueError(f"a skeleton message has {NUM_JOINTS} SMPL joints, got {len(message.joint_names)}")
     times = np.array([seconds_of(p.time_from_start) for p in message.points])
-    joints = np.array([[[t.translation.x, t.translation.y, t.translation.z] for t in p.transforms]
-                       for p in message.points], dtype=np.float64).reshape(-1, NUM_JOINTS, 3)
+    joints = np.array(
+        [[[t.translation.x, t.translation.y, t.translation.z] for t in p.transforms] for p in message.points],
+        dtype=np.float64,
+    ).reshape(-1, NUM_JOINTS, 3)
     return times, (joints @ SMPL_TO_ROS if axes == "ros" else joints)
 
 
-def skeleton_markers(joints: np.ndarray, stamp: Time, frame_id: str, frames: int, text: str = "",
-                     namespace: str = "motion_agent") -> MarkerArray:
+def skeleton_markers(
+    joints: np.ndarray, stamp: Time, frame_id: str, frames: int, text: str = "", namespace: str = "motion_agent"
+) -> MarkerArray:
     """Key frames of a generated motion as LINE_LIST skeletons (REP-103 axes), replacing older ones."""
     markers = [Marker(action=Marker.DELETEALL, ns=namespace)]
     picks = key_frames(joints, frames)
-    for index, (frame, bones) in enumerate(picks):
+    for index, (_frame, bones) in enumerate(picks):
         marker = Marker(type=Marker.LINE_LIST, action=Marker.ADD, ns=namespace, id=index)
         marker.header.stamp, marker.header.frame_id = stamp, frame_id
         marker.pose.orientation.w = 1.0
@@ -126,7 +137,9 @@ def skeleton_markers(joints: np.ndarray, stamp: Time, frame_id: str, frames: int
         label = Marker(type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, ns=namespace, id=len(picks), text=text)
         label.header.stamp, label.header.frame_id = stamp, frame_id
         top = picks[0][1].reshape(-1, 3)
-        label.pose.position = Point(x=float(top[:, 0].mean()), y=float(top[:, 1].mean()), z=float(top[:, 2].max() + 0.3))
+        label.pose.position = Point(
+            x=float(top[:, 0].mean()), y=float(top[:, 1].mean()), z=float(top[:, 2].max() + 0.3)
+        )
         label.pose.orientation.w = 1.0
         label.scale.z = 0.1
         label.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
@@ -136,7 +149,9 @@ def skeleton_markers(joints: np.ndarray, stamp: Time, frame_id: str, frames: int
 
 def pose_points(message: PoseArray) -> np.ndarray:
     """(N, 3) joint positions of a PoseArray, in message order."""
-    return np.array([[p.position.x, p.position.y, p.position.z] for p in message.poses], dtype=np.float64).reshape(-1, 3)
+    return np.array([[p.position.x, p.position.y, p.position.z] for p in message.poses], dtype=np.float64).reshape(
+        -1, 3
+    )
 
 
 def pose_array(points: np.ndarray, stamp: Time | None = None, frame_id: str = "") -> PoseArray:
@@ -155,9 +170,14 @@ def pose_array(points: np.ndarray, stamp: Time | None = None, frame_id: str = ""
     return message
 
 
-def diagnostic_status(name: str, hardware_id: str, level: str, message: str, values: dict[str, str]) -> DiagnosticStatus:
+def diagnostic_status(
+    name: str, hardware_id: str, level: str, message: str, values: dict[str, str]
+) -> DiagnosticStatus:
     return DiagnosticStatus(
-        level=LEVELS[level], name=name, message=message[:500], hardware_id=hardware_id,
+        level=LEVELS[level],
+        name=name,
+        message=message[:500],
+        hardware_id=hardware_id,
         values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
     )
 

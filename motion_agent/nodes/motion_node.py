@@ -20,6 +20,7 @@ while serving (expert_manager.py).
 Parameters: config (agent YAML), base_model (overrides agent.base_model), frame_id.
 Run: python -m motion_agent.nodes.motion_node --ros-args -p base_model:=DIR  (or motion-agent-node).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -33,11 +34,10 @@ from visualization_msgs.msg import MarkerArray
 from motion_agent.agent import MotionAgent, MotionResult, RequestError, check_text
 from motion_agent.nodes.caption_node import PoseCaptioner
 from motion_agent.nodes.common import guarded, load_agent, read_settings, run_node
-from motion_agent.nodes.diagnostics import Diagnostics
-from motion_agent.nodes.diagnostics import generation_values, request_label
-from motion_agent.nodes.worker import LatestWinsWorker, Outcome, on_model_thread
+from motion_agent.nodes.diagnostics import Diagnostics, generation_values, request_label
 from motion_agent.nodes.expert_manager import ExpertManager
 from motion_agent.nodes.messages import skeleton_markers, skeleton_message, string_bytes, trajectory_message
+from motion_agent.nodes.worker import LatestWinsWorker, Outcome, on_model_thread
 
 NODE_NAME = "motion_agent"
 
@@ -54,24 +54,20 @@ class MotionNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self.settings = read_settings(self)
         config = self.settings.node
-        self.agent = agent or on_model_thread(load_agent, self, self.settings.agent,
-                                                  self.settings.node.torch_threads)
+        self.agent = agent or on_model_thread(load_agent, self, self.settings.agent, self.settings.node.torch_threads)
         self.diagnostics = Diagnostics(self, config.diagnostics_topic)
         self.trajectory_publisher = self.create_publisher(JointTrajectory, config.trajectory_topic, 10)
         self.marker_publisher = self.create_publisher(MarkerArray, config.markers_topic, 10)
         self.skeleton_publisher = self.create_publisher(MultiDOFJointTrajectory, config.skeleton_topic, 10)
         self._ids = itertools.count(1)
         self.worker: LatestWinsWorker[Request] = LatestWinsWorker(self._generate, self._report, "generate")
-        self.captioner = (
-            PoseCaptioner(self, self.agent, config, self.diagnostics) if config.caption else None
-        )
-        self.expert_manager = (
-            ExpertManager(self, self.agent, config, self.diagnostics) if config.keyring else None
-        )
+        self.captioner = PoseCaptioner(self, self.agent, config, self.diagnostics) if config.caption else None
+        self.expert_manager = ExpertManager(self, self.agent, config, self.diagnostics) if config.keyring else None
         # Raw subscriptions: rclpy would replace invalid UTF-8 silently; the agent refuses it instead.
         self.text_subscriptions = [
             self.create_subscription(
-                String, topic, guarded(self, lambda raw, topic=topic: self._on_text(raw, topic)), 10, raw=True)
+                String, topic, guarded(self, lambda raw, topic=topic: self._on_text(raw, topic)), 10, raw=True
+            )
             for topic in config.text_topics
         ]
         self.get_logger().info(
@@ -86,10 +82,17 @@ class MotionNode(Node):
             payload = string_bytes(raw)
             text = check_text(payload, self.agent.config.max_text_chars)
         except Exception as error:  # RequestError, or a message that is not a String at all
-            self.diagnostics.publish(f"request {request_id}", "ERROR", f"refused: {error}", {
-                "request_id": str(request_id), "topic": topic, "request": request_label(payload),
-                "reason": str(error) if isinstance(error, RequestError) else f"unreadable message: {error}",
-            })
+            self.diagnostics.publish(
+                f"request {request_id}",
+                "ERROR",
+                f"refused: {error}",
+                {
+                    "request_id": str(request_id),
+                    "topic": topic,
+                    "request": request_label(payload),
+                    "reason": str(error) if isinstance(error, RequestError) else f"unreadable message: {error}",
+                },
+            )
             return
         self.worker.submit(Request(request_id, text, topic))
 
@@ -106,21 +109,31 @@ class MotionNode(Node):
             self.diagnostics.publish(name, "WARN", f"superseded: {outcome.superseded}{newer}", values)
             return
         if outcome.error is not None:
-            reason = str(outcome.error) if isinstance(outcome.error, RequestError) else (
-                f"generation failed: {type(outcome.error).__name__}: {outcome.error}")
+            reason = (
+                str(outcome.error)
+                if isinstance(outcome.error, RequestError)
+                else (f"generation failed: {type(outcome.error).__name__}: {outcome.error}")
+            )
             self.diagnostics.publish(name, "ERROR", reason, {**values, "reason": reason})
             return
         result: MotionResult = outcome.result
         stamp = self.get_clock().now().to_msg()
         frame_id = self.settings.node.frame_id
         self.trajectory_publisher.publish(trajectory_message(result.trajectory, stamp, frame_id))
-        self.skeleton_publisher.publish(skeleton_message(result.joints, self.agent.config.features.fps, stamp, frame_id,
-                                                         self.settings.node.pose_axes))
+        self.skeleton_publisher.publish(
+            skeleton_message(
+                result.joints, self.agent.config.features.fps, stamp, frame_id, self.settings.node.pose_axes
+            )
+        )
         self.marker_publisher.publish(
-            skeleton_markers(result.joints, stamp, frame_id, self.settings.node.marker_frames, request.text[:60]))
+            skeleton_markers(result.joints, stamp, frame_id, self.settings.node.marker_frames, request.text[:60])
+        )
         self.diagnostics.publish(
-            name, "OK", f"{result.seconds:.1f} s motion by expert {result.expert} for {request_label(request.text)!r}",
-            {**values, **generation_values(result, outcome.wait_ms)}, stamp=stamp,
+            name,
+            "OK",
+            f"{result.seconds:.1f} s motion by expert {result.expert} for {request_label(request.text)!r}",
+            {**values, **generation_values(result, outcome.wait_ms)},
+            stamp=stamp,
         )
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ ROS 2 launch tool) build their processes from `enabled_nodes(config)` over `NODE
 never drift apart. An optional node (one that needs an extra, like speech) names the agent-YAML switch
 that turns it on, so a robot without the extra installed never tries to start it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,5 +1,6 @@
 """Observed poses: one pose message checked and converted to SMPL axes, and the sliding window of poses
 that the captioner captions every `stride` frames. Plain Python (no rclpy)."""
+
 from __future__ import annotations
 
 import time
@@ -9,7 +10,6 @@ import numpy as np
 
 from motion_agent.agent import RequestError
 from motion_agent.motion.skeleton import NUM_JOINTS, SMPL_TO_ROS
-
 
 
 def pose_frame(points: object, axes: str = "smpl") -> np.ndarray:

@@ -2,6 +2,7 @@
 
 Plain Python (no rclpy), so `motion-agent say` and the tests read the same topic names as the nodes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ class NodeConfig:
         if not self.text_topics:
             raise ValueError("text_topics must name at least one topic")
         if self.window_size < 2 or self.window_stride < 1:
-            raise ValueError(f"window_size ({self.window_size}) must be >= 2 and window_stride ({self.window_stride}) >= 1")
+            raise ValueError(
+                f"window_size ({self.window_size}) must be >= 2 and window_stride ({self.window_stride}) >= 1"
+            )
         if self.pose_axes not in POSE_AXES:
             raise ValueError(f"pose_axes {self.pose_axes!r} must be one of {', '.join(POSE_AXES)}")
         if self.store_poll_s <= 0:
@@ -70,8 +73,8 @@ def resolve_settings(config_path: str | Path | None = None, base_model: str = ""
     from dataclasses import replace
 
     from motion_agent.agent import load_agent_config
-    from motion_agent.model.base_model import default_base_model, embedded_experts
     from motion_agent.config import ConfigError
+    from motion_agent.model.base_model import default_base_model, embedded_experts
 
     path = Path(config_path) if config_path else default_config_path()
     agent, node = load_agent_config(path), load_node_config(path)

@@ -23,6 +23,7 @@ long) or a failed transcription. The node never dies on input.
 Parameters: config (agent YAML; sections `node` for the diagnostics topic and `speech`).
 Run: python -m motion_agent.nodes.speech_node --ros-args -p config:=FILE  (or motion-agent-speech).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -58,8 +59,10 @@ class SpeechNode(Node):
         self.config: SpeechConfig = load_speech_config(settings.config_path)
         self.diagnostics = Diagnostics(self, settings.node.diagnostics_topic)
         if self.config.transcript_topic not in settings.node.text_topics:
-            self.get_logger().warning(f"{self.config.transcript_topic} is not among node.text_topics: "
-                                      "the agent node will not hear the transcripts")
+            self.get_logger().warning(
+                f"{self.config.transcript_topic} is not among node.text_topics: "
+                "the agent node will not hear the transcripts"
+            )
         self.get_logger().info("loading the Whisper model" if transcriber is None else "using the given transcriber")
         self.transcriber = transcriber or Transcriber(self.config)
         self.publisher = self.create_publisher(String, self.config.transcript_topic, 10)
@@ -67,11 +70,13 @@ class SpeechNode(Node):
         self.dropped = 0
         self.last_audio, self.idle_ticks = time.monotonic(), 0
         self.worker: LatestWinsWorker[tuple[int, Utterance]] = LatestWinsWorker(
-            self._transcribe, self._report, "transcribe", discard_stale=False)
+            self._transcribe, self._report, "transcribe", discard_stale=False
+        )
         reliability = ReliabilityPolicy.BEST_EFFORT if self.config.best_effort else ReliabilityPolicy.RELIABLE
         qos = QoSProfile(depth=self.config.queue_depth, reliability=reliability)
         self.subscription = self.create_subscription(
-            Int16MultiArray, self.config.audio_topic, guarded(self, self._on_audio), qos)
+            Int16MultiArray, self.config.audio_topic, guarded(self, self._on_audio), qos
+        )
         self.timer = self.create_timer(IDLE_CHECK_S, guarded(self, self._on_idle))
         self.get_logger().info(f"transcribing {self.config.audio_topic} -> {self.config.transcript_topic}")
 
@@ -81,8 +86,12 @@ class SpeechNode(Node):
             utterances = self.transcriber.segmenter.push(chunk_samples(message), self.config.sample_rate)
         except AudioError as error:
             self.dropped += 1
-            self.diagnostics.publish("audio", "ERROR", f"audio chunk dropped: {error}",
-                                     {"samples": str(len(message.data)), "dropped": str(self.dropped)})
+            self.diagnostics.publish(
+                "audio",
+                "ERROR",
+                f"audio chunk dropped: {error}",
+                {"samples": str(len(message.data)), "dropped": str(self.dropped)},
+            )
             return
         for utterance in utterances:
             self.worker.submit((next(self._ids), utterance))
@@ -107,8 +116,12 @@ class SpeechNode(Node):
     def _report(self, outcome: Outcome[tuple[int, Utterance]]) -> None:
         number, utterance = outcome.job.item
         name = f"utterance {number}"
-        values = {"utterance": str(number), "audio_s": f"{utterance.seconds:.2f}",
-                  "speech_s": f"{utterance.speech_s:.2f}", "ended_by": utterance.ended_by}
+        values = {
+            "utterance": str(number),
+            "audio_s": f"{utterance.seconds:.2f}",
+            "speech_s": f"{utterance.speech_s:.2f}",
+            "ended_by": utterance.ended_by,
+        }
         if outcome.superseded:
             self.diagnostics.publish(name, "WARN", f"superseded: {outcome.superseded}", values)
         elif outcome.error is not None:
@@ -119,9 +132,17 @@ class SpeechNode(Node):
         else:
             result: Transcript = outcome.result
             self.publisher.publish(String(data=result.text))
-            self.diagnostics.publish(name, "OK", f"heard {result.text[:80]!r}", {
-                **values, "text": result.text, "latency_ms.transcribe": f"{result.latency_ms:.1f}",
-                "latency_ms.queue": f"{outcome.wait_ms:.1f}"})
+            self.diagnostics.publish(
+                name,
+                "OK",
+                f"heard {result.text[:80]!r}",
+                {
+                    **values,
+                    "text": result.text,
+                    "latency_ms.transcribe": f"{result.latency_ms:.1f}",
+                    "latency_ms.queue": f"{outcome.wait_ms:.1f}",
+                },
+            )
 
     def close(self) -> None:
         self.worker.close()

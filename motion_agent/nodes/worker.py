@@ -5,15 +5,17 @@
   a queued older one, and a result that finishes after a newer request arrived is reported as stale.
 Plain Python (no rclpy), so it is tested without ROS.
 """
+
 from __future__ import annotations
 
 import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,8 +79,13 @@ class LatestWinsWorker(Generic[T]):
     `report` is called from the worker thread, or from `submit` for a replaced job.
     """
 
-    def __init__(self, run: Callable[[T], Any], report: Callable[[Outcome[T]], None], name: str = "worker",
-                 discard_stale: bool = True) -> None:
+    def __init__(
+        self,
+        run: Callable[[T], Any],
+        report: Callable[[Outcome[T]], None],
+        name: str = "worker",
+        discard_stale: bool = True,
+    ) -> None:
         self._run, self._report, self._discard_stale = run, report, discard_stale
         self._ids = itertools.count(1)
         self._condition = threading.Condition()

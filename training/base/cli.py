@@ -14,8 +14,10 @@ Long runs checkpoint every `checkpoint_every` steps into OUT/checkpoint/ (model,
 states, progress); the same command with the same OUT and settings continues from there after an
 interruption, bit for bit as if it had not stopped. The checkpoint is removed once the model is saved.
 
-Load it with motion_agent.model.base_model.load_base_model(OUT). Multi-GPU: `accelerate launch -m training.cli base ...`.
+Load it with motion_agent.model.base_model.load_base_model(OUT).
+Multi-GPU: `accelerate launch -m training.cli base ...`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motion-agent-train base",
         description="Train the base motion-language model (motion-token embeddings + base LoRA, both directions).",
-        epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data", type=Path, required=True, help="corpus folder in HumanML3D layout")
     parser.add_argument("--tokenizer", type=Path, required=True, help="trained motion tokenizer folder")
@@ -44,9 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, help="examples per step (overrides the config)")
     parser.add_argument("--lr", type=float, help="peak learning rate (overrides the config)")
     parser.add_argument("--seed", type=int, help="random seed (overrides the config)")
-    parser.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints, 0 for none (overrides the config)")
-    parser.add_argument("--mixed-precision", choices=MIXED_PRECISION,
-                        help="bf16 autocasts the forward pass: faster on CPUs with AMX or AVX512-BF16 and on GPUs (overrides the config)")
+    parser.add_argument(
+        "--checkpoint-every", type=int, help="steps between resumable checkpoints, 0 for none (overrides the config)"
+    )
+    parser.add_argument(
+        "--mixed-precision",
+        choices=MIXED_PRECISION,
+        help="bf16 autocasts the forward pass: faster on CPUs with AMX or AVX512-BF16 and on GPUs "
+        "(overrides the config)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -82,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
             if not path.is_dir():
                 raise FileNotFoundError(f"{flag} {path} is not a folder")
         config = load_base_config(args.config)
-        flags = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "seed", "checkpoint_every", "mixed_precision")
-                 if getattr(args, k) is not None}
+        flags = {
+            k: getattr(args, k)
+            for k in ("steps", "batch_size", "lr", "seed", "checkpoint_every", "mixed_precision")
+            if getattr(args, k) is not None
+        }
         config = replace(config, training=replace(config.training, **flags))
         if args.backbone:
             config = replace(config, backbone=args.backbone)
@@ -95,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     plot = plot_history(history, args.out / "loss.png")
     print(f"base model ({config.backbone}) written to {args.out}")
     resumed = f" (resumed at step {figures['resumed_from_step']})" if figures["resumed_from_step"] else ""
-    print(f"  trained {config.training.steps} steps on {figures['train_clips']} clips in {figures['train_seconds']:.0f} s{resumed}")
+    print(
+        f"  trained {config.training.steps} steps on {figures['train_clips']} clips "
+        f"in {figures['train_seconds']:.0f} s{resumed}"
+    )
     print(f"  validation loss: text->motion {figures['val_t2m_loss']:.3f}, motion->text {figures['val_m2t_loss']:.3f}")
     print(f"  loss curve: {plot}")
     return 0

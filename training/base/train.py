@@ -6,6 +6,7 @@ backbone stays frozen. What is written is small: the peft adapter folder (LoRA +
 the motion tokenizer, and `base.json` with the fingerprints (see motion_agent.model.base_model). The runtime
 merges the adapter into the backbone at load and freezes the result; experts are trained on top of it.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from motion_agent.config import config_dir, load_yaml
 from motion_agent.model.backbone import load_backbone, weights_fingerprint
 from motion_agent.model.base_model import ADAPTER_DIR, SPEC_FILE, TOKENIZER_DIR, BaseModelSpec, base_fingerprint
-from motion_agent.config import config_dir, load_yaml
 from motion_agent.model.language_model import MotionVocabulary, add_motion_tokens, m2t_prompt, t2m_prompt
 from motion_agent.model.tokenizer import MotionTokenizer, folder_fingerprint
 from training.data.humanml3d import HumanML3D, MotionClip
@@ -44,8 +45,14 @@ class LoraSettings:
         """peft's LoraConfig for these settings (plus any other LoraConfig field)."""
         from peft import LoraConfig
 
-        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=list(self.target_modules), task_type="CAUSAL_LM", **extra)
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=list(self.target_modules),
+            task_type="CAUSAL_LM",
+            **extra,
+        )
 
 
 def sort_saved_target_modules(adapter_dir: Path) -> None:
@@ -71,7 +78,9 @@ class BaseRunConfig:
     log_every: int = 25
     val_batches: int = 8
     checkpoint_every: int = 100  # steps between resumable checkpoints; 0: none
-    mixed_precision: str = "no"  # "bf16" autocasts the forward pass (CPUs with AMX/AVX512-BF16, GPUs); weights stay fp32
+    mixed_precision: str = (
+        "no"  # "bf16" autocasts the forward pass (CPUs with AMX/AVX512-BF16, GPUs); weights stay fp32
+    )
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -79,7 +88,9 @@ class BaseRunConfig:
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}")
+            raise ValueError(
+                f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}"
+            )
         if not 0.0 <= self.t2m_fraction <= 1.0:
             raise ValueError(f"t2m_fraction must be in [0, 1], got {self.t2m_fraction}")
 
@@ -115,11 +126,14 @@ class Example:
 
 def encode(tokenizer: MotionTokenizer, clips: list[MotionClip]) -> list[Example]:
     """Motion codes (trimmed to whole tokens) and captions of each clip, in order."""
-    return [Example(tokenizer.motion_codes(clip.features), [c.text for c in clip.captions], clip.emotion)
-            for clip in clips]
+    return [
+        Example(tokenizer.motion_codes(clip.features), [c.text for c in clip.captions], clip.emotion) for clip in clips
+    ]
 
 
-def pair(example: Example, t2m: bool, vocabulary: MotionVocabulary, eos: str, rng: np.random.Generator) -> tuple[str, str]:
+def pair(
+    example: Example, t2m: bool, vocabulary: MotionVocabulary, eos: str, rng: np.random.Generator
+) -> tuple[str, str]:
     """(prompt, target) for one direction; the caption is drawn at random each time."""
     caption = example.captions[rng.integers(len(example.captions))]
     if t2m:
@@ -144,8 +158,9 @@ def collate(tokenizer, pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
     }
 
 
-def sample_batch(examples, size, t2m_fraction, vocabulary, tokenizer, rng,
-                 emotions: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+def sample_batch(
+    examples, size, t2m_fraction, vocabulary, tokenizer, rng, emotions: tuple[str, ...] | None = None
+) -> dict[str, torch.Tensor]:
     """A random batch of both directions. With `emotions` (class names) it also holds `emotion_labels`,
     each example's class index or IGNORE, for methods with an emotion loss (not a model input)."""
     picks = rng.integers(len(examples), size=size)
@@ -181,8 +196,10 @@ def validation_loss(model, examples, vocabulary, tokenizer, run: BaseRunConfig) 
     figures = {}
     for name, fraction in (("val_t2m_loss", 1.0), ("val_m2t_loss", 0.0)):
         rng = np.random.default_rng(run.seed)
-        losses = [model(**sample_batch(examples, run.batch_size, fraction, vocabulary, tokenizer, rng)).loss.item()
-                  for _ in range(run.val_batches)]
+        losses = [
+            model(**sample_batch(examples, run.batch_size, fraction, vocabulary, tokenizer, rng)).loss.item()
+            for _ in range(run.val_batches)
+        ]
         figures[name] = float(np.mean(losses))
     model.train()
     return figures
@@ -204,9 +221,14 @@ def peft_model(model, vocabulary: MotionVocabulary, lora: LoraSettings, text_ids
     return get_peft_model(model, lora.peft_config(trainable_token_indices={"embed_tokens": token_ids}))
 
 
-def train_base(corpus_root: str | Path, tokenizer_dir: str | Path, out: str | Path,
-               config: BaseTrainingConfig = BaseTrainingConfig(), progress: bool = True,
-               exclude: Collection[str] = ()) -> dict:
+def train_base(
+    corpus_root: str | Path,
+    tokenizer_dir: str | Path,
+    out: str | Path,
+    config: BaseTrainingConfig = BaseTrainingConfig(),
+    progress: bool = True,
+    exclude: Collection[str] = (),
+) -> dict:
     """Train and save a base model into `out`; returns the run's figures. Motion ids in `exclude` stay
     out of its data: a continual benchmark keeps its tasks' motions from the base, so that they are new."""
     from accelerate import Accelerator
@@ -215,19 +237,25 @@ def train_base(corpus_root: str | Path, tokenizer_dir: str | Path, out: str | Pa
     motion_tokenizer = MotionTokenizer.load(tokenizer_dir).eval()
     corpus = HumanML3D(corpus_root)
     exclude = frozenset(exclude)
-    train, val = (encode(motion_tokenizer, corpus.clips(ids=[i for i in corpus.ids(split) if i not in exclude]))
-                  for split in ("train", "val"))
+    train, val = (
+        encode(motion_tokenizer, corpus.clips(ids=[i for i in corpus.ids(split) if i not in exclude]))
+        for split in ("train", "val")
+    )
     if not train:
-        raise ValueError(f"{corpus_root} has no usable training clip" + (" outside the excluded ids" if exclude else ""))
+        raise ValueError(
+            f"{corpus_root} has no usable training clip" + (" outside the excluded ids" if exclude else "")
+        )
     torch.manual_seed(run.seed)
     model, tokenizer = load_backbone(config.backbone)
     backbone_hash = weights_fingerprint(model)
     vocabulary = add_motion_tokens(model, tokenizer, motion_tokenizer.config.codebook_size)
-    model = peft_model(model, vocabulary, config.lora,
-                       caption_token_ids(tokenizer, train) if config.caption_rows else [])
+    model = peft_model(
+        model, vocabulary, config.lora, caption_token_ids(tokenizer, train) if config.caption_rows else []
+    )
     accelerator = Accelerator()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=run.lr,
-                                  weight_decay=run.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=run.lr, weight_decay=run.weight_decay
+    )
     model, optimizer = accelerator.prepare(model, optimizer)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     accelerator.register_save_state_pre_hook(only(trainable))
@@ -241,8 +269,13 @@ def train_base(corpus_root: str | Path, tokenizer_dir: str | Path, out: str | Pa
     rng, history = progress_state.rng, progress_state.history
     model.train()
     began = time.perf_counter()
-    bar = tqdm(range(progress_state.step, run.steps), desc=f"base ({config.backbone})", initial=progress_state.step,
-               total=run.steps, disable=not (progress and accelerator.is_main_process))
+    bar = tqdm(
+        range(progress_state.step, run.steps),
+        desc=f"base ({config.backbone})",
+        initial=progress_state.step,
+        total=run.steps,
+        disable=not (progress and accelerator.is_main_process),
+    )
     running, resumed_from = progress_state.running, progress_state.step
     for step in bar:
         for group in optimizer.param_groups:
@@ -268,13 +301,25 @@ def train_base(corpus_root: str | Path, tokenizer_dir: str | Path, out: str | Pa
     history.append({"step": run.steps, **validation_loss(model, val or train, vocabulary, tokenizer, run)})
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_base(accelerator.unwrap_model(model), Path(tokenizer_dir), out, config.backbone, backbone_hash,
-                  motion_tokenizer.config.codebook_size)
+        save_base(
+            accelerator.unwrap_model(model),
+            Path(tokenizer_dir),
+            out,
+            config.backbone,
+            backbone_hash,
+            motion_tokenizer.config.codebook_size,
+        )
         (out / HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n")
         shutil.rmtree(checkpoint, ignore_errors=True)
-    return {"train_seconds": round(seconds, 1), "train_clips": len(train), "val_clips": len(val),
-            "excluded_motions": len(exclude), "resumed_from_step": resumed_from,
-            **{k: v for k, v in history[-1].items() if k.startswith("val_")}, "config": asdict(config)}
+    return {
+        "train_seconds": round(seconds, 1),
+        "train_clips": len(train),
+        "val_clips": len(val),
+        "excluded_motions": len(exclude),
+        "resumed_from_step": resumed_from,
+        **{k: v for k, v in history[-1].items() if k.startswith("val_")},
+        "config": asdict(config),
+    }
 
 
 PROGRESS_FILE = "progress.json"
@@ -290,8 +335,13 @@ class RunProgress:
         self.step, self.history, self.running = 0, [], 0.0  # running: loss sum since the last log line
 
     def save(self, folder: Path) -> None:
-        state = {"step": self.step, "history": self.history, "running": self.running, "rng": self.rng.bit_generator.state,
-                 "config": _resumable(self.config)}
+        state = {
+            "step": self.step,
+            "history": self.history,
+            "running": self.running,
+            "rng": self.rng.bit_generator.state,
+            "config": _resumable(self.config),
+        }
         (folder / PROGRESS_FILE).write_text(json.dumps(state) + "\n")
 
     def load(self, folder: Path) -> None:
@@ -301,8 +351,10 @@ class RunProgress:
         if state["config"] != _resumable(self.config):
             mine, saved = _flatten(_resumable(self.config)), _flatten(state["config"])
             changed = sorted(k for k in mine.keys() | saved.keys() if mine.get(k) != saved.get(k))
-            raise ValueError(f"{folder} is a checkpoint of another configuration (differs in: {', '.join(changed)}); "
-                             "remove it to start over, or train into another folder")
+            raise ValueError(
+                f"{folder} is a checkpoint of another configuration (differs in: {', '.join(changed)}); "
+                "remove it to start over, or train into another folder"
+            )
         self.step, self.history, self.running = state["step"], state["history"], state["running"]
         self.rng.bit_generator.state = state["rng"]
 
@@ -324,10 +376,12 @@ def _flatten(settings: dict, prefix: str = "") -> dict:
 def only(trainable: set[str]):
     """accelerate save-state hook that keeps the trained tensors of the model's state: the frozen backbone
     is loaded again on resume, so a smollm2-135m checkpoint holds 25 MB of it rather than 560."""
+
     def hook(models, weights: list[dict], output_dir: str) -> None:
         for state in weights:
             for key in [k for k in state if k not in trainable]:
                 del state[key]
+
     return hook
 
 
@@ -340,8 +394,9 @@ def load_checkpoint(accelerator, checkpoint: Path, trainable: set[str]) -> None:
         with safe_open(str(weights), "pt") as saved:
             missing = sorted(trainable - set(saved.keys()))
         if missing:
-            raise ValueError(f"{checkpoint} lacks {len(missing)} trained tensors (first: {missing[0]}); "
-                             "remove it to start over")
+            raise ValueError(
+                f"{checkpoint} lacks {len(missing)} trained tensors (first: {missing[0]}); remove it to start over"
+            )
     accelerator.load_state(str(checkpoint), strict=False)
 
 
@@ -367,6 +422,11 @@ def save_base(model, tokenizer_dir: Path, out: Path, backbone: str, backbone_has
     model.save_pretrained(out / ADAPTER_DIR, save_embedding_layers=False)  # the token rows travel on their own
     sort_saved_target_modules(out / ADAPTER_DIR)
     shutil.copytree(tokenizer_dir, out / TOKENIZER_DIR, dirs_exist_ok=True)
-    spec = BaseModelSpec(backbone, codebook_size, backbone_hash, folder_fingerprint(out / TOKENIZER_DIR),
-                         base_fingerprint(backbone_hash, out))
+    spec = BaseModelSpec(
+        backbone,
+        codebook_size,
+        backbone_hash,
+        folder_fingerprint(out / TOKENIZER_DIR),
+        base_fingerprint(backbone_hash, out),
+    )
     spec.save(out)

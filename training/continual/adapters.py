@@ -4,6 +4,7 @@ Every method keeps its experts as named adapters of ONE peft model, so serving s
 as O-LoRA does) or one per sample (peft's `adapter_names=`, as routed methods do) needs no hand-written
 LoRA. The first adapter wraps the plain model (`get_peft_model`); later ones are added beside it.
 """
+
 from __future__ import annotations
 
 import re
@@ -59,8 +60,11 @@ def lora_pairs(model, name: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(A, B) weight matrices of adapter `name` in every adapted layer, in module order."""
     from peft.tuners.lora import LoraLayer
 
-    return [(m.lora_A[name].weight, m.lora_B[name].weight) for m in model.modules()
-            if isinstance(m, LoraLayer) and name in m.lora_A]
+    return [
+        (m.lora_A[name].weight, m.lora_B[name].weight)
+        for m in model.modules()
+        if isinstance(m, LoraLayer) and name in m.lora_A
+    ]
 
 
 def save_adapter(model, name: str, folder: Path) -> Path:
@@ -70,8 +74,9 @@ def save_adapter(model, name: str, folder: Path) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".adapter-", dir=folder.parent))
     try:
-        model.save_pretrained(scratch, selected_adapters=[name], safe_serialization=True,
-                              save_embedding_layers=False)  # the base model's rows, not the expert's
+        model.save_pretrained(
+            scratch, selected_adapters=[name], safe_serialization=True, save_embedding_layers=False
+        )  # the base model's rows, not the expert's
         written = scratch if name == "default" else scratch / name  # peft puts named adapters in a subfolder
         sort_saved_target_modules(written)
         if folder.exists():

@@ -9,6 +9,7 @@ under the same settings; writes the comparison.
 Run the same command again to continue an interrupted benchmark. The benchmark of the procedural corpus,
 which also trains the tokenizer, evaluator and base model it needs: `python bench/bench_continual.py`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motion-agent-train benchmark",
         description="Run every continual method on one task stream in several task orders and compare them.",
-        epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_arguments(parser)
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), help="methods to run (default: the config's)")
@@ -39,14 +41,27 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = settings(args)
-        record = run_benchmark(args.stream, args.corpus, args.base, args.evaluator, args.out, config, args.methods,
-                               args.orders, args.order, args.profile, progress=not args.quiet)
+        record = run_benchmark(
+            args.stream,
+            args.corpus,
+            args.base,
+            args.evaluator,
+            args.out,
+            config,
+            args.methods,
+            args.orders,
+            args.order,
+            args.profile,
+            progress=not args.quiet,
+        )
     except known_errors() as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print("\n".join(summary_lines(record)))
-    print(f"  table: {args.out / 'report.md'}; figures and matrices: {args.out / 'report.json'}; "
-          f"heatmaps: {args.out / 'heatmaps'}")
+    print(
+        f"  table: {args.out / 'report.md'}; figures and matrices: {args.out / 'report.json'}; "
+        f"heatmaps: {args.out / 'heatmaps'}"
+    )
     return 0
 
 

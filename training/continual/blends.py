@@ -4,6 +4,7 @@ blend (moe-soft, es-moe): a blend named once can batch with experts through per-
 `add_weighted_adapter(..., combination_type="cat")` stacks the experts' A and B matrices, so the blend's
 update is exactly sum_k w_k * B_k A_k * scaling_k, the same arithmetic as blending at run time.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -18,6 +18,7 @@ On a real HumanML3D folder:
       --method o-lora --out runs/o-lora
 Multi-GPU: `accelerate launch -m training.cli continual ...`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", type=Path, required=True, help="base-model folder (motion-agent-train base)")
     parser.add_argument("--evaluator", type=Path, required=True, help="evaluator folder (motion-agent-train evaluator)")
     parser.add_argument("--out", type=Path, required=True, help="output folder; an unfinished run there is continued")
-    parser.add_argument("--order", nargs="+", metavar="TASK",
-                        help="task order: names (or 0-based positions) of the stream's tasks; a subset runs only those")
+    parser.add_argument(
+        "--order",
+        nargs="+",
+        metavar="TASK",
+        help="task order: names (or 0-based positions) of the stream's tasks; a subset runs only those",
+    )
     parser.add_argument("--config", type=Path, help="YAML settings (default: config/training/continual.yaml)")
     parser.add_argument("--steps", type=int, help="training steps per task (overrides the config)")
     parser.add_argument("--batch-size", type=int, help="examples per step (overrides the config)")
@@ -77,10 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motion-agent-train continual",
         description="Train one continual method on a task stream and score every task after every task.",
-        epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--method", required=True, choices=list(METHODS),
-                        help="mtl (upper bound), seq-lora (lower bound), lwf-lora, o-lora, ...")
+    parser.add_argument(
+        "--method",
+        required=True,
+        choices=list(METHODS),
+        help="mtl (upper bound), seq-lora (lower bound), lwf-lora, o-lora, ...",
+    )
     add_common_arguments(parser)
     return parser
 
@@ -92,8 +102,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = settings(args)
-        state = run_continual(args.stream, args.corpus, args.base, args.evaluator, args.method, args.out, config,
-                              args.order, progress=not args.quiet)
+        state = run_continual(
+            args.stream,
+            args.corpus,
+            args.base,
+            args.evaluator,
+            args.method,
+            args.out,
+            config,
+            args.order,
+            progress=not args.quiet,
+        )
         record = comparison({args.method: [state]})
         paths = write_report(record, args.out)
     except known_errors() as error:

@@ -5,6 +5,7 @@ evaluation), so that their figures compare; only the method-specific sections (`
 in what they mean. The per-task run settings are the base stage's `BaseRunConfig` (its `steps` is the
 budget of ONE task), so batches, learning-rate schedule and held-out batches follow one definition.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,8 +13,8 @@ from pathlib import Path
 
 from motion_agent.config import config_dir, load_yaml
 from training.base.train import BaseRunConfig, LoraSettings
-from training.evaluation.lm_eval import EvalSettings
 from training.continual.router_training import AutoencoderSettings
+from training.evaluation.lm_eval import EvalSettings
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,10 @@ class EsMoeSettings:
         if min(self.dictionary, self.hidden, self.gate_rank, self.key_dim, self.top_k, self.kmeans_tokens) < 1:
             raise ValueError(f"sizes must be at least 1: {self}")
         if not 0 <= self.mask_probability < 1 or self.emotion_weight < 0:
-            raise ValueError(f"mask_probability must be in [0, 1) and emotion_weight >= 0, got "
-                             f"{self.mask_probability}, {self.emotion_weight}")
+            raise ValueError(
+                f"mask_probability must be in [0, 1) and emotion_weight >= 0, got "
+                f"{self.mask_probability}, {self.emotion_weight}"
+            )
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,13 @@ class ContinualEvalSettings:
             raise ValueError(f"mm_repeats must be at least 2 (MultiModality compares repeats), got {self.mm_repeats}")
 
     def lm_eval(self) -> EvalSettings:
-        return EvalSettings(seed=self.seed, batch_size=self.batch_size, mm_captions=self.mm_captions,
-                            mm_repeats=self.mm_repeats, r_precision_seeds=self.r_precision_seeds)
+        return EvalSettings(
+            seed=self.seed,
+            batch_size=self.batch_size,
+            mm_captions=self.mm_captions,
+            mm_repeats=self.mm_repeats,
+            r_precision_seeds=self.r_precision_seeds,
+        )
 
 
 @dataclass(frozen=True)
@@ -123,14 +131,24 @@ class ContinualConfig:
 
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(r=8, alpha=16))
     training: BaseRunConfig = field(
-        default_factory=lambda: BaseRunConfig(steps=200, batch_size=8, lr=2e-3, warmup_steps=20))
+        default_factory=lambda: BaseRunConfig(steps=200, batch_size=8, lr=2e-3, warmup_steps=20)
+    )
     lwf: LwfSettings = field(default_factory=LwfSettings)
     o_lora: OLoraSettings = field(default_factory=OLoraSettings)
     router: RouterSettings = field(default_factory=RouterSettings)
     es_moe: EsMoeSettings = field(default_factory=EsMoeSettings)
     evaluation: ContinualEvalSettings = field(default_factory=ContinualEvalSettings)
     orders: OrderSettings = field(default_factory=OrderSettings)
-    methods: tuple[str, ...] = ("mtl", "seq-lora", "lwf-lora", "o-lora", "moe-hard", "moe-soft", "epi", "es-moe")  # what `benchmark` runs by default
+    methods: tuple[str, ...] = (
+        "mtl",
+        "seq-lora",
+        "lwf-lora",
+        "o-lora",
+        "moe-hard",
+        "moe-soft",
+        "epi",
+        "es-moe",
+    )  # what `benchmark` runs by default
 
 
 def default_config_path() -> Path:

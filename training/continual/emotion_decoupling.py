@@ -13,6 +13,7 @@ classifier on the pooled h gives the loss L_emo that the trainer adds with weigh
 The block lives in the runtime package because the gate needs h for every request on the robot; how it
 is trained (K-means initialisation, L_emo) belongs to `training/`.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,7 +64,7 @@ class EmotionDecoupling(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         keep = mask.bool()
-        scale = self.config.hidden ** -0.5
+        scale = self.config.hidden**-0.5
         scores = self.f(x) @ self.key_m(x).transpose(1, 2) * scale  # (B, T, T)
         scores = scores.masked_fill(~keep[:, None, :], torch.finfo(scores.dtype).min)
         s_x = torch.softmax(scores, dim=-1) @ self.value_m(x)
@@ -82,7 +83,7 @@ class EmotionDecoupling(nn.Module):
         return path
 
     @classmethod
-    def load(cls, folder: str | Path) -> "EmotionDecoupling":
+    def load(cls, folder: str | Path) -> EmotionDecoupling:
         """Sizes from the file's metadata; no pickle."""
         from safetensors import safe_open
 

@@ -4,6 +4,7 @@ Positions: a causal LM's logits at position t predict token t + 1, and only targ
 than IGNORE: the motion tokens of a T2M answer, the caption of an M2T answer) carry a loss, as in the
 base stage.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,8 +26,9 @@ def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, i
     return float(F.cross_entropy(predicted.float(), targets, reduction="sum")), int(targets.numel())
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
-                      temperature: float) -> torch.Tensor:
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """LwF: KL(teacher || student) of the temperature-softened distributions at the target positions,
     times T^2 so that its gradient scale does not shrink with the temperature (Hinton et al. 2015)."""
     s, _ = target_logits(student, labels)

@@ -9,6 +9,7 @@ backward / forward transfer of R-Precision top-1 (FWT against the base model bef
 R-Precision-based figures are in points (x100), as ES-MoE reports them; AWF stays a fraction, as there.
 Every figure is computed per task order and then averaged over the orders (ES-MoE: 3 orders).
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from motion_agent.experts.expert_set import BASE
-from training.evaluation import metrics
 from training.continual.adapters import adapter_name
+from training.evaluation import metrics
 
 POINTS = 100.0  # R-Precision as points
 MATRICES = {  # report key -> per-task score the trainer records
@@ -36,11 +37,21 @@ MATRICES = {  # report key -> per-task score the trainer records
 HEATMAPS = ("matrix_t2m_r_precision_top1", "matrix_t2m_fid", "matrix_m2t_bleu4", "matrix_m2t_r_precision_top3")
 # Table 2 columns: (key, header, format); arrows say which way is better.
 TABLE = (
-    ("AF", "AF ↓", "{:.3f}"), ("AR", "AR ↑", "{:.2f}"), ("AD", "AD ↑", "{:.3f}"), ("AMM", "AMM ↑", "{:.3f}"),
-    ("AWF", "AWF ↑", "{:.3f}"), ("FR", "FR ↓", "{:.2f}"), ("BWT", "BWT ↑", "{:.2f}"), ("FWT", "FWT ↑", "{:.2f}"),
-    ("M2T_BLEU4", "M2T BLEU-4 ↑", "{:.3f}"), ("FR_M2T_BLEU4", "FR BLEU-4 ↓", "{:.2f}"),
-    ("FR_T2M_LOSS", "FR T2M loss ↓", "{:.3f}"), ("routing_accuracy", "routing ↑", "{:.3f}"),
-    ("unknown_auroc", "unknown AUROC ↑", "{:.3f}"), ("unknown_rate", "unknown rate ↑", "{:.3f}"), ("train_seconds", "train s", "{:.0f}"),
+    ("AF", "AF ↓", "{:.3f}"),
+    ("AR", "AR ↑", "{:.2f}"),
+    ("AD", "AD ↑", "{:.3f}"),
+    ("AMM", "AMM ↑", "{:.3f}"),
+    ("AWF", "AWF ↑", "{:.3f}"),
+    ("FR", "FR ↓", "{:.2f}"),
+    ("BWT", "BWT ↑", "{:.2f}"),
+    ("FWT", "FWT ↑", "{:.2f}"),
+    ("M2T_BLEU4", "M2T BLEU-4 ↑", "{:.3f}"),
+    ("FR_M2T_BLEU4", "FR BLEU-4 ↓", "{:.2f}"),
+    ("FR_T2M_LOSS", "FR T2M loss ↓", "{:.3f}"),
+    ("routing_accuracy", "routing ↑", "{:.3f}"),
+    ("unknown_auroc", "unknown AUROC ↑", "{:.3f}"),
+    ("unknown_rate", "unknown rate ↑", "{:.3f}"),
+    ("train_seconds", "train s", "{:.0f}"),
 )
 
 
@@ -104,11 +115,18 @@ def routing_figures(state: dict) -> dict:
     tasks, last = state["tasks"], state["steps"][-1]["scores"]
     experts = [adapter_name(t) for t in tasks]
     confusion = [[last[t].get("routed_to", {}).get(name, 0.0) for name in experts + [BASE]] for t in tasks]
-    held_out = [step["scores"][t]["routed_unknown"] for i, step in enumerate(state["steps"])
-                for t in tasks[i + 1:] if "routed_unknown" in step["scores"][t]]
+    held_out = [
+        step["scores"][t]["routed_unknown"]
+        for i, step in enumerate(state["steps"])
+        for t in tasks[i + 1 :]
+        if "routed_unknown" in step["scores"][t]
+    ]
     held_out += [share for step in state["steps"] for share in step.get("held_out_unknown", {}).values()]
-    return {"routing_confusion": confusion, "routing_confusion_columns": [*tasks, "unknown"],
-            "unknown_rate": float(np.mean(held_out)) if held_out else math.nan}
+    return {
+        "routing_confusion": confusion,
+        "routing_confusion_columns": [*tasks, "unknown"],
+        "unknown_rate": float(np.mean(held_out)) if held_out else math.nan,
+    }
 
 
 def method_summary(states: list[dict]) -> dict:
@@ -128,8 +146,13 @@ def method_summary(states: list[dict]) -> dict:
 def comparison(runs: dict[str, list[dict]], profile: str = "") -> dict:
     """{method: [run state per order]} -> the benchmark record (BENCHMARKS.md keys under methods.<name>)."""
     first = next(iter(runs.values()))
-    return {"profile": profile, "tasks": first[0]["tasks"], "held_out": first[0].get("held_out", []),
-            "orders": len(first), "methods": {name: method_summary(states) for name, states in runs.items()}}
+    return {
+        "profile": profile,
+        "tasks": first[0]["tasks"],
+        "held_out": first[0].get("held_out", []),
+        "orders": len(first),
+        "methods": {name: method_summary(states) for name, states in runs.items()},
+    }
 
 
 def _cell(value: float, fmt: str) -> str:
@@ -140,16 +163,19 @@ def _cell(value: float, fmt: str) -> str:
 
 def markdown_table(record: dict) -> str:
     """The comparison laid out like Table 2 of the ES-MoE paper: one row per method."""
-    lines = [f"| Approach | {' | '.join(header for _, header, _ in TABLE)} |",
-             "|---|" + "---:|" * len(TABLE)]
+    lines = [f"| Approach | {' | '.join(header for _, header, _ in TABLE)} |", "|---|" + "---:|" * len(TABLE)]
     for name, figures in record["methods"].items():
         lines.append(f"| {name} | " + " | ".join(_cell(figures.get(k), fmt) for k, _, fmt in TABLE) + " |")
     tasks = " → ".join(record["tasks"])
-    note = (f"\n{len(record['tasks'])} tasks ({tasks}), mean of {record['orders']} task order(s). AR, FR, BWT, FWT "
-            "in R-Precision points (x100); FR BLEU-4 in BLEU points; FR T2M loss in nats.")
+    note = (
+        f"\n{len(record['tasks'])} tasks ({tasks}), mean of {record['orders']} task order(s). AR, FR, BWT, FWT "
+        "in R-Precision points (x100); FR BLEU-4 in BLEU points; FR T2M loss in nats."
+    )
     if record.get("held_out"):
-        note += (f" Held out of training: {', '.join(record['held_out'])} (unknown AUROC and rate count their "
-                 "requests after every task, with those of the tasks not trained yet).")
+        note += (
+            f" Held out of training: {', '.join(record['held_out'])} (unknown AUROC and rate count their "
+            "requests after every task, with those of the tasks not trained yet)."
+        )
     return "\n".join(lines) + "\n" + note + "\n"
 
 
@@ -163,24 +189,32 @@ def findings(record: dict) -> list[str]:
         return all(n in m and math.isfinite(m[n].get("AR", math.nan)) for n in names)
 
     if has("seq-lora", "mtl"):
-        lines.append(f"Forgetting: seq-lora FR {m['seq-lora']['FR']:.2f} R-Precision points, mtl FR "
-                     f"{m['mtl']['FR']:.2f}; the T2M held-out loss of earlier tasks rises by "
-                     f"{m['seq-lora']['FR_T2M_LOSS']:.3f} nats for seq-lora, {m['mtl']['FR_T2M_LOSS']:.3f} for mtl.")
+        lines.append(
+            f"Forgetting: seq-lora FR {m['seq-lora']['FR']:.2f} R-Precision points, mtl FR "
+            f"{m['mtl']['FR']:.2f}; the T2M held-out loss of earlier tasks rises by "
+            f"{m['seq-lora']['FR_T2M_LOSS']:.3f} nats for seq-lora, {m['mtl']['FR_T2M_LOSS']:.3f} for mtl."
+        )
     if has("moe-hard", "mtl"):
         ratio = m["moe-hard"]["AR"] / m["mtl"]["AR"] if m["mtl"]["AR"] else math.nan
-        lines.append(f"moe-hard: FR {m['moe-hard']['FR']:.2f} points, AR {m['moe-hard']['AR']:.2f} = "
-                     f"{ratio:.0%} of mtl's {m['mtl']['AR']:.2f}; routing accuracy "
-                     f"{m['moe-hard'].get('routing_accuracy', math.nan):.3f}, unknown-scenario AUROC "
-                     f"{m['moe-hard'].get('unknown_auroc', math.nan):.3f}.")
+        lines.append(
+            f"moe-hard: FR {m['moe-hard']['FR']:.2f} points, AR {m['moe-hard']['AR']:.2f} = "
+            f"{ratio:.0%} of mtl's {m['mtl']['AR']:.2f}; routing accuracy "
+            f"{m['moe-hard'].get('routing_accuracy', math.nan):.3f}, unknown-scenario AUROC "
+            f"{m['moe-hard'].get('unknown_auroc', math.nan):.3f}."
+        )
     if has("moe-hard", "moe-soft"):
         hard, soft = m["moe-hard"], m["moe-soft"]
         verdict = "beats" if hard["AR"] > soft["AR"] else "does not beat"
-        lines.append(f"Hard routing {verdict} soft blending here: AR {hard['AR']:.2f} vs {soft['AR']:.2f}, FR "
-                     f"{hard['FR']:.2f} vs {soft['FR']:.2f}, AF {hard['AF']:.3f} vs {soft['AF']:.3f} "
-                     "(the same experts and routers).")
+        lines.append(
+            f"Hard routing {verdict} soft blending here: AR {hard['AR']:.2f} vs {soft['AR']:.2f}, FR "
+            f"{hard['FR']:.2f} vs {soft['FR']:.2f}, AF {hard['AF']:.3f} vs {soft['AF']:.3f} "
+            "(the same experts and routers)."
+        )
     if has("es-moe", "moe-hard"):
-        lines.append(f"es-moe vs moe-hard: AWF {m['es-moe']['AWF']:.3f} vs {m['moe-hard']['AWF']:.3f}, FR "
-                     f"{m['es-moe']['FR']:.2f} vs {m['moe-hard']['FR']:.2f}.")
+        lines.append(
+            f"es-moe vs moe-hard: AWF {m['es-moe']['AWF']:.3f} vs {m['moe-hard']['AWF']:.3f}, FR "
+            f"{m['es-moe']['FR']:.2f} vs {m['moe-hard']['FR']:.2f}."
+        )
     return lines
 
 
@@ -243,8 +277,9 @@ def write_report(record: dict, out: Path) -> dict[str, Path]:
     paths = {"json": out / "report.json", "markdown": out / "report.md"}
     paths["json"].write_text(json.dumps(json_ready(record), indent=1) + "\n")
     said = findings(record)
-    paths["markdown"].write_text(markdown_table(record) + ("\n" + "\n".join(f"- {line}" for line in said) + "\n"
-                                                           if said else ""))
+    paths["markdown"].write_text(
+        markdown_table(record) + ("\n" + "\n".join(f"- {line}" for line in said) + "\n" if said else "")
+    )
     for name, figures in record["methods"].items():
         paths[f"heatmap {name}"] = plot_heatmaps(name, figures, record["tasks"], out / "heatmaps" / f"{name}.png")
     return paths
@@ -254,8 +289,10 @@ def summary_lines(record: dict) -> list[str]:
     """A few readable lines for the end of a command."""
     lines = [f"{len(record['tasks'])} tasks, {record['orders']} order(s): " + ", ".join(record["tasks"])]
     for name, f in record["methods"].items():
-        lines.append(f"  {name:<10} AR {_cell(f['AR'], '{:.2f}')}  FR {_cell(f['FR'], '{:.2f}')}  "
-                     f"BWT {_cell(f['BWT'], '{:.2f}')}  AF {_cell(f['AF'], '{:.3f}')}  "
-                     f"M2T BLEU-4 {_cell(f['M2T_BLEU4'], '{:.3f}')}  FR T2M loss {_cell(f['FR_T2M_LOSS'], '{:.3f}')}  "
-                     f"train {f['train_seconds']:.0f} s")
+        lines.append(
+            f"  {name:<10} AR {_cell(f['AR'], '{:.2f}')}  FR {_cell(f['FR'], '{:.2f}')}  "
+            f"BWT {_cell(f['BWT'], '{:.2f}')}  AF {_cell(f['AF'], '{:.3f}')}  "
+            f"M2T BLEU-4 {_cell(f['M2T_BLEU4'], '{:.3f}')}  FR T2M loss {_cell(f['FR_T2M_LOSS'], '{:.3f}')}  "
+            f"train {f['train_seconds']:.0f} s"
+        )
     return lines + findings(record)

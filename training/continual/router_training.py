@@ -10,6 +10,7 @@ novel. Cross-fitting uses every clip both to fit and to calibrate. With the per-
 it lifts moe-hard's routing accuracy on the procedural corpus's "unseen" stream from 0.915 to 0.949 and
 its unknown-scenario AUROC from 0.89 to 0.97 (bench/results/continual_unseen.json).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from motion_agent.model.language_model import DIRECTIONS, Direction, MotionLanguageModel, request_prompts
 from motion_agent.experts.prompt_features import prompt_features
 from motion_agent.experts.routing import Autoencoder, ExpertAutoencoder, ExpertRouter
+from motion_agent.model.language_model import DIRECTIONS, Direction, MotionLanguageModel, request_prompts
 from training.base.train import Example
 
 
@@ -42,15 +43,19 @@ class AutoencoderSettings:
             raise ValueError("hidden, bottleneck, steps, batch_size, folds and lr must be positive")
 
 
-def direction_prompts(lm: MotionLanguageModel, examples: list[Example], direction: Direction) -> tuple[list[str], np.ndarray]:
+def direction_prompts(
+    lm: MotionLanguageModel, examples: list[Example], direction: Direction
+) -> tuple[list[str], np.ndarray]:
     """(prompts, the index of each prompt's example) an expert for these examples serves in `direction`:
     every caption as a T2M prompt, every motion as an M2T prompt."""
     if direction == "t2m":
         pairs = [(caption, i) for i, example in enumerate(examples) for caption in example.captions]
     else:
         pairs = [(example.codes, i) for i, example in enumerate(examples)]
-    return (request_prompts(lm.vocabulary, direction, [x for x, _ in pairs]),
-            np.array([i for _, i in pairs], dtype=np.int64))
+    return (
+        request_prompts(lm.vocabulary, direction, [x for x, _ in pairs]),
+        np.array([i for _, i in pairs], dtype=np.int64),
+    )
 
 
 def router_prompts(lm: MotionLanguageModel, examples: list[Example]) -> list[str]:
@@ -79,8 +84,9 @@ def _autoencoder(features: np.ndarray, settings: AutoencoderSettings) -> ExpertA
     return ExpertAutoencoder(net, mean, std, 0.0, 0.0, settings.sigmas)
 
 
-def fit_autoencoder(features: np.ndarray, settings: AutoencoderSettings = AutoencoderSettings(),
-                    groups: np.ndarray | None = None) -> ExpertAutoencoder:
+def fit_autoencoder(
+    features: np.ndarray, settings: AutoencoderSettings = AutoencoderSettings(), groups: np.ndarray | None = None
+) -> ExpertAutoencoder:
     """An autoencoder fitted to one expert's features of one direction, its threshold from cross-fitted
     losses. `groups` (one id per row) keeps the rows of one clip in one fold, so that a clip's other
     captions never vouch for it; by default every row is its own group."""
@@ -109,8 +115,9 @@ def _held_out_losses(features: np.ndarray, groups: np.ndarray, settings: Autoenc
     return losses
 
 
-def train_router(lm: MotionLanguageModel, examples: list[Example],
-                 settings: AutoencoderSettings = AutoencoderSettings()) -> ExpertRouter:
+def train_router(
+    lm: MotionLanguageModel, examples: list[Example], settings: AutoencoderSettings = AutoencoderSettings()
+) -> ExpertRouter:
     """The router of an expert trained on `examples` (the examples of its task): both directions."""
     autoencoders = {}
     for direction in DIRECTIONS:

@@ -5,6 +5,7 @@
 - KeyGate (ES-MoE): orthogonal expert keys and a learnable low-rank query projection; softmax, top-k.
 - OracleRouter: the task label, for upper bounds.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,7 @@ class FeatureStatistics:
     count: int
 
     @classmethod
-    def of(cls, features: np.ndarray) -> "FeatureStatistics":
+    def of(cls, features: np.ndarray) -> FeatureStatistics:
         features = np.asarray(features, np.float64)
         if len(features) < 2:
             raise ValueError(f"feature statistics need at least 2 inputs, got {len(features)}")
@@ -50,12 +51,13 @@ class MahalanobisRouter:
         self.precision, self.thresholds = precision, np.array([thresholds[n] for n in self.names])
 
     @classmethod
-    def fit(cls, features: Mapping[str, np.ndarray], shrinkage: float = 0.1, sigmas: float = 2.0) -> "MahalanobisRouter":
+    def fit(cls, features: Mapping[str, np.ndarray], shrinkage: float = 0.1, sigmas: float = 2.0) -> MahalanobisRouter:
         return cls.from_statistics({n: FeatureStatistics.of(f) for n, f in features.items()}, shrinkage, sigmas)
 
     @classmethod
-    def from_statistics(cls, stats: Mapping[str, FeatureStatistics], shrinkage: float = 0.1,
-                        sigmas: float = 2.0) -> "MahalanobisRouter":
+    def from_statistics(
+        cls, stats: Mapping[str, FeatureStatistics], shrinkage: float = 0.1, sigmas: float = 2.0
+    ) -> MahalanobisRouter:
         total = sum(s.count for s in stats.values())
         cov = sum(s.scatter for s in stats.values()) / max(total - len(stats), 1)
         cov = (1 - shrinkage) * cov + shrinkage * np.trace(cov) / len(cov) * np.eye(len(cov))
@@ -117,13 +119,18 @@ class KeyGate(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.contiguous() for k, v in self.state_dict().items()}
-        metadata = {"kind": "key-gate", "names": json.dumps(self.names), "top_k": str(self.top_k),
-                    "rank": str(self.down.out_features), "features": str(self.down.in_features)}
+        metadata = {
+            "kind": "key-gate",
+            "names": json.dumps(self.names),
+            "top_k": str(self.top_k),
+            "rank": str(self.down.out_features),
+            "features": str(self.down.in_features),
+        }
         save_file(tensors, folder / GATE_FILE, metadata=metadata)
         return folder / GATE_FILE
 
     @classmethod
-    def load(cls, folder: str | Path) -> "KeyGate":
+    def load(cls, folder: str | Path) -> KeyGate:
         from safetensors import safe_open
 
         path = Path(folder) / GATE_FILE
@@ -141,8 +148,9 @@ class KeyGate(nn.Module):
     @torch.inference_mode()
     def route(self, features: np.ndarray) -> list[Decision]:
         probs = self(torch.as_tensor(np.atleast_2d(features), dtype=torch.float32)).numpy()
-        return [Decision(self.names[int(np.argmax(row))], {n: float(p) for n, p in zip(self.names, row)})
-                for row in probs]
+        return [
+            Decision(self.names[int(np.argmax(row))], {n: float(p) for n, p in zip(self.names, row)}) for row in probs
+        ]
 
 
 class OracleRouter:

@@ -7,6 +7,7 @@ deterministic and reacts to small changes, where R-Precision on a few dozen clip
 figure to look at when a tiny run must show forgetting. Requests are routed by the method exactly as
 generation is, so a routed method is scored on the experts its router picks.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -17,11 +18,11 @@ import torch
 from motion_agent.experts.expert_set import BASE
 from motion_agent.model.language_model import MotionLanguageModel
 from motion_agent.model.tokenizer import MotionTokenizer
-from training.evaluation import metrics
 from training.base.train import Example, collate, pair
 from training.continual.config import ContinualEvalSettings
 from training.continual.losses import token_loss_sum
 from training.continual.tasks import TaskData
+from training.evaluation import metrics
 from training.evaluation.evaluator import Evaluator
 from training.evaluation.lm_eval import evaluate_m2t, evaluate_t2m
 
@@ -34,8 +35,9 @@ def no_routing(direction: str, inputs: Sequence) -> None:
 
 
 @torch.no_grad()
-def heldout_loss(lm: MotionLanguageModel, examples: list[Example], t2m: bool, adapter_names: list[str] | None,
-                 batch_size: int) -> float:
+def heldout_loss(
+    lm: MotionLanguageModel, examples: list[Example], t2m: bool, adapter_names: list[str] | None, batch_size: int
+) -> float:
     """Mean target-token cross-entropy of one direction over `examples` (their first caption)."""
     model = lm.model
     model.eval()
@@ -43,7 +45,10 @@ def heldout_loss(lm: MotionLanguageModel, examples: list[Example], t2m: bool, ad
     total, count = 0.0, 0
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
-        pairs = [pair(Example(e.codes, e.captions[:1], e.emotion), t2m, lm.vocabulary, lm.tokenizer.eos_token, rng) for e in chunk]
+        pairs = [
+            pair(Example(e.codes, e.captions[:1], e.emotion), t2m, lm.vocabulary, lm.tokenizer.eos_token, rng)
+            for e in chunk
+        ]
         batch = {k: v.to(model.device) for k, v in collate(lm.tokenizer, pairs).items()}
         extra = {"adapter_names": adapter_names[start : start + len(chunk)]} if adapter_names is not None else {}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **extra).logits
@@ -52,8 +57,15 @@ def heldout_loss(lm: MotionLanguageModel, examples: list[Example], t2m: bool, ad
     return total / max(count, 1)
 
 
-def score_task(lm: MotionLanguageModel, route: Router, tokenizer: MotionTokenizer, evaluator: Evaluator,
-               task: TaskData, settings: ContinualEvalSettings, expert: str | None = None) -> dict:
+def score_task(
+    lm: MotionLanguageModel,
+    route: Router,
+    tokenizer: MotionTokenizer,
+    evaluator: Evaluator,
+    task: TaskData,
+    settings: ContinualEvalSettings,
+    expert: str | None = None,
+) -> dict:
     """Every figure of one task, flat: `t2m_*` (R-Precision, FID, ...), `m2t_*` (BLEU, ...), `*_loss`;
     when the method routes and names the task's expert also `routing_accuracy`, `routed_unknown` (the
     share no expert accepted) and `routed_to` ({adapter: share of the requests}, for the confusion matrix)."""
@@ -74,12 +86,19 @@ def score_task(lm: MotionLanguageModel, route: Router, tokenizer: MotionTokenize
     return figures
 
 
-def score_tasks(lm: MotionLanguageModel, route: Router, tokenizer: MotionTokenizer, evaluator: Evaluator,
-                tasks: Sequence[TaskData], settings: ContinualEvalSettings,
-                expert_of: Callable[[str], str | None] = lambda task: None) -> dict[str, dict]:
+def score_tasks(
+    lm: MotionLanguageModel,
+    route: Router,
+    tokenizer: MotionTokenizer,
+    evaluator: Evaluator,
+    tasks: Sequence[TaskData],
+    settings: ContinualEvalSettings,
+    expert_of: Callable[[str], str | None] = lambda task: None,
+) -> dict[str, dict]:
     """{task: figures} for every task, seen or not."""
-    return {task.name: score_task(lm, route, tokenizer, evaluator, task, settings, expert_of(task.name))
-            for task in tasks}
+    return {
+        task.name: score_task(lm, route, tokenizer, evaluator, task, settings, expert_of(task.name)) for task in tasks
+    }
 
 
 def test_requests(task: TaskData) -> tuple[tuple[str, list], ...]:
@@ -98,8 +117,9 @@ def unknown_shares(route: Router, tasks: Sequence[TaskData]) -> dict[str, float]
     return shares
 
 
-def unknown_auroc(novelty: Callable[[str, Sequence], "np.ndarray | None"], tasks: Sequence[TaskData],
-                  seen: set[str]) -> float | None:
+def unknown_auroc(
+    novelty: Callable[[str, Sequence], np.ndarray | None], tasks: Sequence[TaskData], seen: set[str]
+) -> float | None:
     """AUROC of telling the test requests (both directions) of tasks not trained yet from those of
     trained tasks by the method's novelty score; None without a router, or without both kinds of task."""
     known, unknown = [], []

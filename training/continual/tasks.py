@@ -6,6 +6,7 @@ from the corpus folder (HumanML3D layout), so one stream can be replayed on any 
 Test clips are the first `clips_per_task` of the task's test split, so every method and every step is
 scored on exactly the same clips.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,8 @@ import numpy as np
 from motion_agent.model.tokenizer import MotionTokenizer
 from training.base.train import Example, encode
 from training.data.humanml3d import HumanML3D, MotionClip
-from training.evaluation.metrics import R_PRECISION_TOP_K
 from training.data.streams import read_stream
+from training.evaluation.metrics import R_PRECISION_TOP_K
 
 MIN_TEST_CLIPS = R_PRECISION_TOP_K  # R-Precision top-3 needs pools of at least 3 clips
 
@@ -62,8 +63,9 @@ def resolve_order(tasks: list[str], order: list[str] | None) -> list[str]:
     return resolved
 
 
-def load_tasks(stream: str | Path, corpus: HumanML3D, tokenizer: MotionTokenizer, order: list[str],
-               clips_per_task: int) -> list[TaskData]:
+def load_tasks(
+    stream: str | Path, corpus: HumanML3D, tokenizer: MotionTokenizer, order: list[str], clips_per_task: int
+) -> list[TaskData]:
     """Encode every task of `order`; refuses a task with no training clip or too few test clips."""
     splits = read_stream(stream)
     tasks = []
@@ -74,7 +76,8 @@ def load_tasks(stream: str | Path, corpus: HumanML3D, tokenizer: MotionTokenizer
         if not train:
             raise ValueError(f"task {name!r} has no usable training clip in {corpus.root}")
         if len(clips) < MIN_TEST_CLIPS:
-            raise ValueError(f"task {name!r} has {len(clips)} usable test clips; "
-                             f"scoring needs at least {MIN_TEST_CLIPS}")
+            raise ValueError(
+                f"task {name!r} has {len(clips)} usable test clips; scoring needs at least {MIN_TEST_CLIPS}"
+            )
         tasks.append(TaskData(name, train, clips, encode(tokenizer, clips)))
     return tasks

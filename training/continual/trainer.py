@@ -15,9 +15,11 @@ supplies the hooks of `training.continual.methods.base.ContinualMethod`. A finis
 saved and its row of scores written) is never retrained: running the same command again continues after
 the last finished task, restoring the method's state from the saved experts, and a finished run is
 returned as its run.json records it, without loading anything (so its record alone continues a
-benchmark elsewhere). Per-task seeds make a resumed run give the same figures as an uninterrupted one. Multi-GPU: `accelerate launch -m training.cli
+benchmark elsewhere). Per-task seeds make a resumed run give the same figures as an uninterrupted one. Multi-GPU:
+`accelerate launch -m training.cli
 continual ...` (training is data-parallel; scoring runs on the main process).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,8 +32,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from motion_agent.model.base_model import BaseModelSpec, load_base_model, tokenizer_folder
 from motion_agent.experts.expert_set import EVAL_FILE
+from motion_agent.model.base_model import BaseModelSpec, load_base_model, tokenizer_folder
 from motion_agent.model.tokenizer import MotionTokenizer
 from training.base.train import Example, forward_precision, learning_rate, sample_batch
 from training.continual.config import ContinualConfig
@@ -39,8 +41,8 @@ from training.continual.methods import ContinualMethod, make_method, method_clas
 from training.continual.report import json_ready
 from training.continual.scores import no_routing, score_tasks, unknown_auroc, unknown_shares
 from training.continual.tasks import TaskData, load_tasks, resolve_order, stream_tasks
-from training.evaluation.evaluator import Evaluator
 from training.data.humanml3d import HumanML3D
+from training.evaluation.evaluator import Evaluator
 
 RUN_FILE = "run.json"
 BASELINE_FILE = "baseline.json"
@@ -83,16 +85,29 @@ def same_setting(stored, current, default) -> bool:
     the stored run has is one the method no longer reads."""
     if isinstance(stored, dict) and isinstance(current, dict):
         default = default if isinstance(default, dict) else {}
-        return all(same_setting(stored[key], value, default.get(key)) if key in stored else value == default.get(key)
-                   for key, value in current.items())
+        return all(
+            same_setting(stored[key], value, default.get(key)) if key in stored else value == default.get(key)
+            for key, value in current.items()
+        )
     return stored == current
 
 
-def open_run(out: Path, method: str, tasks: list[str], config: ContinualConfig, fingerprint: str,
-             held_out: list[str] | None = None, reads: tuple[str, ...] = ()) -> dict:
+def open_run(
+    out: Path,
+    method: str,
+    tasks: list[str],
+    config: ContinualConfig,
+    fingerprint: str,
+    held_out: list[str] | None = None,
+    reads: tuple[str, ...] = (),
+) -> dict:
     """The run state in OUT: a new one, or the one there when it is the same run (else an error)."""
-    identity = {"method": method, "tasks": tasks, "base_fingerprint": fingerprint,
-                "config": run_settings(config, reads)}
+    identity = {
+        "method": method,
+        "tasks": tasks,
+        "base_fingerprint": fingerprint,
+        "config": run_settings(config, reads),
+    }
     if held_out:
         identity["held_out"] = held_out
     path = out / RUN_FILE
@@ -101,13 +116,15 @@ def open_run(out: Path, method: str, tasks: list[str], config: ContinualConfig, 
     state = json.loads(path.read_text())
     for key, value in json.loads(json.dumps(identity)).items():  # tuples as lists, like the file
         if not same_setting(state.get(key), value, run_settings(ContinualConfig(), reads) if key == "config" else None):
-            raise RunMismatchError(f"{path} is a run with another {key} ({state.get(key)!r:.120}); "
-                                   f"use another --out or delete it")
+            raise RunMismatchError(
+                f"{path} is a run with another {key} ({state.get(key)!r:.120}); use another --out or delete it"
+            )
     return state
 
 
-def baseline_scores(lm, tokenizer, evaluator, tasks: list[TaskData], config: ContinualConfig, path: Path,
-                    key: str) -> dict[str, dict[str, float]]:
+def baseline_scores(
+    lm, tokenizer, evaluator, tasks: list[TaskData], config: ContinualConfig, path: Path, key: str
+) -> dict[str, dict[str, float]]:
     """Every task scored by the base model alone, cached in `path` (shared by the runs of a benchmark)
     under `key`; only tasks missing from the cache are scored."""
     cache = json.loads(path.read_text()) if path.is_file() else {}
@@ -135,14 +152,23 @@ def donor_steps(folder: Path, agent: ContinualMethod, state: dict, config: Conti
     donor = json.loads(path.read_text())
     reads = method_class(agent.serves_experts_of).reads
     same = all(donor.get(key) == state.get(key) for key in ("tasks", "base_fingerprint", "held_out"))
-    same = same and same_setting(donor.get("config"), run_settings(config, reads), run_settings(ContinualConfig(), reads))
+    same = same and same_setting(
+        donor.get("config"), run_settings(config, reads), run_settings(ContinualConfig(), reads)
+    )
     if donor.get("method") != agent.serves_experts_of or not same:
         return {}
     return {step["task"]: step for step in donor["steps"] if (folder / EXPERTS_DIR / step["task"]).is_dir()}
 
 
-def train_task(method: ContinualMethod, examples: list[Example], config: ContinualConfig, index: int,
-               accelerator, desc: str, progress: bool) -> dict:
+def train_task(
+    method: ContinualMethod,
+    examples: list[Example],
+    config: ContinualConfig,
+    index: int,
+    accelerator,
+    desc: str,
+    progress: bool,
+) -> dict:
     """The per-task budget of steps on `examples` with the method's loss; returns the task's figures."""
     run, lm = config.training, method.lm
     optimizer = torch.optim.AdamW(method.trainable_parameters(), lr=run.lr, weight_decay=run.weight_decay)
@@ -154,8 +180,9 @@ def train_task(method: ContinualMethod, examples: list[Example], config: Continu
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, run)
-        batch = sample_batch(examples, run.batch_size, run.t2m_fraction, lm.vocabulary, lm.tokenizer, rng,
-                             method.emotion_classes)
+        batch = sample_batch(
+            examples, run.batch_size, run.t2m_fraction, lm.vocabulary, lm.tokenizer, rng, method.emotion_classes
+        )
         with forward_precision(run, accelerator.device):
             loss, parts = method.loss(model, {k: v.to(accelerator.device) for k, v in batch.items()})
         optimizer.zero_grad(set_to_none=True)
@@ -173,15 +200,30 @@ def train_task(method: ContinualMethod, examples: list[Example], config: Continu
     seconds = time.perf_counter() - began
     accelerator.free_memory()  # the next task prepares its own optimiser (and maybe new parameters)
     method.lm.model = accelerator.unwrap_model(model)
-    return {"seconds": round(seconds, 2), "steps": run.steps, "examples": len(examples),
-            "final_loss": history[-1]["loss"], "history": history}
+    return {
+        "seconds": round(seconds, 2),
+        "steps": run.steps,
+        "examples": len(examples),
+        "final_loss": history[-1]["loss"],
+        "history": history,
+    }
 
 
-def run_continual(stream: str | Path, corpus: str | Path, base: str | Path, evaluator: str | Path, method: str,
-                  out: str | Path, config: ContinualConfig = ContinualConfig(), order: list[str] | None = None,
-                  progress: bool = True, baseline_file: str | Path | None = None,
-                  max_tasks: int | None = None, held_out: list[str] | None = None,
-                  experts_from: str | Path | None = None) -> dict:
+def run_continual(
+    stream: str | Path,
+    corpus: str | Path,
+    base: str | Path,
+    evaluator: str | Path,
+    method: str,
+    out: str | Path,
+    config: ContinualConfig = ContinualConfig(),
+    order: list[str] | None = None,
+    progress: bool = True,
+    baseline_file: str | Path | None = None,
+    max_tasks: int | None = None,
+    held_out: list[str] | None = None,
+    experts_from: str | Path | None = None,
+) -> dict:
     """Train `method` on the stream's tasks in `order` (default: the stream's; a subset runs only those)
     and score every task after each; returns the run state (what OUT/run.json holds). `max_tasks` stops
     after that many tasks have been trained in this call (the next call resumes). `held_out` names
@@ -209,8 +251,9 @@ def run_continual(stream: str | Path, corpus: str | Path, base: str | Path, eval
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         key = _cache_key(lm.fingerprint, Path(evaluator), stream, config)
-        state["baseline"] = baseline_scores(lm, tokenizer, scorer, tasks, config,
-                                            Path(baseline_file or out / BASELINE_FILE), key)
+        state["baseline"] = baseline_scores(
+            lm, tokenizer, scorer, tasks, config, Path(baseline_file or out / BASELINE_FILE), key
+        )
     finished = [step["task"] for step in state["steps"]]
     agent.restore(finished, out / EXPERTS_DIR)
     trained = 0
@@ -226,8 +269,9 @@ def run_continual(stream: str | Path, corpus: str | Path, base: str | Path, eval
         else:
             agent.begin_task(index, task.name)
             desc = f"{method} {index + 1}/{len(tasks)} {task.name}"
-            figures = train_task(agent, agent.training_examples(index, tasks), config, index, accelerator, desc,
-                                 progress)
+            figures = train_task(
+                agent, agent.training_examples(index, tasks), config, index, accelerator, desc, progress
+            )
             agent.end_task(index, task)
         trained += 1
         accelerator.wait_for_everyone()
@@ -236,8 +280,12 @@ def run_continual(stream: str | Path, corpus: str | Path, base: str | Path, eval
             agent.prepare_inference()
             scores = score_tasks(lm, agent.route, tokenizer, scorer, tasks, config.evaluation, agent.expert_of)
             step = {"task": task.name, "train": figures, "scores": scores}
-            _write_json(out / EXPERTS_DIR / task.name / EVAL_FILE, json_ready({
-                "method": method, "task": task.name, "base_fingerprint": lm.fingerprint, **scores[task.name]}))
+            _write_json(
+                out / EXPERTS_DIR / task.name / EVAL_FILE,
+                json_ready(
+                    {"method": method, "task": task.name, "base_fingerprint": lm.fingerprint, **scores[task.name]}
+                ),
+            )
             auroc = unknown_auroc(agent.novelty, [*tasks, *unseen], {t.name for t in tasks[: index + 1]})
             if auroc is not None:
                 step["unknown_auroc"] = auroc

@@ -1,4 +1,5 @@
 """`motion-agent-data`: make the procedural corpus and the continual task streams."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,7 @@ import numpy as np
 from motion_agent.config import ConfigError
 from motion_agent.motion.export import plot_stick_figures
 from motion_agent.motion.features import canonicalize
-from training.data.humanml3d import DatasetError, HumanML3D
+from training.data.humanml3d import DatasetError
 from training.data.streams import KINDS, StreamConfig, write_stream
 from training.data.synth.corpus import CorpusConfig, write_corpus
 
@@ -50,7 +51,10 @@ def _synth(args: argparse.Namespace) -> int:
         counts = Counter(m[key] for m in metadata.values())
         print(f"  {key + 's':<10} " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     print(f"  actions    {len({m['action'] for m in metadata.values()})} distinct")
-    print(f"  splits     " + ", ".join(f"{s} {len((out / f'{s}.txt').read_text().split())}" for s in ("train", "val", "test")))
+    print(
+        "  splits     "
+        + ", ".join(f"{s} {len((out / f'{s}.txt').read_text().split())}" for s in ("train", "val", "test"))
+    )
     print(f"  preview    {preview}")
     return 0
 
@@ -66,8 +70,10 @@ def _streams(args: argparse.Namespace) -> int:
     if "centroid_cosine_similarity" in result:
         matrix = np.array(result["centroid_cosine_similarity"])
         off = matrix[~np.eye(len(matrix), dtype=bool)]
-        print(f"  centroid cosine similarity between clusters: mean {off.mean():.3f}, max {off.max():.3f}"
-              f" (report: {Path(args.out) / 'cluster_report.json'}, {Path(args.out) / 'cluster_similarity.png'})")
+        print(
+            f"  centroid cosine similarity between clusters: mean {off.mean():.3f}, max {off.max():.3f}"
+            f" (report: {Path(args.out) / 'cluster_report.json'}, {Path(args.out) / 'cluster_similarity.png'})"
+        )
     return 0
 
 
@@ -75,26 +81,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="motion-agent-data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     synth = sub.add_parser(
-        "synth", help="write the procedural emotional motion corpus in HumanML3D layout",
+        "synth",
+        help="write the procedural emotional motion corpus in HumanML3D layout",
         description="Perform scenario x action x emotion programs through the forward kinematics and write "
         "new_joints/, new_joint_vecs/, texts/, Mean/Std, split files, metadata.json and emotions.png. "
-        "The same seed gives byte-identical files.")
+        "The same seed gives byte-identical files.",
+    )
     synth.add_argument("--out", required=True, help="output folder")
-    synth.add_argument("--motions", type=int, default=CorpusConfig.motions, help="number of motions (default: %(default)s)")
+    synth.add_argument(
+        "--motions", type=int, default=CorpusConfig.motions, help="number of motions (default: %(default)s)"
+    )
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    synth.add_argument("--extra-test-motions", type=int, default=CorpusConfig.extra_test_motions,
-                       help="motions added to the test split only; the others and their split stay as without "
-                            "(default: %(default)s)")
+    synth.add_argument(
+        "--extra-test-motions",
+        type=int,
+        default=CorpusConfig.extra_test_motions,
+        help="motions added to the test split only; the others and their split stay as without (default: %(default)s)",
+    )
     synth.set_defaults(func=_synth)
     streams = sub.add_parser(
-        "streams", help="split a corpus into a continual task stream",
+        "streams",
+        help="split a corpus into a continual task stream",
         description="clusters: k-means over caption embeddings (all-MiniLM-L6-v2), with a report of sizes, top "
         "words and centroid similarities; unseen: one scenario per task; mixed: each task mostly one scenario. "
-        "Writes tasks.json and <task>/{train,val,test}.txt (each task keeps the corpus's own train/val/test split of its motions).")
+        "Writes tasks.json and <task>/{train,val,test}.txt (each task keeps the corpus's own train/val/test "
+        "split of its motions).",
+    )
     streams.add_argument("--corpus", required=True, help="a HumanML3D-layout folder")
     streams.add_argument("--kind", required=True, choices=KINDS)
     streams.add_argument("--out", required=True, help="output folder for the stream")
-    streams.add_argument("--k", type=int, default=StreamConfig.clusters, help="tasks for --kind clusters (default: %(default)s)")
+    streams.add_argument(
+        "--k", type=int, default=StreamConfig.clusters, help="tasks for --kind clusters (default: %(default)s)"
+    )
     streams.add_argument("--seed", type=int, default=0)
     streams.set_defaults(func=_streams)
     return parser

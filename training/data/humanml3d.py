@@ -11,6 +11,7 @@ Rules (HumanML3D's `Text2MotionDatasetV2`): motions shorter than 40 or at least 
 dropped; a caption with a start/end tag becomes its own sub-clip cut at start*20..end*20, kept only if
 it too is 40..199 frames; clips longer than 196 frames are cropped when sampled for training.
 """
+
 from __future__ import annotations
 
 import json
@@ -67,8 +68,11 @@ def split_ids(ids: list[str], fractions: tuple[float, float, float], seed: list[
     n_train = int(round(fractions[0] * len(ids)))
     n_val = int(round(fractions[1] * len(ids)))
     shuffled = [ids[i] for i in order]
-    return {"train": sorted(shuffled[:n_train]), "val": sorted(shuffled[n_train:n_train + n_val]),
-            "test": sorted(shuffled[n_train + n_val:])}
+    return {
+        "train": sorted(shuffled[:n_train]),
+        "val": sorted(shuffled[n_train : n_train + n_val]),
+        "test": sorted(shuffled[n_train + n_val :]),
+    }
 
 
 def parse_text_line(line: str, where: str) -> tuple[Caption, float, float]:
@@ -80,8 +84,11 @@ def parse_text_line(line: str, where: str) -> tuple[Caption, float, float]:
         f_tag, to_tag = float(start or 0), float(end or 0)
     except ValueError as error:
         raise DatasetError(f"{where}: start/end must be numbers in {line.strip()!r}") from error
-    return Caption(text=caption.strip(), tokens=tokens.split()), (0.0 if np.isnan(f_tag) else f_tag), (
-        0.0 if np.isnan(to_tag) else to_tag)
+    return (
+        Caption(text=caption.strip(), tokens=tokens.split()),
+        (0.0 if np.isnan(f_tag) else f_tag),
+        (0.0 if np.isnan(to_tag) else to_tag),
+    )
 
 
 class HumanML3D:

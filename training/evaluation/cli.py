@@ -12,6 +12,7 @@ DATA/metadata.json ({id: {"emotion": ...}}). Writes into OUT:
 
 `training.evaluation.evaluator.Evaluator.load(OUT)` gives the frozen evaluator back.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,10 @@ def plot_evaluation(evaluator, clips, figures: dict, path: Path, seed: int = 0) 
     fig, axes = plt.subplots(1, 2 if confusion else 1, figsize=(12 if confusion else 6, 5.2), squeeze=False)
     ax = axes[0, 0]
     image = ax.imshow(similarity, cmap="viridis", vmin=-1, vmax=1)
-    ax.set_title(f"text-motion cosine similarity, {len(pool)} test clips\n"
-                 f"R-Precision top-1 {figures['r_precision_top1']:.3f} (chance {1 / figures['pool']:.3f})")
+    ax.set_title(
+        f"text-motion cosine similarity, {len(pool)} test clips\n"
+        f"R-Precision top-1 {figures['r_precision_top1']:.3f} (chance {1 / figures['pool']:.3f})"
+    )
     ax.set_xlabel("motion")
     ax.set_ylabel("caption")
     fig.colorbar(image, ax=ax, fraction=0.046)
@@ -78,8 +81,15 @@ def plot_evaluation(evaluator, clips, figures: dict, path: Path, seed: int = 0) 
         labels = figures["emotion_labels"]
         ax.imshow(matrix, cmap="Blues")
         for (i, j), count in np.ndenumerate(matrix):
-            ax.text(j, i, str(count), ha="center", va="center",
-                    color="white" if count > matrix.max() / 2 else "black", fontsize=9)
+            ax.text(
+                j,
+                i,
+                str(count),
+                ha="center",
+                va="center",
+                color="white" if count > matrix.max() / 2 else "black",
+                fontsize=9,
+            )
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
         ax.set_yticks(range(len(labels)), labels)
         ax.set_xlabel("predicted")
@@ -98,8 +108,10 @@ def format_summary(training: dict, figures: dict | None, out: Path) -> str:
         f"(+ {training['embed_seconds']:.1f} s of sentence embeddings)",
     ]
     if "val_r_precision_top1" in training:
-        lines.append(f"  kept epoch {training['best_epoch']}: validation R-Precision top-1 "
-                     f"{training['val_r_precision_top1']:.3f} on {training['val_clips']} clips")
+        lines.append(
+            f"  kept epoch {training['best_epoch']}: validation R-Precision top-1 "
+            f"{training['val_r_precision_top1']:.3f} on {training['val_clips']} clips"
+        )
     else:
         lines.append(f"  kept the last epoch ({training['selected_by']})")
     if figures is not None:
@@ -107,27 +119,34 @@ def format_summary(training: dict, figures: dict | None, out: Path) -> str:
         lines += [
             f"test split ground truth, {figures['clips']} clips, {pool}-way pools, mean of {figures['repeats']} "
             "caption draws:",
-            "  R-Precision top-1/2/3   " + " / ".join(f"{figures[f'r_precision_top{k}']:.3f}" for k in (1, 2, 3))
-            + "   (chance " + " / ".join(f"{k / pool:.3f}" for k in (1, 2, 3)) + ")",
+            "  R-Precision top-1/2/3   "
+            + " / ".join(f"{figures[f'r_precision_top{k}']:.3f}" for k in (1, 2, 3))
+            + "   (chance "
+            + " / ".join(f"{k / pool:.3f}" for k in (1, 2, 3))
+            + ")",
             f"  MM-Dist                 {figures['mm_dist']:.3f}   (Euclidean, unit-length latents: 0..2)",
         ]
         if figures.get("emotion_f1") is not None:
-            lines.append(f"  emotion weighted F1     {figures['emotion_f1']:.3f}   (accuracy "
-                         f"{figures['emotion_accuracy']:.3f}, {len(figures['emotion_labels'])} emotions)")
+            lines.append(
+                f"  emotion weighted F1     {figures['emotion_f1']:.3f}   (accuracy "
+                f"{figures['emotion_accuracy']:.3f}, {len(figures['emotion_labels'])} emotions)"
+            )
         else:
             lines.append("  emotion                 no emotion labels in the test split")
     else:
         lines.append("no test split with at least 3 clips: nothing evaluated")
-    lines.append(f"saved to {out}: evaluator.safetensors, evaluator.yaml, {EVAL_JSON}"
-                 + (f", {EVAL_PNG}" if figures is not None else ""))
+    lines.append(
+        f"saved to {out}: evaluator.safetensors, evaluator.yaml, {EVAL_JSON}"
+        + (f", {EVAL_PNG}" if figures is not None else "")
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from training.data.humanml3d import HumanML3D
     from training.evaluation.evaluator import TOP_K, Evaluator, default_config_path, load_config
     from training.evaluation.evaluator_training import evaluate_ground_truth, train_evaluator
-    from training.data.humanml3d import HumanML3D
 
     try:
         if not args.data.is_dir():

@@ -22,12 +22,13 @@ A saved evaluator is a folder (no pickle anywhere):
 Variable lengths: frames past a clip's end are zeroed before every convolution and left out of the
 pooling, so a clip's latent does not depend on what it is batched with (up to float rounding).
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -172,7 +173,9 @@ class TextProjection(nn.Module):
     def __init__(self, config: EvaluatorModelConfig) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(config.text_dim, config.text_hidden), nn.GELU(), nn.Dropout(config.dropout),
+            nn.Linear(config.text_dim, config.text_hidden),
+            nn.GELU(),
+            nn.Dropout(config.dropout),
             nn.Linear(config.text_hidden, config.latent_dim),
         )
 
@@ -198,9 +201,14 @@ class Evaluator(nn.Module):
         self.text = TextProjection(model)
         self.motion = MotionEncoder(model)
         self.emotion_head = (
-            nn.Sequential(nn.Linear(model.latent_dim, model.emotion_hidden), nn.GELU(), nn.Dropout(model.dropout),
-                          nn.Linear(model.emotion_hidden, len(model.emotions)))
-            if model.emotions else None
+            nn.Sequential(
+                nn.Linear(model.latent_dim, model.emotion_hidden),
+                nn.GELU(),
+                nn.Dropout(model.dropout),
+                nn.Linear(model.emotion_hidden, len(model.emotions)),
+            )
+            if model.emotions
+            else None
         )
 
     @property
@@ -230,8 +238,10 @@ class Evaluator(nn.Module):
         """(N, 384) MiniLM embeddings (as `training.data.text_embeddings.embed` gives) -> (N, latent)."""
         self.eval()
         embeddings = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
-        out = [self.text_latents(embeddings[i : i + batch_size].to(self.mean.device)).cpu()
-               for i in range(0, len(embeddings), batch_size)]
+        out = [
+            self.text_latents(embeddings[i : i + batch_size].to(self.mean.device)).cpu()
+            for i in range(0, len(embeddings), batch_size)
+        ]
         return torch.cat(out).numpy() if out else np.zeros((0, self.config.model.latent_dim), np.float32)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
@@ -250,8 +260,9 @@ class Evaluator(nn.Module):
             if f.ndim != 2 or f.shape[1] != self.config.model.feature_dim:
                 raise ValueError(f"motion {i} must have shape (frames, {self.config.model.feature_dim}), has {f.shape}")
             if len(f) < self.config.model.min_frames:
-                raise ValueError(f"motion {i} has {len(f)} frames; the evaluator needs at least "
-                                 f"{self.config.model.min_frames}")
+                raise ValueError(
+                    f"motion {i} has {len(f)} frames; the evaluator needs at least {self.config.model.min_frames}"
+                )
             checked.append(f)
         return checked
 
@@ -300,12 +311,14 @@ class Evaluator(nn.Module):
         (folder / WEIGHTS_FILE).write_bytes(save_safetensors_bytes(state, metadata=metadata))
         config = dataclasses.asdict(self.config)
         config["model"]["emotions"] = list(self.config.model.emotions)
-        header = "# Frozen text-motion evaluator (training.evaluation.evaluator.EvaluatorConfig), saved with its weights.\n"
+        header = (
+            "# Frozen text-motion evaluator (training.evaluation.evaluator.EvaluatorConfig), saved with its weights.\n"
+        )
         (folder / CONFIG_FILE).write_text(header + yaml.safe_dump(config, sort_keys=False))
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> "Evaluator":
+    def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> Evaluator:
         """Read an evaluator folder (safetensors and safe YAML, no pickle); comes back in eval mode."""
         folder = Path(folder)
         weights = folder / WEIGHTS_FILE

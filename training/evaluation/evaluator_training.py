@@ -6,23 +6,22 @@ emotion head (clips without an emotion label are ignored). Each step pairs every
 captions, drawn at random, and a random crop of the clip. The epoch with the best validation
 R-Precision top-1 (32-way pools) is the one kept.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-
 from training.evaluation.evaluator import POOL, TOP_K, Evaluator, EvaluatorConfig, EvaluatorTrainingConfig, pad_batch
-
 
 # ---- training ---------------------------------------------------------------------------------------
 
@@ -205,8 +204,9 @@ def train_evaluator(
             best, best_epoch = score, epoch
             best_state = {k: v.detach().clone() for k, v in evaluator.state_dict().items()}
         bar.update(1)
-        bar.set_postfix(loss=f"{totals['loss']:.3f}",
-                        **({"val_top1": f"{record['val_r_precision_top1']:.3f}"} if has_val else {}))
+        bar.set_postfix(
+            loss=f"{totals['loss']:.3f}", **({"val_top1": f"{record['val_r_precision_top1']:.3f}"} if has_val else {})
+        )
     bar.close()
     train_seconds = time.perf_counter() - train_began
 

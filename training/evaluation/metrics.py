@@ -28,6 +28,7 @@ superdiagonal, so they may be NaN otherwise.
 
 Wrong shapes, mismatched lengths and empty inputs raise ValueError naming the argument.
 """
+
 from __future__ import annotations
 
 import math
@@ -249,7 +250,7 @@ def unknown_auroc(scores_known: Sequence[float], scores_unknown: Sequence[float]
     """
     known, unknown = _as_vector(scores_known, "scores_known"), _as_vector(scores_unknown, "scores_unknown")
     ranks = rankdata(np.concatenate([known, unknown]))
-    u = ranks[len(known):].sum() - len(unknown) * (len(unknown) + 1) / 2
+    u = ranks[len(known) :].sum() - len(unknown) * (len(unknown) + 1) / 2
     return float(u / (len(known) * len(unknown)))
 
 

@@ -11,6 +11,7 @@ DATA/train.txt, val.txt, test.txt (one id per line). Writes into OUT:
 
 Running it again with the same OUT continues from the newest checkpoint.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,10 +49,16 @@ def load_humanml3d(folder: str | Path, window: int) -> FeatureSplits:
         splits[split] = data.features(split, window)
         left_out = len(data.ids(split)) - len(splits[split])
         if left_out:
-            print(f"{split}: {len(splits[split])} motions ({left_out} listed but missing or shorter than {window} frames)")
+            print(
+                f"{split}: {len(splits[split])} motions ({left_out} listed but missing or shorter than {window} frames)"
+            )
     return FeatureSplits(
-        [f for _, f in splits["train"]], [f for _, f in splits["val"]], [f for _, f in splits["test"]],
-        [i for i, _ in splits["test"]], data.mean, data.std,
+        [f for _, f in splits["train"]],
+        [f for _, f in splits["val"]],
+        [f for _, f in splits["test"]],
+        [i for i, _ in splits["test"]],
+        data.mean,
+        data.std,
     )
 
 
@@ -93,8 +100,20 @@ def main(argv: list[str] | None = None) -> int:
         if not data.train:
             raise ValueError(f"{args.data} has no training motion of at least {run.window} frames")
         result = train_tokenizer(
-            data.train, data.val, config.model, args.out, run.steps, run.batch_size, run.window, run.lr, run.seed,
-            resume=not args.no_resume, options=config.options, mean=data.mean, std=data.std, progress=not args.quiet,
+            data.train,
+            data.val,
+            config.model,
+            args.out,
+            run.steps,
+            run.batch_size,
+            run.window,
+            run.lr,
+            run.seed,
+            resume=not args.no_resume,
+            options=config.options,
+            mean=data.mean,
+            std=data.std,
+            progress=not args.quiet,
         )
     except (ConfigError, DatasetError, ValueError, FileNotFoundError) as error:  # bad input, said in one line
         print(f"error: {error}", file=sys.stderr)

@@ -14,6 +14,7 @@ Codebook usage is the fraction of codes that occur at least once when the evalua
 encoded; perplexity is exp(entropy) of the code frequencies (the number of equally used codes that
 would give the same entropy).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from motion_agent.model.tokenizer import MotionTokenizer
 from motion_agent.motion.export import plot_stick_figures
 from motion_agent.motion.features import recover_joints
-from motion_agent.model.tokenizer import MotionTokenizer
 
 EVAL_JSON = "tokenizer_eval.json"
 EVAL_PNG = "tokenizer_eval.png"

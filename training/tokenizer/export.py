@@ -9,6 +9,7 @@ The exporter is torch's TorchScript-based one (`dynamo=False`): it needs no pack
 handles the dynamic axes of these plain convolutional graphs; the `onnx` package is only used here,
 to check the written files.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,14 +72,20 @@ def export_onnx(tokenizer: MotionTokenizer, folder: str | Path, encoder: bool = 
     written = [folder / DECODER_ONNX]
     tokens = torch.zeros(1, EXAMPLE_TOKENS, dtype=torch.long)
     _export(
-        _DecoderGraph(tokenizer), tokens, written[0], ("tokens", "features"),
+        _DecoderGraph(tokenizer),
+        tokens,
+        written[0],
+        ("tokens", "features"),
         {"tokens": {0: "batch", 1: "tokens"}, "features": {0: "batch", 1: "frames"}},
     )
     if encoder:
         written.append(folder / ENCODER_ONNX)
         frames = torch.zeros(1, EXAMPLE_TOKENS * tokenizer.downsampling, tokenizer.config.feature_dim)
         _export(
-            _EncoderGraph(tokenizer), frames, written[1], ("features", "tokens"),
+            _EncoderGraph(tokenizer),
+            frames,
+            written[1],
+            ("features", "tokens"),
             {"features": {0: "batch", 1: "frames"}, "tokens": {0: "batch", 1: "tokens"}},
         )
     stamp = {"fingerprint": fingerprint, "opset": OPSET, "files": [p.name for p in written]}

@@ -28,6 +28,7 @@ uninterrupted one. The finished tokenizer goes to `out_dir/tokenizer/`, the loss
 (seeded by its rank), the quantizer sums its statistics across processes, and only the main process
 writes files.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,8 +47,8 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from motion_agent.config import load_yaml
-from motion_agent.motion.features import RIC_SLICE, mean_std
 from motion_agent.model.tokenizer import MotionTokenizer, TokenizerConfig
+from motion_agent.motion.features import RIC_SLICE, mean_std
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "step-"
@@ -261,7 +262,7 @@ def checkpoint_steps(out_dir: Path) -> list[int]:
     steps = []
     for path in folder.iterdir():
         if path.name.startswith(CHECKPOINT_PREFIX) and (path / TRAINER_JSON).is_file():
-            suffix = path.name[len(CHECKPOINT_PREFIX):]
+            suffix = path.name[len(CHECKPOINT_PREFIX) :]
             if suffix.isdigit():
                 steps.append(int(suffix))
     return sorted(steps)
@@ -272,8 +273,13 @@ def _checkpoint_path(out_dir: Path, step: int) -> Path:
 
 
 def save_checkpoint(
-    out_dir: Path, step: int, model: MotionTokenizer, optimizer: torch.optim.Optimizer, sampler: WindowSampler,
-    history: list[dict], keep: int,
+    out_dir: Path,
+    step: int,
+    model: MotionTokenizer,
+    optimizer: torch.optim.Optimizer,
+    sampler: WindowSampler,
+    history: list[dict],
+    keep: int,
 ) -> Path:
     """Write a checkpoint atomically (a half-written folder is never taken for a checkpoint)."""
     final = _checkpoint_path(out_dir, step)

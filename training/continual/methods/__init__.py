@@ -1,5 +1,6 @@
 """The continual methods by name. A new method is a module with a `ContinualMethod` subclass and one line
 here; the trainer and the benchmark pick it up by its name."""
+
 from __future__ import annotations
 
 import importlib

@@ -9,10 +9,12 @@ trainer does not change.
 
 Serving: before every evaluation the trainer calls `prepare_inference()` (e.g. activate every adapter
 so their outputs add up), then `route(direction, inputs)` per task: a list with one adapter name per
-request goes to peft's per-sample `adapter_names=` (routed methods; `motion_agent.experts.expert_set.BASE` = no adapter);
+request goes to peft's per-sample `adapter_names=` (routed methods; `motion_agent.experts.expert_set.BASE` = no
+adapter);
 None runs every request through the active adapters. Routed methods also say how unknown a request looks
 (`novelty`), which scores how well they flag inputs of tasks not trained yet.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

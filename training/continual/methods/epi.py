@@ -7,6 +7,7 @@ over both would fit neither, as moe-hard's routers found); a request goes to the
 its direction under one covariance pooled from every task's scatter, or to the plain base when it is
 farther from every mean than that task's own inputs are expected to be.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -16,16 +17,16 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from motion_agent.model.language_model import DIRECTIONS
 from motion_agent.experts.prompt_features import FEATURE_KIND, prompt_features
 from motion_agent.experts.routing import Decision, RouterError, check_features
-from training.continual.routers import FeatureStatistics, MahalanobisRouter
+from motion_agent.model.language_model import DIRECTIONS
 from training.continual import adapters
 from training.continual.methods.base import Direction
 from training.continual.methods.moe_hard import MoEHard
 from training.continual.methods.o_lora import OLoRA
-from training.continual.tasks import TaskData
 from training.continual.router_training import direction_prompts
+from training.continual.routers import FeatureStatistics, MahalanobisRouter
+from training.continual.tasks import TaskData
 
 STATISTICS_FILE = "router/epi_statistics.safetensors"
 
@@ -48,8 +49,10 @@ class EPI(MoEHard):
 
     def _refit(self) -> None:
         settings = self.config.router
-        self.mahalanobis = {d: MahalanobisRouter.from_statistics(stats, settings.shrinkage, settings.sigmas)
-                            for d, stats in self.statistics.items()}
+        self.mahalanobis = {
+            d: MahalanobisRouter.from_statistics(stats, settings.shrinkage, settings.sigmas)
+            for d, stats in self.statistics.items()
+        }
 
     def save_expert(self, task: str, folder: Path) -> None:
         OLoRA.save_expert(self, task, folder)  # the adapter; the statistics replace the autoencoder
@@ -75,8 +78,11 @@ def save_statistics(path: Path, statistics: dict[Direction, FeatureStatistics]) 
     """One task's statistics per direction, as `load_statistics` reads them."""
     tensors = {}
     for direction, s in statistics.items():
-        tensors |= {f"{direction}.mean": s.mean, f"{direction}.scatter": s.scatter,
-                    f"{direction}.count": np.array([s.count])}
+        tensors |= {
+            f"{direction}.mean": s.mean,
+            f"{direction}.scatter": s.scatter,
+            f"{direction}.count": np.array([s.count]),
+        }
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, path, metadata={"features": FEATURE_KIND})
 
@@ -89,8 +95,12 @@ def load_statistics(path: Path) -> dict[Direction, FeatureStatistics]:
         with safe_open(str(path), framework="numpy") as f:
             check_features(f.metadata() or {}, path)
             saved = {k: f.get_tensor(k) for k in f.keys()}
-        return {d: FeatureStatistics(saved[f"{d}.mean"], saved[f"{d}.scatter"], int(saved[f"{d}.count"][0]))
-                for d in DIRECTIONS}
+        return {
+            d: FeatureStatistics(saved[f"{d}.mean"], saved[f"{d}.scatter"], int(saved[f"{d}.count"][0]))
+            for d in DIRECTIONS
+        }
     except (OSError, KeyError, ValueError) as error:
-        raise RouterError(f"{path} does not hold epi statistics for each direction ({', '.join(DIRECTIONS)}): "
-                          f"{error!r}; it may come from an older epi run: run epi again") from error
+        raise RouterError(
+            f"{path} does not hold epi statistics for each direction ({', '.join(DIRECTIONS)}): "
+            f"{error!r}; it may come from an older epi run: run epi again"
+        ) from error

@@ -13,6 +13,7 @@ of the paper, which also trains the new key.
 Serving blends the top-k experts as an adapter of their own (`training.continual.blends`), the same
 weighted sum the training forward computes.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -22,16 +23,16 @@ import numpy as np
 import torch
 from scipy.cluster.vq import kmeans2
 
-from training.continual.emotion_decoupling import DecouplingConfig, EmotionDecoupling
 from motion_agent.experts.expert_set import running_adapters, weighted_experts
 from motion_agent.model.language_model import request_prompts
-from training.continual.routers import KeyGate
 from training.base.train import IGNORE, Example
 from training.continual.blends import Blends
+from training.continual.emotion_decoupling import DecouplingConfig, EmotionDecoupling
 from training.continual.methods.base import Direction
 from training.continual.methods.o_lora import OLoRA
-from training.continual.tasks import TaskData
 from training.continual.router_training import router_prompts
+from training.continual.routers import KeyGate
+from training.continual.tasks import TaskData
 from training.data.synth.emotions import EMOTIONS
 
 GATE_DIR, EMOTION_DIR = "gate", "emotion"  # beside adapter/ in an expert folder
@@ -93,13 +94,15 @@ class ESMoE(OLoRA):
     def _token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The frozen base model's last hidden states of every token (no expert active)."""
         with running_adapters(self.lm.model, []):
-            out = self.lm.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
-                                logits_to_keep=1)
+            out = self.lm.model(
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1
+            )
         return out.hidden_states[-1].float()
 
     def _prompt_states(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = self.lm.tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right",
-                                  add_special_tokens=False)
+        batch = self.lm.tokenizer(
+            prompts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False
+        )
         ids, mask = batch["input_ids"].to(self.model.device), batch["attention_mask"].to(self.model.device)
         return self._token_states(ids, mask), mask.bool()
 
@@ -155,8 +158,10 @@ class ESMoE(OLoRA):
         if not self.names:
             return None
         self.blends.new_batch(self.model)
-        return [self.blends.adapter(self.model, dict(zip(self.names, row.tolist())))
-                for row in self.weights(direction, inputs)]
+        return [
+            self.blends.adapter(self.model, dict(zip(self.names, row.tolist())))
+            for row in self.weights(direction, inputs)
+        ]
 
     def novelty(self, direction: Direction, inputs: Sequence) -> np.ndarray | None:
         """1 - the gate's largest weight: a gate spread over experts has seen nothing like the request."""

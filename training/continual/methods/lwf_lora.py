@@ -2,6 +2,7 @@
 frozen copy of the adapter as it was after the previous task (the "teacher") is run on the new task's
 batches, and the trained adapter is pulled towards its softened outputs by a KL term, so old behaviour
 is kept without old data."""
+
 from __future__ import annotations
 
 import torch
@@ -42,8 +43,9 @@ class LwFLoRA(ContinualMethod):
         self.model.eval()
         try:
             names = [TEACHER] * len(batch["input_ids"])
-            return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                              adapter_names=names).logits
+            return self.model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], adapter_names=names
+            ).logits
         finally:
             self.model.train()
 

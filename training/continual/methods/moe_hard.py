@@ -7,6 +7,7 @@ losses (training.continual.router_training). At inference every request goes to 
 reconstructs it best among those that accept it, or to the plain base when none does ("unknown"). The expert folder
 holds what the robot runtime reads: `adapter/` and `router/` (`motion_agent.experts.expert_set`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -15,14 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from motion_agent.experts.expert_set import BASE
-from motion_agent.model.language_model import request_prompts
 from motion_agent.experts.prompt_features import prompt_features
 from motion_agent.experts.routing import AutoencoderRouter, Decision, ExpertRouter
+from motion_agent.model.language_model import request_prompts
 from training.continual import adapters
 from training.continual.methods.base import Direction
 from training.continual.methods.o_lora import OLoRA
-from training.continual.tasks import TaskData
 from training.continual.router_training import train_router
+from training.continual.tasks import TaskData
 
 
 class MoEHard(OLoRA):
@@ -82,4 +83,3 @@ class MoEHard(OLoRA):
     def expert_of(self, task: str) -> str | None:
         name = adapters.adapter_name(task)
         return name if name in self.names else BASE
-

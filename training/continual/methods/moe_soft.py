@@ -6,6 +6,7 @@ of their autoencoders' reconstruction losses; this is that blend, exactly as the
 experts train exactly as moe-hard's, so in a benchmark that also runs moe-hard they are adopted from
 its run rather than trained twice. Blends become adapters of their own (`training.continual.blends`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -2,6 +2,7 @@
 seen so far (clips drawn uniformly from all of them), so after the last task it is one LoRA trained on
 all tasks at once, with the same per-task step budget as the continual methods. Its rows above the last
 show the joint model of the tasks so far; it keeps every task's data, which a continual method may not."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -4,6 +4,7 @@ so the model trains and serves with the sum of all of them. The new LoRA's A mat
 orthogonal to every earlier A (lambda1 * sum |A_old A_new^T|, plus lambda2 * its L2 norm), so what it
 learns lives in directions the earlier tasks' adapters do not read. No router: every adapter serves
 every request."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

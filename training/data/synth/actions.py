@@ -1,6 +1,7 @@
 """Action programs: joint-angle trajectories, travel and flight for 43 actions in 8 scenarios, and the
 registry of actions by scenario. Each program fills a `take.Take`; the emotion's `Style` shapes it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -35,7 +36,6 @@ from training.data.synth.take import (
     arms_up,
     gait,
 )
-
 
 # --- daily life -------------------------------------------------------------------------------
 

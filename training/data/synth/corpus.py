@@ -12,6 +12,7 @@ HumanML3D layout:
 Every motion has its own random stream seeded by (seed, index), so a corpus is byte-identical for a
 seed whatever order or machine it is generated on.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,9 @@ from motion_agent.motion.skeleton import forward_kinematics
 from training.data.humanml3d import split_ids
 from training.data.synth import take as A
 from training.data.synth.actions import ACTIONS
-from training.data.synth.take import Take
 from training.data.synth.captions import captions, tokens
 from training.data.synth.emotions import EMOTIONS, Style
+from training.data.synth.take import Take
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,7 @@ def _root(k: Take, heading0: float, fps: float, max_speed: float) -> tuple[np.nd
     return orientation.as_rotvec(), path
 
 
-def perform(action: str, emotion: str, seconds: float, rng: np.random.Generator,
-            config: CorpusConfig) -> np.ndarray:
+def perform(action: str, emotion: str, seconds: float, rng: np.random.Generator, config: CorpusConfig) -> np.ndarray:
     """(T, 22, 3) joint positions of one performance, lowest joint on the floor unless airborne."""
     style: Style = EMOTIONS[emotion].jittered(rng, config.style_jitter)
     frames = int(round(seconds * config.fps)) + 1
@@ -147,8 +147,9 @@ def motion_plan(config: CorpusConfig) -> list[tuple[str, str]]:
     return plan[:total]
 
 
-def write_corpus(out: str | Path, config: CorpusConfig, features: FeatureConfig = FeatureConfig(),
-                 progress: bool = True) -> Path:
+def write_corpus(
+    out: str | Path, config: CorpusConfig, features: FeatureConfig = FeatureConfig(), progress: bool = True
+) -> Path:
     """Generate and write the whole corpus; returns the folder."""
     out = Path(out)
     for sub in ("new_joints", "new_joint_vecs", "texts"):
@@ -164,8 +165,10 @@ def write_corpus(out: str | Path, config: CorpusConfig, features: FeatureConfig 
         vectors[motion_id] = joints_to_features(joints, features)
         np.save(out / "new_joints" / f"{motion_id}.npy", joints.astype(np.float32))
         np.save(out / "new_joint_vecs" / f"{motion_id}.npy", vectors[motion_id])
-        lines = [f"{c}#{tokens(c)}#0.0#0.0" for c in captions(
-            action, emotion, rng, config.captions_per_motion, config.emotion_caption_rate)]
+        lines = [
+            f"{c}#{tokens(c)}#0.0#0.0"
+            for c in captions(action, emotion, rng, config.captions_per_motion, config.emotion_caption_rate)
+        ]
         (out / "texts" / f"{motion_id}.txt").write_text("\n".join(lines) + "\n")
         metadata[motion_id] = {"action": action, "scenario": ACTIONS[action].scenario, "emotion": emotion}
     every = sorted(metadata)
@@ -177,8 +180,12 @@ def write_corpus(out: str | Path, config: CorpusConfig, features: FeatureConfig 
     np.save(out / "Mean.npy", mean)
     np.save(out / "Std.npy", std)
     (out / "metadata.json").write_text(json.dumps(metadata, indent=1, sort_keys=True) + "\n")
-    about = {"generator": "motion_agent procedural corpus v1", "config": asdict(config),
-             "actions": len(ACTIONS), "emotions": sorted(EMOTIONS),
-             "scenarios": sorted({a.scenario for a in ACTIONS.values()})}
+    about = {
+        "generator": "motion_agent procedural corpus v1",
+        "config": asdict(config),
+        "actions": len(ACTIONS),
+        "emotions": sorted(EMOTIONS),
+        "scenarios": sorted({a.scenario for a in ACTIONS.values()}),
+    }
     (out / "corpus.json").write_text(json.dumps(about, indent=1, sort_keys=True) + "\n")
     return out

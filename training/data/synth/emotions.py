@@ -6,6 +6,7 @@ sad motion is slow, small, smooth and slumped with the head down; angry motion i
 jerky with a forward lean; fear pulls the body in, raises the shoulders and adds tremor; happiness is
 upright, bouncy and expansive; surprise leans back with the head up and the arms flung out early on.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -29,8 +30,9 @@ class Style:
     bounce: float = 0.0  # vertical bob of the whole body
     startle: float = 0.0  # arms flung up and out at the start of the motion
 
-    def jittered(self, rng: np.random.Generator, spread: float) -> "Style":
+    def jittered(self, rng: np.random.Generator, spread: float) -> Style:
         """The same emotion acted by another person: every quality varies a little."""
+
         def vary(value: float, scale: float) -> float:
             return float(value + rng.normal(0.0, spread * scale))
 
@@ -55,8 +57,8 @@ EMOTIONS: dict[str, Style] = {
     "happy": Style(amplitude=1.25, tempo=1.2, lean=-0.08, head_pitch=-0.18, arms_in=-0.15, bounce=0.035),
     "sad": Style(amplitude=0.55, tempo=0.7, lean=0.38, head_pitch=0.5, shrug=-0.12, sharpness=1.7),
     "angry": Style(amplitude=1.35, tempo=1.25, lean=0.18, head_pitch=0.1, shrug=0.2, sharpness=0.55),
-    "fearful": Style(amplitude=0.7, tempo=1.05, lean=0.2, head_pitch=0.22, shrug=0.38, knee_bend=0.35,
-                     arms_in=0.35, tremor=0.05),
-    "surprised": Style(amplitude=1.1, tempo=1.0, lean=-0.22, head_pitch=-0.3, shrug=0.15, arms_in=-0.2,
-                       startle=1.0),
+    "fearful": Style(
+        amplitude=0.7, tempo=1.05, lean=0.2, head_pitch=0.22, shrug=0.38, knee_bend=0.35, arms_in=0.35, tremor=0.05
+    ),
+    "surprised": Style(amplitude=1.1, tempo=1.0, lean=-0.22, head_pitch=-0.3, shrug=0.15, arms_in=-0.2, startle=1.0),
 }

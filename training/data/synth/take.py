@@ -6,6 +6,7 @@ pitch and roll), the joint indices and axes programs address, and the shared bui
   arms rise sideways with +Z (left) / -Z (right), the spine bends forward with +X.
 The emotion's `Style` scales and shapes every oscillation through `Take.cycle` and `Take.angle`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -14,8 +15,30 @@ import numpy as np
 
 from training.data.synth.emotions import Style
 
-(PELVIS, L_HIP, R_HIP, SPINE1, L_KNEE, R_KNEE, SPINE2, L_ANKLE, R_ANKLE, SPINE3, L_FOOT, R_FOOT, NECK,
- L_COLLAR, R_COLLAR, HEAD, L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST) = range(22)
+(
+    PELVIS,
+    L_HIP,
+    R_HIP,
+    SPINE1,
+    L_KNEE,
+    R_KNEE,
+    SPINE2,
+    L_ANKLE,
+    R_ANKLE,
+    SPINE3,
+    L_FOOT,
+    R_FOOT,
+    NECK,
+    L_COLLAR,
+    R_COLLAR,
+    HEAD,
+    L_SHOULDER,
+    R_SHOULDER,
+    L_ELBOW,
+    R_ELBOW,
+    L_WRIST,
+    R_WRIST,
+) = range(22)
 X, Y, Z = 0, 1, 2
 HALF_PI, PI = np.pi / 2, np.pi
 GRAVITY = 9.81  # m/s^2: flights are ballistic, so take-off speed matches the height reached
@@ -75,7 +98,7 @@ class Take:
         phase = np.mod(self.t / period + self.offset / (2 * np.pi), 1.0)
         time_in_air = np.clip(phase - (1 - duty), 0, None) * period
         self.air += np.where(time_in_air > 0, GRAVITY / 2 * time_in_air * (duty * period - time_in_air), 0.0)
-        return np.exp(-((phase - (1 - duty) * 0.6) / 0.12) ** 2)
+        return np.exp(-(((phase - (1 - duty) * 0.6) / 0.12) ** 2))
 
     def flight(self, center: float, height: float) -> tuple[float, float]:
         """One ballistic flight peaking at normalised time `center`; returns its span in normalised time."""
@@ -86,8 +109,9 @@ class Take:
         return start / self.t[-1], (start + duration) / self.t[-1]
 
 
-def gait(k: Take, hz: float, speed: float, stride: float = 0.45, knee: float = 0.6, arms: float = 0.35,
-         elbow: float = 0.3) -> None:
+def gait(
+    k: Take, hz: float, speed: float, stride: float = 0.45, knee: float = 0.6, arms: float = 0.35, elbow: float = 0.3
+) -> None:
     """A walking-family cycle: legs in antiphase, arms opposite to the legs."""
     swing = k.cycle(hz)
     k.angle(L_HIP, X, -stride * swing)
@@ -97,7 +121,7 @@ def gait(k: Take, hz: float, speed: float, stride: float = 0.45, knee: float = 0
     k.angle(L_SHOULDER, X, arms * swing)
     k.angle(R_SHOULDER, X, -arms * swing)
     k.aa[:, [L_ELBOW, R_ELBOW], X] -= elbow
-    k.speed += speed * k.style.tempo * k.style.amplitude ** 0.5
+    k.speed += speed * k.style.tempo * k.style.amplitude**0.5
 
 
 def arms_up(k: Take, lift: np.ndarray | float, spread: float = 0.0) -> None:
