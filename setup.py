@@ -83,6 +83,9 @@ setup(
             "colcon-ros",
             "ros-ament-package",
             "espeakng-loader>=0.2",
+            # style and layer checks (test/test_style.py); ruff pinned so its formatting does not drift
+            "ruff==0.17.6",
+            "import-linter>=2.1",
         ],
     },
     zip_safe=True,

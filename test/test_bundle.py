@@ -342,6 +342,44 @@ def test_refuses_devices_and_other_special_entries(kit: Kit, store: ExpertStore,
     assert_refused(store, kit, bundle, "special-entry")
 
 
+def _tar_with_header(path: Path, kind: bytes, body: bytes) -> Path:
+    """A tar of one extended header of `kind` with `body`, then a small regular member."""
+    info = tarfile.TarInfo("h")
+    info.type, info.size = kind, len(body)
+    data = info.tobuf(format=tarfile.USTAR_FORMAT) + body + bytes(-len(body) % 512)
+    member = tarfile.TarInfo(EVAL_FIGURES)
+    member.size = 2
+    data += member.tobuf(format=tarfile.USTAR_FORMAT) + b"{}" + bytes(510) + bytes(1024)
+    path.write_bytes(data + bytes(-len(data) % 10240))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        # a pax body of digits: tarfile's pax parser is quadratic in it (CVE-2024-6232; 61 s at 320 KB)
+        (tarfile.XHDTYPE, b"1" * 320_000),
+        # a GNU sparse map: tarfile would expand 10 KB into a 500 MB member
+        (tarfile.XHDTYPE, b"23 GNU.sparse.map=0,1\n30 GNU.sparse.size=524288000\n"),
+        (tarfile.XGLTYPE, b"19 comment=anything\n"),
+        (tarfile.GNUTYPE_LONGNAME, b"x" * 300 + b"\0"),
+        (tarfile.GNUTYPE_SPARSE, b""),
+    ],
+)
+def test_refuses_extended_headers_before_the_tar_reader_parses_them(
+    kit: Kit, store: ExpertStore, tmp_path: Path, monkeypatch, kind: bytes, body: bytes
+) -> None:
+    """The refusal comes from the project's own header walk: tarfile never opens the file."""
+    bundle = _tar_with_header(tmp_path / "hostile.tar", kind, body)
+
+    def no_tar_reader(*args, **kwargs):
+        raise AssertionError("tarfile opened a bundle with an extended header")
+
+    monkeypatch.setattr(tarfile, "open", no_tar_reader)
+    message = assert_refused(store, kit, bundle, "extended-header")
+    assert "extended tar header" in message and repr(kind.decode()) in message
+
+
 def test_refuses_archive_over_size_limit(kit: Kit, store: ExpertStore) -> None:
     bundle = kit.bundles["1.1.0"]
     limit = bundle.stat().st_size - 1
@@ -568,6 +606,19 @@ def test_keygen_writes_private_key_0600_and_never_overwrites(tmp_path: Path) -> 
     before = (tmp_path / "k").read_bytes()
     code, _, err = cli("keygen", tmp_path / "k")
     assert code == 1 and "never overwrites" in err and (tmp_path / "k").read_bytes() == before
+
+
+def test_a_fifo_or_a_huge_file_in_the_keyring_is_refused_without_hanging(kit: Kit, store: ExpertStore) -> None:
+    """A keyring entry that is not a small regular file is named, never read: a FIFO would block the
+    reader (and every install with it) until something writes to it."""
+    fifo = kit.keyring / "trap.pub"
+    os.mkfifo(fifo)
+    try:
+        assert "trap.pub is not a regular file" in assert_refused(store, kit, kit.bundles["1.0.0"], "key")
+    finally:
+        fifo.unlink()
+    (kit.keyring / "huge.pub").write_bytes(b"-" * 100_000)
+    assert "too large for a key" in assert_refused(store, kit, kit.bundles["1.0.0"], "key")
 
 
 def test_cli_pack_inspect_verify_install_list_with_model_manifest(kit: Kit, tmp_path: Path) -> None:

@@ -72,13 +72,13 @@ def ustar_header(name: str, size: int) -> bytes:
     return bytes(header)
 
 
-def _padding(size: int, unit: int) -> int:
+def padding(size: int, unit: int) -> int:
     return -size % unit
 
 
 def canonical_archive_size(sizes: Iterable[int]) -> int:
-    body = sum(BLOCK + size + _padding(size, BLOCK) for size in sizes) + END_MARKER
-    return body + _padding(body, RECORD)
+    body = sum(BLOCK + size + padding(size, BLOCK) for size in sizes) + END_MARKER
+    return body + padding(body, RECORD)
 
 
 def write_archive(out_path: str | Path, members: Iterable[tuple[str, bytes | Path]]) -> int:
@@ -99,9 +99,9 @@ def write_archive(out_path: str | Path, members: Iterable[tuple[str, bytes | Pat
                 else:
                     with open(content, "rb") as source:
                         shutil.copyfileobj(source, out, COPY_CHUNK)
-                out.write(b"\0" * _padding(size, BLOCK))
+                out.write(b"\0" * padding(size, BLOCK))
             out.write(b"\0" * END_MARKER)
-            out.write(b"\0" * _padding(out.tell(), RECORD))
+            out.write(b"\0" * padding(out.tell(), RECORD))
             out.flush()
             os.fsync(out.fileno())
             total = out.tell()

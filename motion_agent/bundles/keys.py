@@ -12,6 +12,7 @@ import base64
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -70,12 +71,30 @@ def _write_new_file(path: Path, data: bytes, mode: int) -> None:
         os.fsync(handle.fileno())
 
 
+MAX_KEY_FILE_BYTES = 64 * 1024  # a PEM key is a few hundred bytes
+
+
+def _read_key_file(path: Path, what: str) -> bytes:
+    """A key file's bytes, refusing anything but a small regular file without blocking: a FIFO or a
+    device named like a key must not hang every install."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise BundleError(f"Cannot read the {what} {path}: {error.strerror}.", "key") from None
+    with os.fdopen(fd, "rb") as file:
+        status = os.fstat(file.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise BundleError(f"The {what} {path} is not a regular file.", "key")
+        if status.st_size > MAX_KEY_FILE_BYTES:
+            raise BundleError(f"The {what} {path} is {status.st_size} bytes, too large for a key.", "key")
+        return file.read(MAX_KEY_FILE_BYTES + 1)
+
+
 def load_private_key(path: str | Path) -> Ed25519PrivateKey:
     path = Path(path)
+    data = _read_key_file(path, "private key")
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except OSError as error:
-        raise BundleError(f"Cannot read the private key {path}: {error.strerror}.", "key") from None
+        key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
         raise BundleError(f"{path} is not an unencrypted PEM Ed25519 private key.", "key") from None
     if not isinstance(key, Ed25519PrivateKey):
@@ -85,10 +104,9 @@ def load_private_key(path: str | Path) -> Ed25519PrivateKey:
 
 def load_public_key(path: str | Path) -> Ed25519PublicKey:
     path = Path(path)
+    data = _read_key_file(path, "public key")
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except OSError as error:
-        raise BundleError(f"Cannot read the public key {path}: {error.strerror}.", "key") from None
+        key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError):
         raise BundleError(f"The keyring file {path} is not a PEM Ed25519 public key.", "key") from None
     if not isinstance(key, Ed25519PublicKey):

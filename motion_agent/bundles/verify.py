@@ -2,8 +2,10 @@
 
 Verification order (each step refuses with a BundleError naming what is wrong):
   1. the archive's size is under the limit, before anything is read;
-  2. every tar entry is a regular file with a safe relative name, no duplicates, the running total
-     under the limit, and the archive ends in an intact end-of-archive marker (truncation);
+  2. no entry has an extended (pax or GNU) header, found by walking the headers before any tar
+     reader parses them; every tar entry is a regular file with a safe relative name, no duplicates,
+     the running total under the limit, and the archive ends in an intact end-of-archive marker
+     (truncation);
      entries are extracted into a private folder while their sha256 is computed;
   3. the signature verifies with a key of the keyring (unknown key, bad signature) -- untrusted YAML
      is never parsed before this;
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from motion_agent.bundles.archive import BLOCK, COPY_CHUNK, END_MARKER, _padding, canonical_archive_size, ustar_header
+from motion_agent.bundles.archive import BLOCK, COPY_CHUNK, END_MARKER, canonical_archive_size, padding, ustar_header
 from motion_agent.bundles.keys import Keyring, check_signature, parse_signature
 from motion_agent.bundles.manifest import (
     ARCHIVE_ORDER,
@@ -124,12 +126,50 @@ def _open_bundle(path: Path, limits: BundleLimits) -> tuple[BinaryIO, int]:
     return os.fdopen(fd, "rb"), status.st_size
 
 
+# Header types that make a tar reader parse more than the 512-byte header: pax extended (x, g), GNU long
+# names and links (L, K), GNU sparse, multi-volume and dump entries (S, M, N, D, V). The canonical layout
+# has none, and parsing them is where tarfile can be made slow (pax bodies of digits: CVE-2024-6232) or
+# large (a sparse map expands 10 KB into 500 MB), so they are refused before tarfile sees the archive.
+EXTENDED_TYPES = frozenset(b"xgLKSMNDV")
+HEADER_TYPE_OFFSET, HEADER_SIZE_FIELD = 156, slice(124, 136)
+
+
+def _refuse_extended_headers(raw: BinaryIO, archive_bytes: int, limits: BundleLimits) -> None:
+    """Step 2a: walk the headers without parsing any entry body; refuse extended headers.
+
+    Reads one 512-byte header per entry (at most `limits.max_entries` + 1), so its cost is linear in
+    the entry count whatever the file holds. Anything it cannot read as a plain header (a damaged or
+    base-256 size, a short file) is left to the tar reader, which refuses it in step 2b."""
+    position = 0
+    for _ in range(limits.max_entries + 1):
+        if position + BLOCK > archive_bytes:
+            break
+        raw.seek(position)
+        header = raw.read(BLOCK)
+        if header.count(0) == BLOCK:
+            break  # the end-of-archive marker
+        if header[HEADER_TYPE_OFFSET] in EXTENDED_TYPES:
+            kind = chr(header[HEADER_TYPE_OFFSET])
+            raise BundleError(
+                f"The archive has an extended tar header (type {kind!r}) at byte {position}; bundles hold "
+                "plain ustar entries only.",
+                "extended-header",
+            )
+        try:
+            size = int(header[HEADER_SIZE_FIELD].split(b"\0", 1)[0].strip() or b"0", 8)
+        except ValueError:
+            break
+        position += BLOCK + size + padding(size, BLOCK)
+    raw.seek(0)
+
+
 def _extract_all(raw: BinaryIO, archive_bytes: int, dest: Path, limits: BundleLimits) -> list[_Entry]:
-    """Step 2: bounded, link-free extraction of an untrusted archive into the empty folder `dest`."""
+    """Step 2b: bounded, link-free extraction of an untrusted archive into the empty folder `dest`."""
     entries: list[_Entry] = []
     seen: set[str] = set()
     total = 0
     try:
+        _refuse_extended_headers(raw, archive_bytes, limits)
         # "r:" reads uncompressed tar only: no decompression, so no decompression bomb.
         with tarfile.open(fileobj=raw, mode="r:") as tar:
             for info in tar:
@@ -212,9 +252,9 @@ def _check_layout(raw: BinaryIO, entries: list[_Entry], archive_bytes: int) -> N
         if entry.offset != offset or raw.read(BLOCK) != ustar_header(entry.name, entry.size):
             raise BundleError(f"The archive header of {entry.name} is not in the canonical bundle form.", "layout")
         raw.seek(offset + BLOCK + entry.size)
-        if raw.read(_padding(entry.size, BLOCK)).count(0) != _padding(entry.size, BLOCK):
+        if raw.read(padding(entry.size, BLOCK)).count(0) != padding(entry.size, BLOCK):
             raise BundleError(f"The padding after {entry.name} in the archive is not zero.", "layout")
-        offset += BLOCK + entry.size + _padding(entry.size, BLOCK)
+        offset += BLOCK + entry.size + padding(entry.size, BLOCK)
     expected = canonical_archive_size(entry.size for entry in entries)
     if archive_bytes < expected:
         raise BundleError(f"The bundle archive is truncated ({expected - archive_bytes} bytes short).", "truncated")
