@@ -1,5 +1,5 @@
 # make run    set up .venv if missing, then start the agent node set on the embedded default model
-# make test   set up .venv if missing, then run the whole test suite
+# make test   set up .venv if missing, then run the whole test suite (with ruff and the import-linter layer contracts)
 # make bench  set up .venv if missing, then run every benchmark into bench/results/
 PYTHON ?= python3
 VENV ?= .venv

@@ -3,6 +3,7 @@
 A figure without the code version and hardware it was measured on cannot be compared later, so
 every benchmark writes its result through `write_result`.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,15 +46,18 @@ def machine_info() -> dict[str, object]:
     }
 
 
-def write_result(name: str, figures: dict) -> Path:
-    """Write bench/results/<name>.json: the figures plus commit, machine and creation time."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
+def write_result(name: str, figures: dict, folder: Path | None = None) -> Path:
+    """Write bench/results/<name>.json: the figures plus commit, machine and creation time. `folder`
+    instead of bench/results: where smoke and partial runs write theirs, so they never replace real results.
+    Values JSON has no type for (paths, say) are written as their str()."""
+    folder = RESULTS_DIR if folder is None else Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     record = {
         **figures,
         "commit": git_commit(),
         "machine": machine_info(),
         "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
     }
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
     return path

@@ -1,5 +1,6 @@
 """Test-wide settings: every test process talks ROS 2 on its own domain, on loopback only, so that
 parallel runs on one machine (or a developer's own ROS 2 graph) never hear each other."""
+
 import os
 
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
@@ -11,6 +12,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from motion_agent.nodes.launcher import stop_node  # noqa: E402
+from training.synthetic_experts import family_requests, write_expert  # noqa: E402, F401  (tests import them from here)
 
 TINY_CODEBOOK = 32
 
@@ -29,10 +31,20 @@ def build_tiny_base_model(root: Path) -> Path:
     write_corpus(root / "corpus", CorpusConfig(motions=40, seed=0))
     data = load_humanml3d(root / "corpus", 32)
     train_tokenizer(
-        data.train, data.val, TokenizerConfig(codebook_size=TINY_CODEBOOK, code_dim=16, width=32, depth=1),
-        root / "tok", 20, 8, 32, 3e-3, 0, resume=False,
+        data.train,
+        data.val,
+        TokenizerConfig(codebook_size=TINY_CODEBOOK, code_dim=16, width=32, depth=1),
+        root / "tok",
+        20,
+        8,
+        32,
+        3e-3,
+        0,
+        resume=False,
         options=TrainingOptions(warmup_steps=5, checkpoint_every=1000, val_every=0),
-        mean=data.mean, std=data.std, progress=False,
+        mean=data.mean,
+        std=data.std,
+        progress=False,
     )
     config = BaseTrainingConfig(training=BaseRunConfig(steps=4, batch_size=4, log_every=4, val_batches=1))
     train_base(root / "corpus", root / "tok" / "tokenizer", root / "base", config, progress=False)
@@ -45,70 +57,21 @@ def tiny_base_model(tmp_path_factory) -> Path:
     return build_tiny_base_model(tmp_path_factory.mktemp("tiny_base"))
 
 
-FAMILIES = {  # clearly different request families, for experts and routers that must tell them apart
-    "juggling": (["a juggler", "the performer", "a clown"], ["juggles three balls", "tosses clubs in the air", "juggles rings"]),
-    "piano": (["a pianist", "the musician", "an artist"], ["plays the piano", "presses piano keys", "performs a sonata on a piano"]),
-    "swimming": (["a swimmer", "the athlete", "a diver"], ["swims breaststroke", "dives into the pool", "floats on water"]),
-}
-MOODS = ["happily", "sadly", "angrily", "calmly", "nervously", "proudly"]
-
-
-def family_requests(family: str, count: int, seed: int) -> list[str]:
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    subjects, verbs = FAMILIES[family]
-    return [f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(MOODS)}" for _ in range(count)]
-
-
-def write_expert(lm, folder: Path, seed: int, family: str | None = None) -> Path:
-    """An expert folder as training writes it: a random (non-zero) LoRA adapter, eval.json and, given a
-    request family, an autoencoder router fitted on that family's T2M prompts (it serves no M2T request)."""
-    import json
-
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from motion_agent.model.language_model import t2m_prompt
-    from motion_agent.experts.prompt_features import prompt_features
-    from motion_agent.experts.routing import ExpertRouter
-    from training.continual.router_training import AutoencoderSettings, fit_autoencoder
-
-    torch.manual_seed(seed)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    model = get_peft_model(lm.model, config)
-    model.save_pretrained(folder / "adapter", save_embedding_layers=False)
-    model.unload()  # takes the LoRA layers out of the shared base model again
-    (folder / "eval.json").write_text(json.dumps({"family": family}))
-    if family:
-        features = prompt_features(lm, [t2m_prompt(t) for t in family_requests(family, 160, seed)])
-        ExpertRouter({"t2m": fit_autoencoder(features, AutoencoderSettings(steps=400, folds=3))}).save(folder)
-    return folder
+EXPERT_FAMILIES = ("juggling", "piano", "swimming")  # of training.synthetic_experts.FAMILIES
 
 
 @pytest.fixture(scope="session")
 def expert_bundles(tiny_base_model, tmp_path_factory):
     """(keyring folder, {family: signed bundle}) for three experts of the tiny base model (juggling,
-    piano, swimming), each with an autoencoder router fitted on its request family."""
-    import shutil
-
-    from motion_agent.model.base_model import BaseModelSpec, load_base_model
-    from motion_agent.bundles.archive import pack_bundle
-    from motion_agent.bundles.keys import generate_keypair, load_private_key
+    piano, swimming), each with an autoencoder router fitted on its request family
+    (training.synthetic_experts, which the runtime benchmark makes its experts with too)."""
+    from training.synthetic_experts import ExpertMaker, Signer
 
     root = tmp_path_factory.mktemp("expert_bundles")
-    lm = load_base_model(tiny_base_model)
-    spec = BaseModelSpec.read(tiny_base_model)
-    generate_keypair(root / "release.key")
-    (root / "keyring").mkdir()
-    shutil.copy(root / "release.key.pub", root / "keyring" / "release.pub")
-    bundles = {}
-    for seed, family in enumerate(FAMILIES):
-        folder = write_expert(lm, root / family, seed, family)
-        bundles[family] = root / f"{family}.tar"
-        pack_bundle(folder, bundles[family], load_private_key(root / "release.key"), name=family, scenario=family,
-                    version="1.0.0", backbone_fingerprint=spec.fingerprint, tokenizer_fingerprint=spec.tokenizer_fingerprint)
-    return root / "keyring", bundles
+    signer = Signer.create(root)
+    maker = ExpertMaker(tiny_base_model, root, signer)
+    bundles = {family: maker.bundle(family, family, seed) for seed, family in enumerate(EXPERT_FAMILIES)}
+    return signer.keyring, bundles
 
 
 stop_process = partial(stop_node, grace_s=30.0)  # a node or launcher child, stopped as a user would

@@ -617,8 +617,12 @@ def test_a_fifo_or_a_huge_file_in_the_keyring_is_refused_without_hanging(kit: Ki
         assert "trap.pub is not a regular file" in assert_refused(store, kit, kit.bundles["1.0.0"], "key")
     finally:
         fifo.unlink()
-    (kit.keyring / "huge.pub").write_bytes(b"-" * 100_000)
-    assert "too large for a key" in assert_refused(store, kit, kit.bundles["1.0.0"], "key")
+    huge = kit.keyring / "huge.pub"  # the kit's keyring is shared by the module's tests
+    huge.write_bytes(b"-" * 100_000)
+    try:
+        assert "too large for a key" in assert_refused(store, kit, kit.bundles["1.0.0"], "key")
+    finally:
+        huge.unlink()
 
 
 def test_cli_pack_inspect_verify_install_list_with_model_manifest(kit: Kit, tmp_path: Path) -> None:

