@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from motion_agent.bundles.store import ExpertStore, InstallResult
+from motion_agent.bundles.trust import TrustPolicy
 from motion_agent.config import load_yaml
 from motion_agent.experts.expert_set import ExpertSet
 from motion_agent.experts.onnx_trunk import FEATURES_BACKENDS, OnnxPromptFeatures
@@ -179,6 +180,8 @@ class MotionAgent:
         self.router = AutoencoderRouter()
         self._onnx_features: OnnxPromptFeatures | None = None  # made when first routing (routing.features: onnx)
         self.store = ExpertStore(Path(config.routing.experts).expanduser()) if config.routing.experts else None
+        # Set by a node that installs bundles: only experts still signed by a key it trusts are served.
+        self.trust: TrustPolicy | None = None
         if self.store is not None:
             self.reload_experts()
 
@@ -198,23 +201,26 @@ class MotionAgent:
         return self.lm.fingerprint
 
     def reload_experts(self) -> dict[str, list[str]]:
-        """Serve exactly the store's active experts; returns what was added, replaced and removed."""
+        """Serve exactly the store's active experts that `trust` (when set) still trusts; returns what was
+        added, replaced and removed, and which experts are not served because their key was revoked."""
         if self.store is None:
-            return {"added": [], "replaced": [], "removed": []}
-        wanted = self.store.active_experts()
+            return {"added": [], "replaced": [], "removed": [], "untrusted": []}
+        refused = self.store.untrusted(self.trust) if self.trust is not None else {}
+        wanted = {name: folder for name, folder in self.store.active_experts().items() if name not in refused}
         unchanged = {n: ae for n, ae in self.router.experts.items() if self.experts.folders.get(n) == wanted.get(n)}
         router = AutoencoderRouter({n: unchanged.get(n) or ExpertRouter.load(f) for n, f in wanted.items()})
         with self.experts.lock:
             changes = self.experts.sync(wanted)
             self.router = router
-        return changes
+        return {**changes, "untrusted": sorted(refused)}
 
     def install_bundle(self, bundle: str | Path, keyring: str | Path) -> tuple[InstallResult, dict[str, list[str]]]:
         """Verify and install a signed expert bundle into the store, then serve it (no restart)."""
         if self.store is None:
             raise ValueError("agent.routing.experts names no expert store: set it to install bundles")
+        self.trust = TrustPolicy.of(keyring)
         result = self.store.install(
-            bundle, keyring, backbone_fingerprint=self.fingerprint, tokenizer_fingerprint=self.tokenizer_fingerprint
+            bundle, self.trust, backbone_fingerprint=self.fingerprint, tokenizer_fingerprint=self.tokenizer_fingerprint
         )
         return result, self.reload_experts()
 

@@ -443,7 +443,7 @@ def test_refuses_older_version_unless_forced(kit: Kit, store: ExpertStore) -> No
         install(store, kit, kit.bundles["1.1.0"])
     assert caught.value.reason == "older-version"
     code, _, err = cli_install(store, kit, kit.bundles["1.1.0"])
-    assert code == 1 and "older than the installed version 1.2.0" in err
+    assert code == 1 and "older than version 1.2.0, which this robot accepted before" in err
     assert store.read_index()[NAME].active == "1.2.0"
     code, out, _ = cli_install(store, kit, kit.bundles["1.1.0"], "--force")
     assert code == 0 and "installed lane_merge 1.1.0 (was 1.2.0)" in out
@@ -452,7 +452,7 @@ def test_refuses_older_version_unless_forced(kit: Kit, store: ExpertStore) -> No
 
 def test_refuses_same_version_with_different_content(kit: Kit, store: ExpertStore, tmp_path: Path) -> None:
     rebuilt = pack(kit, tmp_path / "rebuilt.tar", "1.0.0", scenario="Highway lane merge, retrained")
-    assert "already in the store with different content" in assert_refused(store, kit, rebuilt, "version-conflict")
+    assert "accepted before with other content" in assert_refused(store, kit, rebuilt, "version-conflict")
 
 
 def test_refuses_compressed_archive(kit: Kit, store: ExpertStore, tmp_path: Path) -> None:

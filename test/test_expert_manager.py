@@ -110,7 +110,9 @@ def test_bundles_from_inbox_topic_and_cli_are_served_without_restart(ros, tiny_b
     from motion_agent.bundles.store import ExpertStore
     from motion_agent.model.base_model import BaseModelSpec
 
-    keyring, bundles = expert_bundles
+    shared_keyring, bundles = expert_bundles
+    keyring = tmp_path / "keyring"  # this robot's own keyring, to revoke a key from
+    shutil.copytree(shared_keyring, keyring)
     store, inbox = tmp_path / "store", tmp_path / "inbox"
     config = tmp_path / "agent.yaml"
     config.write_text(
@@ -144,6 +146,15 @@ def test_bundles_from_inbox_topic_and_cli_are_served_without_restart(ros, tiny_b
         harness.text.publish(String(data="a clown juggles rings proudly"))
         values = harness.spin_until(lambda: harness.status("request", "OK", request="a clown juggles rings proudly"))
         assert values["expert"] == "juggling" and "router_loss.piano" in values
+
+        for key in keyring.glob("*.pub"):  # revoke the key that signed every expert
+            key.unlink()
+        warning = harness.spin_until(lambda: harness.status("expert install", "WARN"))
+        assert warning["untrusted"] == "juggling,piano,swimming" and warning["experts"] == ""
+        assert harness.node.agent.experts.names == ()
+        harness.text.publish(String(data="a clown juggles rings happily"))
+        values = harness.spin_until(lambda: harness.status("request", "OK", request="a clown juggles rings happily"))
+        assert values["expert"] != "juggling"
     finally:
         harness.close()
 

@@ -132,6 +132,7 @@ def pack_bundle(
     backbone_fingerprint: str,
     tokenizer_fingerprint: str,
     created: str | None = None,
+    expires: str | None = None,
     limits: BundleLimits = DEFAULT_LIMITS,
 ) -> Manifest:
     """Sign and write a bundle of an expert folder. Other files in the folder (e.g. the README that
@@ -158,6 +159,7 @@ def pack_bundle(
             "adapter_config": adapter_config,
             "files": [dataclasses.asdict(entry) for entry in files],
         }
+        | ({"expires": expires} if expires else {})
     )
     manifest_bytes = manifest.to_yaml_bytes()
     if Manifest.from_yaml_bytes(manifest_bytes) != manifest:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sys
 import tempfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from motion_agent.bundles.archive import pack_bundle
@@ -22,8 +23,10 @@ from motion_agent.bundles.manifest import (
     BundleLimits,
     check_fingerprint,
     load_model_fingerprints,
+    parse_utc,
 )
 from motion_agent.bundles.store import ExpertStore, StoreConfig
+from motion_agent.bundles.trust import TrustPolicy
 from motion_agent.bundles.verify import VerifiedBundle, extract_verified, read_eval_figures
 
 PROG = "motion-agent-bundle"
@@ -85,10 +88,19 @@ def _pack(args: argparse.Namespace) -> int:
         backbone_fingerprint=backbone,
         tokenizer_fingerprint=tokenizer,
         created=args.created,
+        expires=_expiry(args),
     )
     size = Path(args.output).stat().st_size
     print(f"wrote {args.output}: expert {manifest.name} {manifest.version}, {size} bytes")
     return 0
+
+
+def _expiry(args: argparse.Namespace) -> str | None:
+    """The manifest's `expires`: --expires as given, or --expires-in days after the creation time."""
+    if args.expires_in is None:
+        return args.expires
+    created = parse_utc(args.created) if args.created else datetime.now(timezone.utc).replace(microsecond=0)
+    return (created + timedelta(days=args.expires_in)).isoformat().replace("+00:00", "Z")
 
 
 def _describe(bundle: VerifiedBundle, path: str) -> dict:
@@ -114,6 +126,7 @@ def _print_description(info: dict) -> None:
         ("expert", f"{info['name']} {info['version']}"),
         ("scenario", info["scenario"]),
         ("created", info["created"]),
+        ("expires", info.get("expires") or "never"),
         ("backbone", info["backbone_fingerprint"]),
         ("tokenizer", info["tokenizer_fingerprint"]),
         ("signature", signature),
@@ -195,7 +208,7 @@ def _list(args: argparse.Namespace) -> int:
         except (OSError, BundleError):
             scenario = "(manifest unreadable)"
         rows.append({"name": name, "active": record.active, "previous": list(record.previous), "scenario": scenario})
-    problems = store.check() if args.check else []
+    problems = store.check(TrustPolicy.load(args.keyring) if args.keyring else None) if args.check else []
     if args.json:
         print(json.dumps({"experts": rows, "problems": problems} if args.check else {"experts": rows}, indent=2))
     elif not rows:
@@ -280,6 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--scenario", required=True, help="the scenario the expert serves, in words")
     pack.add_argument("--version", required=True, help="semantic version, e.g. 1.2.0")
     pack.add_argument("--created", metavar="ISO_TIME", help="creation time, e.g. 2025-01-31T12:00:00Z (default: now)")
+    expiry = pack.add_mutually_exclusive_group()
+    expiry.add_argument(
+        "--expires", metavar="ISO_TIME", help="robots refuse the bundle after this time, e.g. 2027-01-31T12:00:00Z"
+    )
+    expiry.add_argument(
+        "--expires-in", type=float, metavar="DAYS", help="robots refuse the bundle this many days after its creation"
+    )
     _add_fingerprint_options(pack, "What the expert was trained against (required).")
     pack.set_defaults(run=_pack)
 
@@ -310,12 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
         "install",
         "Verify a bundle and make it the active version of its expert",
         "The install is atomic: a refusal or a crash leaves the previously installed experts active and "
-        "intact. Versions older than the active one are refused unless --force.",
+        "intact. Versions older than the highest this store ever accepted are refused unless --force (a "
+        "logged downgrade); a version accepted before is accepted again only with the same content; expired "
+        "bundles are refused; with scopes.yaml in the keyring, a key installs only the experts it may sign.",
     )
     install.add_argument("bundle", metavar="BUNDLE", help="the bundle file (a tar archive made by pack)")
     install.add_argument("--store", required=True, metavar="DIR", help="the robot's expert store folder")
     install.add_argument("--keyring", required=True, metavar="DIR", help="folder of trusted *.pub keys")
-    install.add_argument("--force", action="store_true", help="allow installing a version older than the active one")
+    install.add_argument(
+        "--force", action="store_true", help="allow a version older than the highest accepted (logged as a downgrade)"
+    )
     install.add_argument(
         "--keep",
         type=_count,
@@ -330,6 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--store", required=True, metavar="DIR", help="the robot's expert store folder")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.add_argument("--check", action="store_true", help="also check every kept version against its manifest")
+    listing.add_argument(
+        "--keyring",
+        metavar="DIR",
+        help="with --check: also check that every active expert is still signed by a key of this keyring "
+        "(experts of a revoked key are not served)",
+    )
     listing.set_defaults(run=_list, max_bytes=None)
 
     rollback = command(

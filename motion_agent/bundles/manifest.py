@@ -155,6 +155,10 @@ class Manifest:
     tokenizer_fingerprint: str
     adapter_config: dict[str, Any]
     files: tuple[FileEntry, ...]
+    # After this ISO 8601 UTC time a robot refuses the bundle (TUF's freeze attack: a robot cut off from
+    # updates must notice instead of installing stale experts forever). Empty: the bundle never expires,
+    # and the manifest leaves the key out, so bundles without an expiry keep their exact bytes.
+    expires: str = ""
 
     def __post_init__(self) -> None:
         if self.format_version != FORMAT_VERSION:
@@ -169,6 +173,11 @@ class Manifest:
         if not _ISO_UTC.fullmatch(self.created):
             raise ValueError(f"created {self.created!r} is not an ISO 8601 UTC time like 2025-01-31T12:00:00Z")
         datetime.fromisoformat(self.created)  # rejects impossible dates such as month 13
+        if self.expires:
+            if not _ISO_UTC.fullmatch(self.expires):
+                raise ValueError(f"expires {self.expires!r} is not an ISO 8601 UTC time like 2025-01-31T12:00:00Z")
+            if parse_utc(self.expires) <= parse_utc(self.created):
+                raise ValueError(f"expires {self.expires} is not after created {self.created}")
         for field in ("backbone_fingerprint", "tokenizer_fingerprint"):
             if not HEX64.fullmatch(getattr(self, field)):
                 raise ValueError(f"{field} is not a hex sha256 (64 lowercase hex digits)")
@@ -184,7 +193,10 @@ class Manifest:
         return next(entry for entry in self.files if entry.path == path)
 
     def to_mapping(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"files": [dataclasses.asdict(entry) for entry in self.files]}
+        mapping = dataclasses.asdict(self) | {"files": [dataclasses.asdict(entry) for entry in self.files]}
+        if not self.expires:
+            del mapping["expires"]
+        return mapping
 
     def to_yaml_bytes(self) -> bytes:
         return yaml.safe_dump(self.to_mapping(), sort_keys=False, allow_unicode=False).encode("ascii")
@@ -194,7 +206,8 @@ class Manifest:
         """Validate a parsed manifest against the schema; failures raise BundleError("schema")."""
         if not isinstance(mapping, dict):
             raise BundleError("The manifest fails schema validation: it is not a mapping.", "schema")
-        missing = [field.name for field in dataclasses.fields(cls) if field.name not in mapping]
+        required = [f for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+        missing = [field.name for field in required if field.name not in mapping]
         if missing:
             raise BundleError(f"The manifest fails schema validation: it has no {missing[0]}.", "schema")
         try:
@@ -215,6 +228,11 @@ def clause(error: BaseException) -> str:
     """An exception's text squeezed onto one line, without a trailing period, to embed in a sentence."""
     text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
     return " ".join(text.split()).rstrip(".")
+
+
+def parse_utc(value: str) -> datetime:
+    """An ISO 8601 UTC time of a manifest ("...Z") as an aware datetime."""
+    return datetime.fromisoformat(value.removesuffix("Z")).replace(tzinfo=timezone.utc)
 
 
 def utc_now_iso() -> str:

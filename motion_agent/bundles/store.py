@@ -12,6 +12,8 @@ Layout::
     <store>/versions/<expert>/<version>/   an expert folder (adapter/, router/, eval.json) plus the
                                            bundle's manifest.yaml and manifest.sig
     <store>/staging/                       private work folders of operations in progress
+    <store>/accepted.json                  what the store ever accepted (history.py): rollback
+                                           protection that outlives rollback, removal and pruning
     <store>/.lock                          advisory lock that serialises writers
 
 index.json::
@@ -22,8 +24,11 @@ index.json::
 `previous` is newest first and holds at most `StoreConfig.keep_previous` versions.
 
 Install protocol (each step is durable before the next starts):
-  1. extract and verify the bundle into staging/<work>/expert;
+  1. extract and verify the bundle into staging/<work>/expert; check the signing key's scope, the
+     manifest's dates (not expired, not from the future) and the store's memory (no version below
+     the highest ever accepted unless forced, no version string reused with other content);
   2. fsync its files and folders, rename it to versions/<expert>/<version>, fsync the parent;
+     remember the version in accepted.json;
   3. write index.json.tmp, fsync it, os.replace it over index.json, fsync the store folder --
      the commit point: before it the old version is active, after it the new one;
   4. prune: version folders the index no longer names are moved into staging and deleted.
@@ -45,19 +50,22 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from motion_agent.bundles.archive import sha256_file
-from motion_agent.bundles.keys import Keyring, load_keyring
+from motion_agent.bundles.history import HISTORY_NAME, AcceptedVersions, manifest_digest
+from motion_agent.bundles.keys import Keyring
 from motion_agent.bundles.manifest import (
     DEFAULT_LIMITS,
     MANIFEST_NAME,
     BundleError,
     BundleLimits,
     Manifest,
-    SemVer,
     clause,
+    parse_utc,
 )
+from motion_agent.bundles.trust import TrustPolicy
 from motion_agent.bundles.verify import extract_verified
 
 INDEX_NAME = "index.json"
@@ -82,14 +90,18 @@ def _checkpoint(step: str) -> None:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    """How many previous versions each expert keeps for rollback, and the bundle limits."""
+    """How many previous versions each expert keeps for rollback, the bundle limits, and how far the
+    robot's clock may be off from the signer's when dates are checked."""
 
     keep_previous: int = 2
     limits: BundleLimits = DEFAULT_LIMITS
+    clock_skew_s: float = 300.0
 
     def __post_init__(self) -> None:
         if self.keep_previous < 0:
             raise ValueError("keep_previous must be zero or more")
+        if self.clock_skew_s < 0:
+            raise ValueError("clock_skew_s must be zero or more")
 
 
 @dataclass(frozen=True)
@@ -169,17 +181,34 @@ class ExpertStore:
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise BundleError(f"The store index {self.index_path} is malformed ({clause(error)}).", "store") from None
 
-    def active_experts(self) -> dict[str, Path]:
-        """Folder of the active version of each expert: what the runtime loads. Reads the index only."""
-        return {name: self.version_path(name, record.active) for name, record in self.read_index().items()}
+    def active_experts(self, trust: TrustPolicy | None = None) -> dict[str, Path]:
+        """Folder of the active version of each expert: what the runtime loads. With `trust`, only the
+        versions still signed by a key it trusts (for the expert), so revoking a key stops its experts."""
+        active = {name: self.version_path(name, record.active) for name, record in self.read_index().items()}
+        if trust is None:
+            return active
+        refused = self.untrusted(trust)
+        return {name: folder for name, folder in active.items() if name not in refused}
+
+    def untrusted(self, trust: TrustPolicy) -> dict[str, str]:
+        """Active experts whose signature no key of `trust` verifies (or whose key may not sign them),
+        with the reason: what a revoked key leaves behind."""
+        refused = {}
+        for name, record in self.read_index().items():
+            try:
+                trust.signer(self.version_path(name, record.active), name)
+            except BundleError as error:
+                refused[name] = f"{name} {record.active}: {error}"
+        return refused
 
     def manifest(self, name: str, version: str) -> Manifest:
         return Manifest.from_yaml_bytes((self.version_path(name, version) / MANIFEST_NAME).read_bytes())
 
-    def check(self) -> list[str]:
+    def check(self, trust: TrustPolicy | None = None) -> list[str]:
         """Problems of the store, one sentence each (empty when healthy): every version the index
-        names must be a complete folder whose files match its manifest's sizes and sha256."""
-        problems = []
+        names must be a complete folder whose files match its manifest's sizes and sha256; with
+        `trust`, every active version must still be signed by a trusted key (else it is not served)."""
+        problems = list(self.untrusted(trust).values()) if trust is not None else []
         for name, record in self.read_index().items():
             for version in record.versions:
                 folder = self.version_path(name, version)
@@ -297,22 +326,26 @@ class ExpertStore:
         backbone_fingerprint: str,
         tokenizer_fingerprint: str,
         force: bool = False,
+        now: datetime | None = None,
     ) -> InstallResult:
-        """Verify a bundle against the keyring and this robot's fingerprints, then make it active.
+        """Verify a bundle against the keyring (its keys and their scopes) and this robot's
+        fingerprints, then make it active.
 
-        A version older than the active one is refused unless `force` (a deliberate downgrade). A
-        version already in the store is reused only if its manifest is byte-identical: one version
-        string never names two different experts. Any refusal leaves the store as it was.
+        A version older than the highest this store ever accepted is refused unless `force` (a
+        deliberate downgrade, logged in accepted.json). A version string accepted before is accepted
+        again only with a byte-identical manifest: one version never names two different experts. An
+        expired bundle, or one created in the future, is refused (dates are checked against `now`,
+        default the clock, with `StoreConfig.clock_skew_s` allowed either way). Any refusal leaves the
+        store as it was.
         """
-        if isinstance(keyring, (str, os.PathLike)):
-            keyring = load_keyring(keyring)
+        trust = TrustPolicy.of(keyring)
         with self._writing() as experts:
             work = Path(tempfile.mkdtemp(prefix="install-", dir=self.root / STAGING_DIR))
             try:
                 verified = extract_verified(
                     bundle_path,
                     work / "expert",
-                    keyring,
+                    trust.keys,
                     backbone_fingerprint=backbone_fingerprint,
                     tokenizer_fingerprint=tokenizer_fingerprint,
                     limits=self.config.limits,
@@ -320,7 +353,11 @@ class ExpertStore:
                 _checkpoint("verified")
                 manifest = verified.manifest
                 current = experts.get(manifest.name)
-                self._refuse_version(manifest, current, force)
+                trust.check_scope(verified.key_id, manifest.name)
+                self._refuse_stale(manifest, now)
+                history = self._history(experts)
+                digest = manifest_digest((verified.root / MANIFEST_NAME).read_bytes())
+                downgrade = history.check(manifest, digest, force)
                 target = self.version_path(manifest.name, manifest.version)
                 if target.exists():
                     if (target / MANIFEST_NAME).read_bytes() != (verified.root / MANIFEST_NAME).read_bytes():
@@ -337,6 +374,10 @@ class ExpertStore:
                     os.rename(verified.root, target)
                     _fsync_dir(target.parent)
                     _checkpoint("renamed")
+                history.remember(manifest.name, manifest.version, digest)
+                if downgrade:
+                    history.log_downgrade(manifest)
+                history.write(self.history_path)
                 if current is not None and current.active == manifest.version:
                     return InstallResult(manifest.name, manifest.version, current.active, target, changed=False)
                 older = () if current is None else current.versions
@@ -352,15 +393,38 @@ class ExpertStore:
                 if work.exists():
                     self._delete(work)
 
-    @staticmethod
-    def _refuse_version(manifest: Manifest, current: ExpertRecord | None, force: bool) -> None:
-        if current is None or force:
-            return
-        if manifest.semver < SemVer.parse(current.active):
+    @property
+    def history_path(self) -> Path:
+        return self.root / HISTORY_NAME
+
+    def _history(self, experts: dict[str, ExpertRecord]) -> AcceptedVersions:
+        """The store's memory; a store from before it starts from the versions its index names."""
+        history = AcceptedVersions.read(self.history_path)
+        if history is None:
+            history = AcceptedVersions()
+            for name, record in experts.items():
+                for version in reversed(record.versions):
+                    manifest = self.version_path(name, version) / MANIFEST_NAME
+                    try:
+                        history.remember(name, version, manifest_digest(manifest.read_bytes()))
+                    except OSError:  # a damaged version (`check` names it) still counts as accepted
+                        history.remember(name, version, "")
+        return history
+
+    def _refuse_stale(self, manifest: Manifest, now: datetime | None) -> None:
+        """TUF's freeze attack: refuse an expired bundle, and one whose creation time lies ahead."""
+        now = now or datetime.now(timezone.utc)
+        skew = timedelta(seconds=self.config.clock_skew_s)
+        if manifest.expires and parse_utc(manifest.expires) + skew < now:
             raise BundleError(
-                f"Version {manifest.version} of expert {manifest.name!r} is older than the installed version "
-                f"{current.active}; force the install to downgrade.",
-                "older-version",
+                f"The bundle of expert {manifest.name!r} {manifest.version} expired at {manifest.expires}.",
+                "expired",
+            )
+        if parse_utc(manifest.created) - skew > now:
+            raise BundleError(
+                f"The bundle of expert {manifest.name!r} {manifest.version} was created at {manifest.created}, "
+                "in the future: check the signer's and this robot's clocks.",
+                "from-the-future",
             )
 
     def rollback(self, name: str, to: str | None = None) -> ExpertRecord:

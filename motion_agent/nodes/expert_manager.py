@@ -21,6 +21,7 @@ from std_msgs.msg import String
 
 from motion_agent.agent import MotionAgent
 from motion_agent.bundles.inbox import BundleInbox
+from motion_agent.bundles.trust import TrustPolicy, keyring_fingerprint
 from motion_agent.nodes.common import guarded
 from motion_agent.nodes.diagnostics import Diagnostics
 from motion_agent.nodes.settings import NodeConfig
@@ -35,6 +36,9 @@ class ExpertManager:
         self.node, self.agent, self.config, self.diagnostics = node, agent, config, diagnostics
         self.inbox = BundleInbox(config.bundle_inbox) if config.bundle_inbox else None
         self.generation = agent.store.generation()
+        self.keyring = keyring_fingerprint(config.keyring)
+        agent.trust = TrustPolicy.load(config.keyring)  # serve only experts its keys still sign
+        self._report_reload(agent.reload_experts())
         self.jobs: queue.Queue[tuple[Path, bool] | None] = queue.Queue()
         self.thread = threading.Thread(target=self._loop, name="expert-install", daemon=True)
         self.thread.start()
@@ -47,9 +51,10 @@ class ExpertManager:
     def _poll(self) -> None:
         for bundle in self.inbox.ready() if self.inbox else []:
             self.jobs.put((bundle, True))
-        generation = self.agent.store.generation()
-        if self.jobs.empty() and generation != self.generation:  # changed by another process: reload once
-            self.generation = generation
+        generation, keyring = self.agent.store.generation(), keyring_fingerprint(self.config.keyring)
+        if self.jobs.empty() and (generation, keyring) != (self.generation, self.keyring):
+            # the store changed in another process, or a key was added or revoked: reload once
+            self.generation, self.keyring = generation, keyring
             self.jobs.put(None)
 
     def _loop(self) -> None:
@@ -65,11 +70,21 @@ class ExpertManager:
 
     def _reload(self) -> None:
         try:
+            self.agent.trust = TrustPolicy.load(self.config.keyring)
             changes = self.agent.reload_experts()
         except Exception as error:
-            self.diagnostics.publish("expert install", "ERROR", f"reload failed: {error}", {"reason": str(error)})
+            served = ",".join(self.agent.experts.names) or "none"
+            message = f"reload failed: {error}; still serving: {served}"
+            self.diagnostics.publish("expert install", "ERROR", message, {"reason": str(error), "experts": served})
             return
-        if any(changes.values()):
+        self._report_reload(changes)
+
+    def _report_reload(self, changes: dict[str, list[str]]) -> None:
+        if changes.get("untrusted"):
+            refused = ", ".join(changes["untrusted"])
+            message = f"not serving {refused}: no longer signed by a key of {self.config.keyring}"
+            self.diagnostics.publish("expert install", "WARN", message, self._values(changes))
+        elif any(changes.values()):
             self.diagnostics.publish(
                 "expert install", "OK", f"experts reloaded from the store: {changes}", self._values(changes)
             )
