@@ -130,6 +130,12 @@ def test_bundles_from_inbox_topic_and_cli_are_served_without_restart(ros, tiny_b
             inbox / "refused" / "broken.tar.reason.txt"
         ).is_file()
 
+        harness.deploy.publish(String(data="/" + "x" * 1_000_000))  # a 1 MB "path": refused, quoted short
+        refusal = harness.spin_until(lambda: harness.status("expert install", "ERROR", bundle="/" + "x" * 119))
+        assert refusal and all(
+            len(s.message) < 300 and all(len(kv.value) < 300 for kv in s.values) for s in harness.statuses
+        )
+
         harness.deploy.publish(String(data=str(bundles["piano"])))
         harness.spin_until(lambda: harness.status("expert install", "OK", expert="piano"))
 

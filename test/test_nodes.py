@@ -360,13 +360,46 @@ def test_observed_poses_are_captioned_and_bad_poses_refused(client):
     errors = client.spin_until(pose_errors, what="two pose errors")
     assert all(s.level == "ERROR" for s in errors)
     assert "21 joints" in errors[0].message and "NaN" in errors[1].message
-    for frame in demo_motion("walk", seconds=3.0):  # 60 frames: one full window
+    for frame in demo_motion("walk", seconds=3.0):  # 60 frames at the motion rate: one full window
         client.publish_pose(frame)
-        client.spin(0.005)
+        client.spin_for(0.05)
     caption = client.spin_until(lambda: client.captions[-1] if client.captions else None, what="a caption")
     assert isinstance(caption, str)
     status = client.spin_until(lambda: client.find("OK", name="caption", after=before), what="the caption's OK")
     assert status.values["frames"] == "60"
+
+
+FLOOD_MESSAGES = 120
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_a_pose_flood_is_dropped_unread_and_requests_are_still_answered(client):
+    """A tracker gone wrong (or an attacker) sends PoseArrays of 10,000 poses as fast as it can, and poses
+    at 1e308 m: they are dropped with a few diagnostics, and a text request sent meanwhile is answered."""
+    before = len(client.statuses)
+    huge = np.zeros((10_000, 3))
+    text = "a person waves during a pose flood"
+    for i in range(FLOOD_MESSAGES):
+        client.publish_pose(huge)
+        if i == 20:
+            client.send(text)
+        client.spin(0.002)
+    answer = client.spin_until(lambda: client.status_for(text), what="the request sent during the flood")
+    assert answer.level == "OK" and answer.stamp in client.trajectories
+    client.spin_for(1.1)  # past DROP_REPORT_S, so the next kind of drop is reported at once
+    client.publish_pose(np.full((22, 3), 1e308))
+
+    def drops():
+        found = [s for s in client.statuses[before:] if "observed_pose" in s.name]
+        far = [s for s in found if "farther than" in s.message]
+        return (found, far) if far else None
+
+    found, far = client.spin_until(drops, what="the refusal of poses at 1e308 m")
+    assert any("no 22-joint pose" in s.message for s in found)
+    # reported at most once a second per kind, counting every drop, not once per message
+    assert int(far[-1].values["dropped"]) >= FLOOD_MESSAGES and len(found) < FLOOD_MESSAGES / 3
+    assert all(len(s.message) < 200 for s in found)
 
 
 @pytest.mark.ros

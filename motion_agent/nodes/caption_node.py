@@ -6,15 +6,25 @@ carries one by default, sharing its model, so a robot loads the model once. This
 e.g. on the machine next to the camera; set `node.caption: false` in the agent YAML then.
 
 Poses arrive as geometry_msgs/PoseArray with 22 poses in SMPL joint order, positions in metres, at the
-motion rate (20 Hz). A pose with another joint count or with NaNs is answered with an error diagnostic
-and dropped; the window is captioned every `window_stride` frames once it holds `window_size` frames.
+motion rate (20 Hz). A pose with another joint count, NaNs or implausible coordinates is dropped; the
+window is captioned every `window_stride` frames once it holds `window_size` frames.
+
+A pose stream cannot starve the node: messages arrive serialized and are read only when they are small
+enough for 22 poses and come no faster than `node.max_pose_rate_hz` on average (bursts of up to a
+second's worth pass, as after a stalled executor). A PoseArray of 10,000 poses at 90 Hz kept text
+requests waiting for seconds while the executor deserialized them. Drops are counted and reported at
+most once a second per kind (`DROP_REPORT_S`), so a flood does not become a diagnostics flood.
 """
 
 from __future__ import annotations
 
+import re
+import time
+
 import numpy as np
 from geometry_msgs.msg import PoseArray
 from rclpy.node import Node
+from rclpy.serialization import deserialize_message
 from std_msgs.msg import String
 
 from motion_agent.agent import CaptionResult, MotionAgent, RequestError
@@ -26,6 +36,9 @@ from motion_agent.nodes.settings import NodeConfig
 from motion_agent.nodes.worker import LatestWinsWorker, Outcome, on_model_thread
 
 NODE_NAME = "motion_captioner"
+# A serialized PoseArray of 22 poses is 1.3 KB plus its frame id; anything much larger is no pose of ours.
+MAX_POSE_MESSAGE_BYTES = 4096
+DROP_REPORT_S = 1.0  # at most one "pose dropped" diagnostic a second, counting every drop since the last
 
 
 class PoseCaptioner:
@@ -39,25 +52,53 @@ class PoseCaptioner:
             self._caption, self._report, "caption", discard_stale=False
         )
         self.subscription = node.create_subscription(
-            PoseArray, config.pose_topic, guarded(node, self._on_pose), config.queue_depth
+            PoseArray, config.pose_topic, guarded(node, self._on_pose), config.queue_depth, raw=True
         )
         self.dropped = 0
+        # a token bucket: bursts up to a second's worth (an executor that stalled delivers queued poses at
+        # once), but no more than max_pose_rate_hz sustained
+        self._tokens, self._refilled = config.max_pose_rate_hz, time.monotonic()
+        self._last_report: dict[str, float] = {}  # per kind of reason: when it was last reported
+        self._unreported = 0
 
-    def _on_pose(self, message: PoseArray) -> None:
+    def _on_pose(self, serialized: bytes) -> None:
+        """Check what is cheap (size, rate) before paying for deserialization, then the pose itself."""
+        now = time.monotonic()
+        if len(serialized) > MAX_POSE_MESSAGE_BYTES:
+            self._drop(f"a {len(serialized)}-byte message is no 22-joint pose", now)
+            return
+        rate = self.config.max_pose_rate_hz
+        self._tokens = min(rate, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens < 1.0:
+            self._drop(f"poses arrive faster than {rate:g} Hz", now)
+            return
+        self._tokens -= 1.0
         try:
-            frame = pose_frame(pose_points(message), self.config.pose_axes)
+            message = deserialize_message(serialized, PoseArray)
+            frame = pose_frame(pose_points(message), self.config.pose_axes, self.config.max_pose_coordinate_m)
         except RequestError as error:
-            self.dropped += 1
-            self.diagnostics.publish(
-                "observed_pose",
-                "ERROR",
-                f"pose dropped: {error}",
-                {"poses": str(len(message.poses)), "dropped": str(self.dropped)},
-            )
+            self._drop(str(error), now)
             return
         window = self.window.push(frame)
         if window is not None:
             self.worker.submit(window)
+
+    def _drop(self, reason: str, now: float) -> None:
+        """Count a dropped pose; report it unless the same kind of drop was reported within DROP_REPORT_S."""
+        self.dropped += 1
+        self._unreported += 1
+        kind = re.sub(r"[\d.]+", "#", reason)  # "a 1234-byte message ..." and "a 99-byte ..." are one kind
+        if now - self._last_report.get(kind, -float("inf")) < DROP_REPORT_S:
+            return
+        self._last_report[kind] = now
+        self.diagnostics.publish(
+            "observed_pose",
+            "ERROR",
+            f"pose dropped: {reason}",
+            {"dropped": str(self.dropped), "dropped_since_last_report": str(self._unreported)},
+        )
+        self._unreported = 0
 
     def _caption(self, window: np.ndarray) -> CaptionResult:
         return on_model_thread(self.agent.caption, window)

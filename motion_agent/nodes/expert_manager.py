@@ -23,8 +23,10 @@ from motion_agent.agent import MotionAgent
 from motion_agent.bundles.inbox import BundleInbox
 from motion_agent.bundles.trust import TrustPolicy, keyring_fingerprint
 from motion_agent.nodes.common import guarded
-from motion_agent.nodes.diagnostics import Diagnostics
+from motion_agent.nodes.diagnostics import Diagnostics, request_label
 from motion_agent.nodes.settings import NodeConfig
+
+MAX_PATH_CHARS = 4096  # Linux's PATH_MAX: no bundle path is longer
 
 
 class ExpertManager:
@@ -46,7 +48,14 @@ class ExpertManager:
         self.timer = node.create_timer(config.store_poll_s, guarded(node, self._poll))
 
     def _on_deploy(self, message: String) -> None:
-        self.jobs.put((Path(message.data.strip()).expanduser(), False))
+        path = message.data.strip()
+        if len(path) > MAX_PATH_CHARS:  # quote a bounded prefix: a 1 MB "path" must not make 1 MB log lines
+            shown = request_label(path)
+            self.diagnostics.publish(
+                "expert install", "ERROR", f"refused a {len(path)}-character bundle path: {shown}...", {"bundle": shown}
+            )
+            return
+        self.jobs.put((Path(path).expanduser(), False))
 
     def _poll(self) -> None:
         for bundle in self.inbox.ready() if self.inbox else []:

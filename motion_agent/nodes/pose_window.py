@@ -12,8 +12,9 @@ from motion_agent.agent import RequestError
 from motion_agent.motion.skeleton import NUM_JOINTS, SMPL_TO_ROS
 
 
-def pose_frame(points: object, axes: str = "smpl") -> np.ndarray:
-    """One observed pose -> (22, 3) SMPL-axes joint positions; RequestError when it is unusable."""
+def pose_frame(points: object, axes: str = "smpl", max_coordinate_m: float = float("inf")) -> np.ndarray:
+    """One observed pose -> (22, 3) SMPL-axes joint positions; RequestError when it is unusable (wrong
+    joint count, NaNs, or a joint farther than `max_coordinate_m` from the origin: no tracked person)."""
     array = np.asarray(points, dtype=np.float64)
     if array.ndim != 2 or array.shape[1] != 3:
         raise RequestError(f"a pose must be a list of 3D joint positions, got shape {array.shape}")
@@ -22,6 +23,9 @@ def pose_frame(points: object, axes: str = "smpl") -> np.ndarray:
     if not np.isfinite(array).all():
         bad = sorted({int(i) for i in np.nonzero(~np.isfinite(array).all(axis=1))[0]})
         raise RequestError(f"pose holds NaN or infinite positions (joints {bad})")
+    if np.abs(array).max() > max_coordinate_m:
+        joint = int(np.abs(array).max(axis=1).argmax())
+        raise RequestError(f"pose has a joint (joint {joint}) farther than {max_coordinate_m:g} m from the origin")
     if axes == "ros":
         array = array @ SMPL_TO_ROS  # row-vector form of SMPL_TO_ROS.T @ p: ros -> smpl
     elif axes != "smpl":

@@ -32,6 +32,8 @@ class NodeConfig:
     pose_axes: str = "smpl"  # observed and published skeletons; smpl: +X left, +Y up, +Z forward; ros: REP 103
     marker_frames: int = 5  # key frames of a generated motion drawn as skeletons
     queue_depth: int = 100  # subscription history, so a burst of poses is not dropped
+    max_pose_rate_hz: float = 60.0  # poses arriving faster are dropped unread (a flood must not starve requests)
+    max_pose_coordinate_m: float = 100.0  # a joint farther from the origin is no person: the pose is dropped
     bundle_inbox: str = ""  # folder watched for expert bundles (*.tar); empty: no inbox
     deploy_topic: str = "experts/deploy"  # std_msgs/String: path of a bundle to install
     keyring: str = ""  # folder of trusted *.pub signing keys; empty: no installs from the node
@@ -51,6 +53,8 @@ class NodeConfig:
             raise ValueError(f"store_poll_s must be positive, got {self.store_poll_s}")
         if self.torch_threads < 0:
             raise ValueError(f"torch_threads must be >= 0 (0: one per core), got {self.torch_threads}")
+        if self.max_pose_rate_hz <= 0 or self.max_pose_coordinate_m <= 0:
+            raise ValueError("max_pose_rate_hz and max_pose_coordinate_m must be positive")
         if self.marker_frames < 1 or self.queue_depth < 1:
             raise ValueError("marker_frames and queue_depth must be at least 1")
 
