@@ -415,6 +415,29 @@ class Listener:
 
 
 @pytest.mark.ros
+def test_audio_chunks_that_are_empty_or_whose_layout_lies_are_refused():
+    pytest.importorskip("rclpy")
+    from std_msgs.msg import Int16MultiArray, MultiArrayDimension, MultiArrayLayout
+
+    from motion_agent.nodes.speech_node import chunk_samples
+
+    def chunk(samples: int, sizes: tuple[int, ...] = (), offset: int = 0) -> Int16MultiArray:
+        dims = [MultiArrayDimension(label="samples", size=s, stride=s) for s in sizes]
+        layout = MultiArrayLayout(dim=dims, data_offset=offset)
+        return Int16MultiArray(layout=layout, data=np.arange(samples, dtype=np.int16).tolist())
+
+    assert len(chunk_samples(chunk(480))) == 480 and len(chunk_samples(chunk(480, (480, 1)))) == 480
+    for bad, words in [
+        (chunk(0), "empty"),
+        (chunk(480, (4800,)), "says 4800 samples but the chunk holds 480"),
+        (chunk(480, (480,), offset=2), "data_offset is 2"),
+        (chunk(480, (240, 2)), "mono"),
+    ]:
+        with pytest.raises(AudioError, match=words):
+            chunk_samples(bad)
+
+
+@pytest.mark.ros
 def test_speech_node_in_process_with_a_stand_in_model(ros, tmp_path):
     """The node's wiring, spun in this process: runs without the speech extra."""
     from rclpy.executors import MultiThreadedExecutor

@@ -44,12 +44,20 @@ IDLE_CHECK_S = 0.1  # how often the node looks for audio that stopped mid-uttera
 
 
 def chunk_samples(message: Int16MultiArray) -> np.ndarray:
-    """The int16 samples of an audio chunk; AudioError when its layout says it is not mono."""
+    """The int16 samples of an audio chunk; AudioError when it is empty, when its layout says it is not
+    mono, or when the layout contradicts the data (a producer whose layout lies is sending something
+    else than it thinks)."""
     dims = message.layout.dim
     if len(dims) > 2 or (len(dims) == 2 and dims[1].size != 1):
         shape = " x ".join(f"{d.size} {d.label or '?'}" for d in dims)
         raise AudioError(f"audio must be mono 16 kHz PCM: the layout says {shape}; send (samples) or (samples, 1)")
-    return np.frombuffer(message.data, dtype=np.int16) if len(message.data) else np.zeros(0, np.int16)
+    if not len(message.data):
+        raise AudioError("the audio chunk is empty")
+    if dims and dims[0].size != len(message.data):
+        raise AudioError(f"the layout says {dims[0].size} samples but the chunk holds {len(message.data)}")
+    if message.layout.data_offset:
+        raise AudioError(f"the layout's data_offset is {message.layout.data_offset}; audio starts at 0")
+    return np.frombuffer(message.data, dtype=np.int16)
 
 
 class SpeechNode(Node):
