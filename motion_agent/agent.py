@@ -23,10 +23,17 @@ import torch
 from motion_agent.bundles.store import ExpertStore, InstallResult
 from motion_agent.bundles.trust import TrustPolicy
 from motion_agent.config import load_yaml
-from motion_agent.experts.expert_set import ExpertSet
+from motion_agent.experts.expert_set import ExpertError, ExpertSet
 from motion_agent.experts.onnx_trunk import FEATURES_BACKENDS, OnnxPromptFeatures
 from motion_agent.experts.prompt_features import prompt_features
-from motion_agent.experts.routing import UNKNOWN, AutoencoderRouter, Decision, ExpertRouter, softmax_weights
+from motion_agent.experts.routing import (
+    UNKNOWN,
+    AutoencoderRouter,
+    Decision,
+    ExpertRouter,
+    RouterError,
+    softmax_weights,
+)
 from motion_agent.model.base_model import BaseModelSpec, load_base_model, tokenizer_folder
 from motion_agent.model.language_model import (
     Direction,
@@ -48,6 +55,7 @@ class RequestError(ValueError):
 
 
 FALLBACKS = ("base", "refuse")
+RELOAD_ATTEMPTS, RELOAD_RETRY_S = 3, 0.2  # a store changed while reloading: read it again
 
 
 @dataclass(frozen=True)
@@ -205,6 +213,21 @@ class MotionAgent:
         added, replaced and removed, and which experts are not served because their key was revoked."""
         if self.store is None:
             return {"added": [], "replaced": [], "removed": [], "untrusted": []}
+        for attempt in range(1, RELOAD_ATTEMPTS + 1):
+            # A rollback or removal in another process may prune a version between reading the index and
+            # loading it: read a fresh snapshot and try again, then say what failed and what is served.
+            try:
+                return self._reload_snapshot()
+            except (OSError, ExpertError, RouterError) as error:
+                if attempt == RELOAD_ATTEMPTS:
+                    served = ", ".join(self.experts.names) or "none"
+                    raise ExpertError(
+                        f"reloading the experts failed {RELOAD_ATTEMPTS} times: {error}; serving: {served}"
+                    ) from error
+                time.sleep(RELOAD_RETRY_S)
+        raise AssertionError("unreachable")
+
+    def _reload_snapshot(self) -> dict[str, list[str]]:
         refused = self.store.untrusted(self.trust) if self.trust is not None else {}
         wanted = {name: folder for name, folder in self.store.active_experts().items() if name not in refused}
         unchanged = {n: ae for n, ae in self.router.experts.items() if self.experts.folders.get(n) == wanted.get(n)}

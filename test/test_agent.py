@@ -10,6 +10,7 @@ import pytest
 
 from motion_agent.agent import AgentConfig, MotionAgent, RequestError, load_agent_config
 from motion_agent.config import ConfigError, config_dir
+from motion_agent.experts.expert_set import ExpertError
 from motion_agent.model.language_model import t2m_prompt
 from motion_agent.motion.demo import demo_motion
 from motion_agent.motion.retarget import load_robot
@@ -180,6 +181,27 @@ def test_installing_an_expert_while_serving_leaves_the_others_unchanged(tiny_bas
     assert agent.generate("a diver floats on water calmly").expert == "swimming"
     agent.store.remove("swimming")
     assert agent.reload_experts()["removed"] == ["swimming"]
+
+
+def test_a_reload_that_finds_a_version_gone_names_it_and_keeps_serving(tiny_base_model, expert_bundles, tmp_path):
+    """The store changed under the reload (a version pruned by another process): the error names the expert
+    and version, and what is served, instead of a loader's confusion; the served set is unchanged."""
+    import shutil
+
+    keyring, bundles = expert_bundles
+    agent = routed_agent(tiny_base_model, tmp_path / "store")
+    agent.install_bundle(bundles["juggling"], keyring)
+    agent.store.install(
+        bundles["swimming"],
+        keyring,
+        backbone_fingerprint=agent.fingerprint,
+        tokenizer_fingerprint=agent.tokenizer_fingerprint,
+    )
+    shutil.rmtree(agent.store.active_experts()["swimming"] / "adapter")  # pruned behind the store's back
+    with pytest.raises(ExpertError, match=r"failed 3 times: .*versions/swimming/1\.0\.0.*; serving: juggling$"):
+        agent.reload_experts()
+    assert agent.experts.names == ("juggling",)
+    assert agent.generate("a juggler juggles rings happily").expert == "juggling"
 
 
 def test_emotion_argument_joins_the_request(agent):

@@ -137,6 +137,8 @@ class ExpertSet:
 
         check_name(name)
         folder = adapter_folder(expert_dir)
+        if not Path(folder).is_dir():  # peft would take a missing local folder for a hub repo id
+            raise ExpertError(f"expert {name}: its adapter folder {folder} does not exist")
         with self.lock:
             if name in self.folders:
                 self.remove(name)
