@@ -1,5 +1,4 @@
 """Expert parameter bundles: one signed archive per trained scenario expert, and its manifest.
-Expert parameter bundles: one signed archive per trained scenario expert.
 
 Scenario experts are trained offline and pushed to robots. A robot must never run a tampered,
 truncated or mismatched expert, so a bundle carries a signed manifest that names every byte it may
@@ -17,13 +16,9 @@ Bundle archive (an uncompressed tar, members in this order)::
 The last four are an *expert folder* (EXPERT_FILES), the unit that `pack_bundle` consumes, that the
 expert store keeps per installed version, and that the runtime loads.
 
-Canonical layout. `pack_bundle` writes every member as a plain POSIX ustar header with fixed fields
-(mode 0644, owner 0, mtime 0, no user names), zero padding, and the end-of-archive marker padded to a
-tar record, and verification refuses any other layout. Every byte of a valid bundle is therefore
-either signed (manifest.yaml), fixed by the signature (manifest.sig, which must be in canonical
-encoding), pinned by a sha256 in the signed manifest (the expert files), or fixed by the layout
-(headers, padding, end marker): any change to any byte is refused, not just the changes a tar reader
-happens to notice.
+Every byte of a valid bundle is signed, pinned by a sha256 in the signed manifest, or fixed by the
+canonical layout that archive.py writes and verify.py enforces. keys.py holds the keys; store.py the
+on-robot store; trust.py and history.py what a robot trusts beyond a signature.
 """
 
 from __future__ import annotations
