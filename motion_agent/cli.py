@@ -4,9 +4,11 @@
           features -> joints -> BVH and previews); needs no model and serves nothing
   launch  the agent's node set (motion_agent.nodes.node_set.NODE_SET) as child processes, for machines
           without the ROS 2 launch tool
-  say     publish one request to a running agent, wait for its motion, write JSON, BVH and an animated GIF
+  say     publish one request to a running agent, wait for its motion, write JSON, BVH and 3D previews
+          (an animated GIF and a key-frame PNG), and with --mcap record the exchange for Foxglove
+  view    a live viewer of a running agent in the web browser (motion_agent.nodes.viewer)
 
-rclpy is imported inside `say` only (through motion_agent.nodes.say), so the package imports without ROS 2.
+rclpy is imported inside `say` and `view` only (through motion_agent.nodes), so the package imports without ROS 2.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import torch
 
 from motion_agent.config import ConfigError, config_dir, load_yaml
 from motion_agent.motion.demo import DEMO_KINDS, demo_motion
-from motion_agent.motion.export import ExportConfig, plot_stick_figures, write_bvh, write_obj
+from motion_agent.motion.export import ExportConfig, write_bvh, write_obj
 from motion_agent.motion.features import FeatureConfig, canonicalize, joints_to_features, recover_joints
+from motion_agent.motion.preview import plot_stick_figures
+from motion_agent.nodes.settings import VIEW_HOST, VIEW_PORT
 
 NOT_SERVING_NOTE = (
     "Note: `demo` only writes built-in motions through the motion representation; nothing is served.\n"
@@ -55,7 +59,7 @@ def _demo(args: argparse.Namespace) -> int:
                 write_obj(out / f"{kind}_mid.obj", mesh.vertices[len(recovered) // 2], mesh.faces)
             )
         print(f"{kind:>5}: {len(recovered)} frames, features -> joints error {error_mm:.4f} mm, wrote {bvh}")
-    png = plot_stick_figures(previews, out / "demo.png", export_cfg.preview_frames, "demo motions (side view)")
+    png = plot_stick_figures(previews, out / "demo.png", export_cfg.preview_frames, "demo motions", features_cfg.fps)
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
     print(f"preview: {png}\nsummary: {out / 'demo.json'}")
     return 0
@@ -88,11 +92,22 @@ def _say(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise ConfigError(f"`say` needs ROS 2 (rclpy and the message packages): {error}") from error
     try:
-        say(args.text, args.out, args.timeout, node_config)
+        say(args.text, args.out, args.timeout, node_config, args.mcap)
     except SayError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _view(args: argparse.Namespace) -> int:
+    from motion_agent.nodes.settings import load_node_config
+
+    node_config = load_node_config(args.config)
+    try:
+        from motion_agent.nodes.viewer import view
+    except ImportError as error:
+        raise ConfigError(f"`view` needs ROS 2 (rclpy and the message packages): {error}") from error
+    return view(node_config, args.host, args.port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,17 +139,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     say = sub.add_parser(
         "say",
-        help="publish a text request, wait for the motion, write its trajectory (JSON), BVH and a GIF preview",
+        help="publish a text request, wait for the motion, write its trajectory (JSON), BVH and 3D previews",
         description="Publish TEXT on the agent's text_command topic, wait for the JointTrajectory and skeleton it "
         "answers with (and the request's diagnostic), and write OUT/trajectory.json (robot joints), "
-        "OUT/trajectory.png (joint angles), OUT/motion.bvh (SMPL skeleton) and OUT/motion.gif (preview). Exits 1 "
-        "with one line when the agent refuses the request or nothing answers in time.",
+        "OUT/trajectory.png (joint angles), OUT/motion.bvh (SMPL skeleton), OUT/motion.gif (3D preview) and "
+        "OUT/keyframes.png (key frames). Exits 1 with one line when the agent refuses the request or nothing "
+        "answers in time.",
     )
     say.add_argument("text", help='what the robot should do, e.g. "wave happily for 3 seconds"')
     say.add_argument("--out", default="out/say", help="output folder (default: %(default)s)")
     say.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the agent (default: %(default)s)")
     say.add_argument("--config", help="agent YAML whose node section names the topics (default: the package's)")
+    say.add_argument(
+        "--mcap",
+        metavar="FILE",
+        help="also record every message sent and received as an MCAP file for Foxglove (needs the record extra)",
+    )
     say.set_defaults(func=_say)
+
+    view = sub.add_parser(
+        "view",
+        help="watch the agent live in a web browser: its motions in 3D, a box to send requests",
+        description="Serve a page (viser, the view extra; nothing is fetched from the internet) that shows every "
+        "motion the running agent publishes, playing in 3D with its request and expert, the observed poses and "
+        "captions, and sends requests typed into it. Runs until Ctrl-C.",
+    )
+    view.add_argument(
+        "--host", default=VIEW_HOST, help="address to serve on; 0.0.0.0: every network (default: %(default)s)"
+    )
+    view.add_argument("--port", type=int, default=VIEW_PORT, help="port of the page (default: %(default)s)")
+    view.add_argument("--config", help="agent YAML whose node section names the topics (default: the package's)")
+    view.set_defaults(func=_view)
     return parser
 
 

@@ -7,7 +7,8 @@ from bvh import Bvh
 from scipy.spatial.transform import Rotation
 
 from motion_agent.motion.demo import DEMO_KINDS, demo_motion
-from motion_agent.motion.export import plot_stick_figures, write_bvh
+from motion_agent.motion.export import write_bvh
+from motion_agent.motion.preview import plot_stick_figures
 from motion_agent.motion.skeleton import JOINT_NAMES
 
 

@@ -435,6 +435,8 @@ def test_say_writes_the_trajectory_a_bvh_and_an_animated_preview(client, tmp_pat
     assert bvh.startswith("HIERARCHY") and abs(frames - data["times"][-1] * 20) <= 2  # the same motion, 20 fps
     with Image.open(out / "motion.gif") as gif:
         assert gif.n_frames >= frames // 2 - 1  # animated: one GIF frame per 2 motion frames
+    with Image.open(out / "keyframes.png") as strip:
+        assert strip.width > 2 * strip.height  # key frames side by side (test_preview checks what they show)
     refused = subprocess.run(
         [sys.executable, "-m", "motion_agent.cli", "say", "   ", "--out", str(out / "no"), "--timeout", "30"],
         capture_output=True,

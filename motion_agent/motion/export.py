@@ -1,5 +1,6 @@
-"""Motion files and previews for people and other tools: BVH (Blender, Unity, MotionBuilder),
-stick-figure plots and animated GIF previews.
+"""Motion files for other tools: BVH (Blender, Unity, MotionBuilder), Wavefront OBJ meshes, and the plot
+of a robot trajectory's joint angles. The 3D previews of a motion (GIF, key-frame strips) are in
+motion_agent.motion.preview.
 
 BVH channels are Z, X, Y rotations in degrees (the CMU mocap convention most importers expect);
 the hierarchy is the SMPL 22-joint chain with offsets fitted to the motion's own bone lengths.
@@ -17,7 +18,6 @@ from scipy.spatial.transform import Rotation
 from motion_agent.motion.skeleton import (
     CHILDREN,
     JOINT_NAMES,
-    KINEMATIC_CHAIN,
     NUM_JOINTS,
     Skeleton,
     inverse_kinematics,
@@ -77,81 +77,6 @@ def write_bvh(path: str | Path, joints: np.ndarray | torch.Tensor, fps: float = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def plot_stick_figures(
-    motions: dict[str, np.ndarray], path: str | Path, frames_per_motion: int = 5, title: str | None = None
-) -> Path:
-    """One row per named (T, 22, 3) motion, a few evenly spaced frames side by side, seen from the side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(
-        len(motions), frames_per_motion, figsize=(1.6 * frames_per_motion, 2.2 * len(motions)), squeeze=False
-    )
-    for row, (name, joints) in enumerate(motions.items()):
-        joints = np.asarray(joints)
-        picks = np.linspace(0, len(joints) - 1, frames_per_motion).round().astype(int)
-        for col, frame in enumerate(picks):
-            ax = axes[row, col]
-            pose = joints[frame] - [joints[frame, 0, 0], 0, joints[frame, 0, 2]]
-            for chain in KINEMATIC_CHAIN:
-                ax.plot(pose[list(chain), 2], pose[list(chain), 1], "-o", markersize=1.5, linewidth=1.5)
-            ax.set_xlim(-1, 1)
-            ax.set_ylim(-0.05, 2.0)
-            ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if col == 0:
-                ax.set_ylabel(name, fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def write_gif(joints: np.ndarray, path: str | Path, fps: float = 20.0, title: str = "", max_fps: float = 10.0) -> Path:
-    """An animated stick figure of a (T, 22, 3) motion seen from the side, root held in place; frames are
-    thinned to at most `max_fps` so a preview stays small."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.animation import FuncAnimation, PillowWriter
-
-    joints = np.asarray(joints, dtype=np.float64)
-    if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or len(joints) == 0:
-        raise ValueError(f"joints must have shape (frames, {NUM_JOINTS}, 3), got {joints.shape}")
-    step = max(1, int(round(fps / max_fps)))
-    frames = joints[::step]
-    fig, ax = plt.subplots(figsize=(2.6, 3.2))
-    lines = [ax.plot([], [], "-o", markersize=2, linewidth=2)[0] for _ in KINEMATIC_CHAIN]
-    ax.set_xlim(-1, 1)
-    ax.set_ylim(-0.05, 2.0)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title[:40], fontsize=8)
-    fig.tight_layout()
-
-    def draw(index: int):
-        pose = frames[index] - [frames[index, 0, 0], 0, frames[index, 0, 2]]
-        for line, chain in zip(lines, KINEMATIC_CHAIN):
-            line.set_data(pose[list(chain), 2], pose[list(chain), 1])
-        return lines
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FuncAnimation(fig, draw, frames=len(frames), blit=True).save(path, writer=PillowWriter(fps=fps / step), dpi=80)
-    plt.close(fig)
     return path
 
 

@@ -13,7 +13,8 @@ skeleton and markers it published, which is how a client tells its own motion fr
         reply.level, reply.client_ms, reply.trajectory
 
 rclpy is initialised here when nobody has (and shut down again on close); the client spins its own
-executor, or the one it is given (a node under test spun in the same process).
+executor, or the one it is given (a node under test spun in the same process). A `tap` sees every message
+the client sends or receives, with its resolved topic: `motion-agent say --mcap` records them with it.
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ class AgentClient:
     """One node on the agent's topics (module docstring). `requests` publishes text requests, `poses`
     observed poses; `motion` collects trajectories, `skeletons` and `markers` the other motion messages,
     `captions` the captions of observed poses; diagnostics are always collected. More endpoints can be
-    added with `publisher` and `subscription`; `wait_ready` waits for all of them."""
+    added with `publisher` and `subscription`; `wait_ready` waits for all of them. `tap(topic, type,
+    message)` is called with every message sent (a request may be serialized bytes) and received."""
 
     def __init__(
         self,
@@ -116,8 +118,10 @@ class AgentClient:
         spin_s: float = SPIN_S,
         answer_timeout_s: float = ANSWER_TIMEOUT_S,
         keep: int = KEEP,
+        tap: Callable[[str, type, object], None] | None = None,
     ) -> None:
         self.config = config or NodeConfig()
+        self.tap = tap
         self.spin_s, self.answer_timeout_s, self.keep = spin_s, answer_timeout_s, keep
         self.collects_skeletons = skeletons
         self._owns_rclpy = not rclpy.ok()
@@ -167,11 +171,20 @@ class AgentClient:
         self._publishers.append(publisher)
         return publisher
 
+    def _publish(self, publisher, message_type: type, message) -> None:
+        if self.tap is not None:
+            self.tap(publisher.topic_name, message_type, message)
+        publisher.publish(message)
+
     def subscription(self, message_type, topic: str, callback: Callable, depth: int = QUEUE_DEPTH):
         """A subscription that `wait_ready` waits to see matched by a publisher."""
 
+        resolved = self.node.resolve_topic_name(topic)
+
         def counted(message) -> None:
             self._handled += 1
+            if self.tap is not None:
+                self.tap(resolved, message_type, message)
             callback(message)
 
         subscription = self.node.create_subscription(message_type, topic, counted, depth)
@@ -274,13 +287,13 @@ class AgentClient:
             raise RuntimeError("this client was made with requests=False")
         if isinstance(message, str):
             message = String(data=message)
-        self.text.publish(message)
+        self._publish(self.text, String, message)
 
     def publish_pose(self, points: np.ndarray, stamp=None, frame_id: str = "") -> None:
         """Publish one observed pose: (N, 3) joint positions as a PoseArray."""
         if self.poses is None:
             raise RuntimeError("this client was made with poses=False")
-        self.poses.publish(pose_array(points, stamp, frame_id))
+        self._publish(self.poses, PoseArray, pose_array(points, stamp, frame_id))
 
     def ask(
         self, message: str | bytes, label: str | None = None, timeout: float | None = None, skeleton: bool = False

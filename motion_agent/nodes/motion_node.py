@@ -15,7 +15,8 @@ Publishes, for every generated motion, with one header stamp (which `motion-agen
   /diagnostics             diagnostic_msgs/DiagnosticArray (request, expert, frames, latency per stage)
 and, unless `node.caption` is false, captions observed poses like motion_captioner (caption_node.py).
 With `node.keyring` set it also installs expert bundles from `node.bundle_inbox` and `experts/deploy`
-while serving (expert_manager.py).
+while serving (expert_manager.py). With `node.record_mcap` set it records every message on the agent's
+topics to an MCAP file for Foxglove (recording.py).
 
 Parameters: config (agent YAML), base_model (overrides agent.base_model), frame_id.
 Run: python -m motion_agent.nodes.motion_node --ros-args -p base_model:=DIR  (or motion-agent-node).
@@ -37,6 +38,7 @@ from motion_agent.nodes.common import guarded, load_agent, read_settings, run_no
 from motion_agent.nodes.diagnostics import Diagnostics, generation_values, request_label
 from motion_agent.nodes.expert_manager import ExpertManager
 from motion_agent.nodes.messages import skeleton_markers, skeleton_message, string_bytes, trajectory_message
+from motion_agent.nodes.recording import TopicRecorder
 from motion_agent.nodes.worker import LatestWinsWorker, Outcome, on_model_thread
 
 NODE_NAME = "motion_agent"
@@ -63,6 +65,7 @@ class MotionNode(Node):
         self.worker: LatestWinsWorker[Request] = LatestWinsWorker(self._generate, self._report, "generate")
         self.captioner = PoseCaptioner(self, self.agent, config, self.diagnostics) if config.caption else None
         self.expert_manager = ExpertManager(self, self.agent, config, self.diagnostics) if config.keyring else None
+        self.recorder = TopicRecorder(self, config) if config.record_mcap else None
         # Raw subscriptions: rclpy would replace invalid UTF-8 silently; the agent refuses it instead.
         self.text_subscriptions = [
             self.create_subscription(
@@ -140,6 +143,8 @@ class MotionNode(Node):
         self.worker.close()
         if self.captioner:
             self.captioner.close()
+        if self.recorder:
+            self.recorder.close()
 
 
 def main(args: list[str] | None = None) -> int:

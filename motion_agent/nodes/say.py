@@ -6,7 +6,10 @@ skeleton it published, which is how this client (motion_agent.nodes.client) tell
 others on the topics.
 
 Writes OUT/trajectory.json (the robot's joints), OUT/trajectory.png (joint angles over time),
-OUT/motion.bvh (the SMPL skeleton, for Blender or Unity) and OUT/motion.gif (an animated preview).
+OUT/motion.bvh (the SMPL skeleton, for Blender or Unity), OUT/motion.gif (an animated 3D preview) and
+OUT/keyframes.png (a strip of key frames), both titled with the request and the expert that made it
+(motion_agent.motion.preview). With `--mcap FILE` it also records every message it sent and received as
+an MCAP file for Foxglove (recording.py), also when the agent refuses the request.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from pathlib import Path
 
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 
-from motion_agent.motion.export import plot_trajectory, write_bvh, write_gif
+from motion_agent.motion.export import plot_trajectory, write_bvh
+from motion_agent.motion.preview import write_gif, write_keyframes
 from motion_agent.nodes.client import LOST, AgentClient, WaitTimeout
 from motion_agent.nodes.messages import seconds_of, skeleton_joints, trajectory_dict
+from motion_agent.nodes.recording import McapRecorder
 from motion_agent.nodes.settings import NodeConfig
 
 SETTLE_S = 0.3  # after discovery, so the agent's publishers have matched this client's subscriptions too
@@ -30,10 +35,13 @@ class SayError(RuntimeError):
 
 
 def request_motion(
-    text: str, config: NodeConfig, timeout: float
+    text: str, config: NodeConfig, timeout: float, recorder: McapRecorder | None = None
 ) -> tuple[JointTrajectory, MultiDOFJointTrajectory, dict[str, str]]:
-    """Publish `text` and return (trajectory, skeleton, values of its OK diagnostic); SayError otherwise."""
-    with AgentClient(config, f"motion_agent_say_{int(time.time() * 1000) % 100000}", skeletons=True) as client:
+    """Publish `text` and return (trajectory, skeleton, values of its OK diagnostic); SayError otherwise.
+    A `recorder` gets every message the client sends and receives."""
+    name = f"motion_agent_say_{int(time.time() * 1000) % 100000}"
+    tap = recorder.write if recorder is not None else None
+    with AgentClient(config, name, skeletons=True, tap=tap) as client:
         started = time.monotonic()
         try:
             client.wait_ready(timeout, settle_s=SETTLE_S)
@@ -51,9 +59,14 @@ def request_motion(
     return reply.trajectory, reply.skeleton, reply.values
 
 
-def say(text: str, out: str | Path, timeout: float, config: NodeConfig) -> Path:
+def say(text: str, out: str | Path, timeout: float, config: NodeConfig, mcap: str | Path | None = None) -> Path:
     """Request a motion and write its files (module docstring) into OUT; returns the trajectory JSON path."""
-    trajectory, skeleton, values = request_motion(text, config, timeout)
+    recorder = McapRecorder(mcap) if mcap else None
+    try:
+        trajectory, skeleton, values = request_motion(text, config, timeout, recorder)
+    finally:
+        if recorder is not None:
+            print(f"recording: {recorder.close()}")
     data = trajectory_dict(trajectory)
     data.update(request=text, diagnostics=values)
     out = Path(out)
@@ -63,12 +76,15 @@ def say(text: str, out: str | Path, timeout: float, config: NodeConfig) -> Path:
     png = plot_trajectory(data["times"], data["positions"], data["joint_names"], out / "trajectory.png", text)
     times, joints = skeleton_joints(skeleton, config.pose_axes)
     fps = (len(times) - 1) / times[-1] if len(times) > 1 and times[-1] > 0 else 20.0
-    bvh, gif = write_bvh(out / "motion.bvh", joints, fps), write_gif(joints, out / "motion.gif", fps, text)
+    bvh = write_bvh(out / "motion.bvh", joints, fps)
+    made_by = f"expert: {values.get('expert', '?')}, {len(joints) / fps:.1f} s"
+    gif = write_gif(joints, out / "motion.gif", fps, text, made_by)
+    strip = write_keyframes(joints, out / "keyframes.png", fps, title=text, subtitle=made_by)
     duration = data["times"][-1] if data["times"] else 0.0
     print(
         f"{text!r}: {len(data['times'])} points over {duration:.2f} s for {len(data['joint_names'])} joints "
         f"(expert {values.get('expert', '?')}, {values.get('frames', '?')} frames, "
         f"{values.get('latency_ms.total', '?')} ms in the agent, stamp {seconds_of(trajectory.header.stamp):.3f})"
     )
-    print(f"trajectory: {path}\nplot: {png}\nskeleton: {bvh}\npreview: {gif}")
+    print(f"trajectory: {path}\nplot: {png}\nskeleton: {bvh}\npreview: {gif}\nkey frames: {strip}")
     return path

@@ -12,6 +12,7 @@ from motion_agent.config import config_dir, load_yaml
 
 AGENT_YAML = "agent.yaml"
 POSE_AXES = ("smpl", "ros")
+VIEW_HOST, VIEW_PORT = "127.0.0.1", 8080  # where `motion-agent view` serves by default: this machine only
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class NodeConfig:
     keyring: str = ""  # folder of trusted *.pub signing keys; empty: no installs from the node
     store_poll_s: float = 2.0  # how often the inbox and the expert store are checked
     torch_threads: int = 0  # threads of torch's CPU kernels; 0: torch's default (one per core)
+    record_mcap: str = ""  # MCAP file the agent node records its topics to ({time}: start time); empty: off
 
     def __post_init__(self) -> None:
         if not self.text_topics:
@@ -57,6 +59,15 @@ class NodeConfig:
             raise ValueError("max_pose_rate_hz and max_pose_coordinate_m must be positive")
         if self.marker_frames < 1 or self.queue_depth < 1:
             raise ValueError("marker_frames and queue_depth must be at least 1")
+        if self.record_mcap:
+            try:
+                name = self.record_mcap.format(time="TIME")
+            except (KeyError, IndexError, ValueError):
+                raise ValueError(
+                    f"record_mcap {self.record_mcap!r}: only {{time}} may stand in braces (the start time)"
+                ) from None
+            if not name.endswith(".mcap"):
+                raise ValueError(f"record_mcap {self.record_mcap!r} must name an .mcap file (or be empty: off)")
 
 
 def default_config_path() -> Path:

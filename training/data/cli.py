@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from motion_agent.config import ConfigError
-from motion_agent.motion.export import plot_stick_figures
 from motion_agent.motion.features import canonicalize
+from motion_agent.motion.preview import plot_stick_figures
 from training.data.humanml3d import DatasetError
 from training.data.streams import KINDS, StreamConfig, write_stream
 from training.data.synth.corpus import CorpusConfig, write_corpus
@@ -22,7 +22,7 @@ PREVIEW_PER_EMOTION = 2
 
 def emotion_preview(corpus_root: Path, path: Path, per_emotion: int = PREVIEW_PER_EMOTION) -> Path:
     """Rows of stick figures, a few motions per emotion of the same actions, so that a person can see
-    that sad walking looks sad. Motions are turned to face +Z, so the side view is the body's side."""
+    that sad walking looks sad. Motions are turned to face +Z (the front of the 3D preview's camera)."""
     metadata = json.loads((corpus_root / "metadata.json").read_text())
     by_action: dict[str, dict[str, str]] = {}
     for motion_id, meta in sorted(metadata.items()):

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from motion_agent.model.tokenizer import MotionTokenizer
-from motion_agent.motion.export import plot_stick_figures
 from motion_agent.motion.features import recover_joints
+from motion_agent.motion.preview import plot_stick_figures
 
 EVAL_JSON = "tokenizer_eval.json"
 EVAL_PNG = "tokenizer_eval.png"
