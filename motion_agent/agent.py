@@ -46,7 +46,9 @@ from motion_agent.model.language_model import (
 from motion_agent.model.tokenizer import MotionTokenizer
 from motion_agent.model.tokenizer_onnx import load_decoder
 from motion_agent.motion.features import FeatureConfig, joints_to_features, recover_joints
-from motion_agent.motion.retarget import Retargeter, Trajectory, load_robot
+from motion_agent.motion.retarget import Retargeter, Trajectory
+from motion_agent.motion.robots.config import MODES as ROBOT_MODES
+from motion_agent.motion.robots.loader import load_retargeter
 from motion_agent.motion.skeleton import NUM_JOINTS
 
 
@@ -86,7 +88,8 @@ class AgentConfig:
 
     base_model: str = ""  # base-model folder (from `motion-agent-train base`)
     decoder_backend: str = "torch"  # "torch" or "onnx" (onnxruntime, no torch compute)
-    robot: str = "smpl_avatar"  # a shipped robot map (config/robots) or a YAML path
+    robot: str = "smpl_avatar"  # a shipped robot (config/robots: a map, or a real one such as unitree_g1) or a path
+    robot_mode: str = ""  # real robots: whole_body, or upper_body (arms, waist, head + cmd_vel); empty: the robot's
     max_text_chars: int = 400
     min_caption_frames: int = 24  # shortest pose window worth captioning (1.2 s at 20 fps)
     max_caption_frames: int = 196
@@ -98,6 +101,8 @@ class AgentConfig:
     def __post_init__(self) -> None:
         if self.decoder_backend not in ("torch", "onnx"):
             raise ValueError(f"decoder_backend must be 'torch' or 'onnx', got {self.decoder_backend!r}")
+        if self.robot_mode not in ("", *ROBOT_MODES):
+            raise ValueError(f"robot_mode must be empty or one of {', '.join(ROBOT_MODES)}, got {self.robot_mode!r}")
         if not 2 <= self.min_caption_frames <= self.max_caption_frames:
             raise ValueError("need 2 <= min_caption_frames <= max_caption_frames")
 
@@ -202,7 +207,8 @@ class MotionAgent:
         encoder = MotionTokenizer.load(folder)
         decoder = encoder if config.decoder_backend == "torch" else load_decoder(folder, "onnx")
         spec = BaseModelSpec.read(Path(config.base_model))
-        return cls(lm, encoder, decoder, Retargeter(load_robot(config.robot)), config, spec.tokenizer_fingerprint)
+        retargeter = load_retargeter(config.robot, config.robot_mode)
+        return cls(lm, encoder, decoder, retargeter, config, spec.tokenizer_fingerprint)
 
     @property
     def fingerprint(self) -> str:

@@ -6,7 +6,9 @@
           without the ROS 2 launch tool
   say     publish one request to a running agent, wait for its motion, write JSON, BVH and 3D previews
           (an animated GIF and a key-frame PNG), and with --mcap record the exchange for Foxglove
+          (--robot g1: also a picture of a real robot performing it, and its feasibility report)
   view    a live viewer of a running agent in the web browser (motion_agent.nodes.viewer)
+  retarget  a built-in or saved motion onto a real robot (G1, T1): trajectory, feasibility report, picture
 
 rclpy is imported inside `say` and `view` only (through motion_agent.nodes), so the package imports without ROS 2.
 """
@@ -91,12 +93,43 @@ def _say(args: argparse.Namespace) -> int:
         from motion_agent.nodes.say import SayError, say
     except ImportError as error:
         raise ConfigError(f"`say` needs ROS 2 (rclpy and the message packages): {error}") from error
+    robot = args.robot
+    if robot is None:  # the agent's own robot, when it is a real one
+        from motion_agent.agent import load_agent_config
+        from motion_agent.motion.robots.loader import is_real_robot
+
+        configured = load_agent_config(args.config or config_dir() / "agent.yaml").robot
+        robot = configured if is_real_robot(configured) else None
     try:
-        say(args.text, args.out, args.timeout, node_config, args.mcap)
+        say(args.text, args.out, args.timeout, node_config, args.mcap, robot)
     except SayError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _retarget(args: argparse.Namespace) -> int:
+    from motion_agent.motion.robots.export import summary, write_robot_files
+    from motion_agent.motion.robots.loader import is_real_robot, load_retargeter
+
+    if not is_real_robot(args.robot):
+        raise ConfigError(f"robot {args.robot!r} is a joint map; retarget draws real robots (g1, t1)")
+    retargeter = load_retargeter(args.robot, args.mode or "")
+    if args.joints:
+        joints, title = np.load(args.joints), Path(args.joints).stem
+    else:
+        joints, title = demo_motion(args.kind, seconds=args.seconds, fps=args.fps), f"demo {args.kind}"
+    trajectory = retargeter.retarget(joints, fps=args.fps)
+    files = write_robot_files(retargeter, trajectory, args.out, title)
+    stats = trajectory.stats
+    print(
+        f"{retargeter.config.name} ({retargeter.mode}): {len(joints)} frames -> {len(trajectory.times)} points "
+        f"over {trajectory.times[-1]:.2f} s for {len(trajectory.joint_names)} joints; key bodies within "
+        f"{stats['key_body_error_mm']:.1f} mm (median) of the scaled human"
+    )
+    print(summary(trajectory.feasibility))
+    print("\n".join(f"{kind}: {path}" for kind, path in files.items()))
+    return 0 if trajectory.feasibility["feasible"] else 2
 
 
 def _view(args: argparse.Namespace) -> int:
@@ -155,7 +188,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="also record every message sent and received as an MCAP file for Foxglove (needs the record extra)",
     )
+    say.add_argument(
+        "--robot",
+        help="also draw a real robot performing the motion (g1, t1, or a robot YAML) with its feasibility "
+        "report (default: agent.robot when it is a real robot)",
+    )
     say.set_defaults(func=_say)
+
+    retarget = sub.add_parser(
+        "retarget",
+        help="retarget a built-in or saved motion onto a real robot: trajectory, feasibility report, picture",
+        description="Retarget a motion ((frames, 22, 3) SMPL joint positions: a built-in demo motion, or an .npy "
+        "file) onto a real robot by inverse kinematics and write OUT/robot_trajectory.json, OUT/feasibility.json "
+        "and OUT/robot.png. Exits 2 when the motion is not feasible for the robot.",
+    )
+    retarget.add_argument("--robot", default="g1", help="g1, t1, or a robot YAML (default: %(default)s)")
+    retarget.add_argument("--mode", choices=("whole_body", "upper_body"), help="default: the robot's own")
+    retarget.add_argument("--kind", choices=DEMO_KINDS, default="walk", help="built-in motion (default: %(default)s)")
+    retarget.add_argument("--joints", help=".npy file of (frames, 22, 3) joint positions instead of a built-in")
+    retarget.add_argument("--fps", type=float, default=20.0, help="frame rate of the motion (default: %(default)s)")
+    retarget.add_argument("--seconds", type=float, default=4.0, help="length of a built-in (default: %(default)s)")
+    retarget.add_argument("--out", default="out/retarget", help="output folder (default: %(default)s)")
+    retarget.set_defaults(func=_retarget)
 
     view = sub.add_parser(
         "view",

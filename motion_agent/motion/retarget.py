@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -138,21 +138,47 @@ class Trajectory:
     root_orientation: np.ndarray | None = None  # (N, 4) quaternions x, y, z, w (geometry_msgs order)
     clipped: int = 0  # (sample, joint) values clipped to position limits
     velocity_limited: int = 0  # (sample, joint) values slowed to the velocity limit
+    # Real robots (motion_agent.motion.robots): the base's body-frame twist (vx, vy, yaw rate) for the
+    # upper-body mode's cmd_vel, the MuJoCo replay's feasibility report and the retargeting's own figures
+    # (key-body error, scales, contacts).
+    base_twist: np.ndarray | None = None  # (N, 3) m/s, m/s, rad/s
+    feasibility: dict[str, float | int | str] | None = None
+    stats: dict[str, float] = field(default_factory=dict)
 
 
 def available_robots() -> list[str]:
     return sorted(p.stem for p in (config_dir() / ROBOTS_DIR).glob("*.yaml"))
 
 
-def load_robot(name_or_path: str | Path) -> RobotConfig:
-    """A shipped robot by name (config/robots/<name>.yaml) or any robot YAML by path."""
+def robot_path(name_or_path: str | Path) -> Path:
+    """The YAML of a shipped robot by name (config/robots/<name>.yaml) or of any robot by path."""
     text = str(name_or_path)
     if Path(text).suffix in (".yaml", ".yml") or "/" in text or Path(text).is_file():
-        return load_yaml(RobotConfig, text)
+        return Path(text)
     path = config_dir() / ROBOTS_DIR / f"{text}.yaml"
     if not path.is_file():
         raise ConfigError(f"unknown robot {text!r}: no {path}; available: {', '.join(available_robots())}")
-    return load_yaml(RobotConfig, path)
+    return path
+
+
+def load_robot(name_or_path: str | Path) -> RobotConfig:
+    """A shipped robot map by name (config/robots/<name>.yaml) or any robot map YAML by path."""
+    return load_yaml(RobotConfig, robot_path(name_or_path))
+
+
+def check_joints(joints: np.ndarray | torch.Tensor, fps: float) -> np.ndarray:
+    """(T, 22, 3) float64 joint positions of a motion to retarget; ValueError naming what is wrong."""
+    joints = np.asarray(joints.detach().cpu() if isinstance(joints, torch.Tensor) else joints, dtype=np.float64)
+    if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3):
+        raise ValueError(f"joints must have shape (frames, {NUM_JOINTS}, 3), got {joints.shape}")
+    if len(joints) < 2:
+        raise ValueError(f"a trajectory needs at least 2 frames, got {len(joints)}")
+    if not np.isfinite(joints).all():
+        bad = int(np.flatnonzero(~np.isfinite(joints).reshape(len(joints), -1).all(axis=1))[0])
+        raise ValueError(f"joints contain NaN or infinite values (first at frame {bad})")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    return joints
 
 
 def _world_rotations(local: np.ndarray) -> np.ndarray:
@@ -211,17 +237,7 @@ class Retargeter:
         }
 
     def retarget(self, joints: np.ndarray | torch.Tensor, fps: float = 20.0) -> Trajectory:
-        joints = np.asarray(joints.detach().cpu() if isinstance(joints, torch.Tensor) else joints, dtype=np.float64)
-        if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3):
-            raise ValueError(f"joints must have shape (frames, {NUM_JOINTS}, 3), got {joints.shape}")
-        if len(joints) < 2:
-            raise ValueError(f"a trajectory needs at least 2 frames, got {len(joints)}")
-        if not np.isfinite(joints).all():
-            bad = int(np.flatnonzero(~np.isfinite(joints).reshape(len(joints), -1).all(axis=1))[0])
-            raise ValueError(f"joints contain NaN or infinite values (first at frame {bad})")
-        if fps <= 0:
-            raise ValueError(f"fps must be positive, got {fps}")
-
+        joints = check_joints(joints, fps)
         rate = self.config.fps
         source_times = np.arange(len(joints)) / fps
         count = int(np.floor(source_times[-1] * rate + 1e-6)) + 1

@@ -9,6 +9,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
 from motion_agent.agent import CaptionResult, MotionResult
+from motion_agent.motion.retarget import Trajectory
 from motion_agent.nodes.messages import diagnostic_array, diagnostic_status
 
 LABEL_CHARS = 120  # how much of a request its diagnostics repeat
@@ -33,8 +34,23 @@ def _router_scores(scores: dict[str, float]) -> dict[str, str]:
     return {f"router_loss.{expert}": f"{loss:.4g}" for expert, loss in scores.items()}
 
 
-def generation_values(result: MotionResult, wait_ms: float) -> dict[str, str]:
-    trajectory = result.trajectory
+def _robot_values(trajectory: Trajectory) -> dict[str, str]:
+    """A real robot's feasibility report (feasibility.*) and retargeting figures (retarget.*)."""
+    values = {f"retarget.{key}": f"{value:.4g}" for key, value in trajectory.stats.items()}
+    for key, value in (trajectory.feasibility or {}).items():
+        if isinstance(value, bool):
+            values[f"feasibility.{key}"] = str(value).lower()
+        elif isinstance(value, float):
+            values[f"feasibility.{key}"] = f"{value:.4g}"
+        else:
+            values[f"feasibility.{key}"] = str(value)
+    return values
+
+
+def generation_values(result: MotionResult, wait_ms: float, trajectory: Trajectory | None = None) -> dict[str, str]:
+    """What an OK request's diagnostic says; `trajectory` is the one published (result.trajectory blended
+    in from the robot's posture, say)."""
+    trajectory = result.trajectory if trajectory is None else trajectory
     duration = float(trajectory.times[-1]) if len(trajectory.times) else 0.0
     return {
         "expert": result.expert,
@@ -49,6 +65,7 @@ def generation_values(result: MotionResult, wait_ms: float) -> dict[str, str]:
         "latency_ms.queue": f"{wait_ms:.1f}",
         **_timings(result.timings_ms),
         **_router_scores(result.router_scores),
+        **_robot_values(trajectory),
     }
 
 

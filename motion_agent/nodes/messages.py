@@ -7,8 +7,9 @@ import struct
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point, PoseArray, Quaternion, Transform, Vector3
+from geometry_msgs.msg import Point, PoseArray, Quaternion, Transform, Twist, Vector3
 from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import JointState
 from std_msgs.msg import ColorRGBA, String
 from trajectory_msgs.msg import (
     JointTrajectory,
@@ -71,6 +72,37 @@ def trajectory_message(trajectory: Trajectory, stamp: Time, frame_id: str) -> Jo
             )
         )
     return message
+
+
+def base_trajectory_message(trajectory: Trajectory, stamp: Time, frame_id: str) -> MultiDOFJointTrajectory:
+    """A real robot's floating-base pose at every point of its trajectory (whole-body mode), as one
+    `floating_base` joint: what a whole-body controller tracks beside the joint trajectory."""
+    message = MultiDOFJointTrajectory(joint_names=["floating_base"])
+    message.header.stamp, message.header.frame_id = stamp, frame_id
+    for t, (x, y, z), (qx, qy, qz, qw) in zip(trajectory.times, trajectory.root_position, trajectory.root_orientation):
+        transform = Transform(
+            translation=Vector3(x=float(x), y=float(y), z=float(z)),
+            rotation=Quaternion(x=float(qx), y=float(qy), z=float(qz), w=float(qw)),
+        )
+        message.points.append(MultiDOFJointTrajectoryPoint(transforms=[transform], time_from_start=duration(t)))
+    return message
+
+
+def twist_message(vx: float = 0.0, vy: float = 0.0, yaw_rate: float = 0.0) -> Twist:
+    """A base velocity for cmd_vel: x forward, y left (m/s), yaw rate (rad/s), in the base's frame."""
+    return Twist(linear=Vector3(x=float(vx), y=float(vy)), angular=Vector3(z=float(yaw_rate)))
+
+
+def joint_state_message(names: list[str], positions, velocities, stamp: Time) -> JointState:
+    message = JointState(name=list(names), position=[float(p) for p in positions])
+    message.velocity = [float(v) for v in velocities]
+    message.header.stamp = stamp
+    return message
+
+
+def joint_state_positions(message: JointState) -> dict[str, float]:
+    """name -> position of a sensor_msgs/JointState (joints without a finite position are left out)."""
+    return {name: float(position) for name, position in zip(message.name, message.position) if np.isfinite(position)}
 
 
 def trajectory_dict(message: JointTrajectory) -> dict:

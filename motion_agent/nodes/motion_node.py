@@ -12,8 +12,15 @@ Publishes, for every generated motion, with one header stamp (which `motion-agen
   motion/markers           visualization_msgs/MarkerArray (LINE_LIST skeletons of a few key frames)
   motion/skeleton          trajectory_msgs/MultiDOFJointTrajectory (22 SMPL joint positions per frame, for
                            avatars and for `motion-agent say`'s BVH and GIF; axes from node.pose_axes)
-  /diagnostics             diagnostic_msgs/DiagnosticArray (request, expert, frames, latency per stage)
+  /diagnostics             diagnostic_msgs/DiagnosticArray (request, expert, frames, latency per stage, and a
+                           real robot's feasibility report)
+  motion/base_trajectory   trajectory_msgs/MultiDOFJointTrajectory (the floating base's pose, when the robot has one)
 and, unless `node.caption` is false, captions observed poses like motion_captioner (caption_node.py).
+The header stamp lies node.start_delay_s ahead, so a JointTrajectoryController starts the motion on time.
+Each motion also plays out over time (motion_player.py): motion/joint_states (sensor_msgs/JointState) and,
+for a real robot in upper_body mode, cmd_vel (geometry_msgs/Twist). A real robot's trajectory (agent.robot:
+unitree_g1, booster_t1) blends in from the posture last heard on joint_states (sensor_msgs/JointState), and
+one that a controller would refuse is not sent (an ERROR diagnostic says why).
 With `node.keyring` set it also installs expert bundles from `node.bundle_inbox` and `experts/deploy`
 while serving (expert_manager.py). With `node.record_mcap` set it records every message on the agent's
 topics to an MCAP file for Foxglove (recording.py).
@@ -25,9 +32,12 @@ Run: python -m motion_agent.nodes.motion_node --ros-args -p base_model:=DIR  (or
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass
 
+from rclpy.duration import Duration
 from rclpy.node import Node
+from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 from visualization_msgs.msg import MarkerArray
@@ -37,7 +47,15 @@ from motion_agent.nodes.caption_node import PoseCaptioner
 from motion_agent.nodes.common import guarded, load_agent, read_settings, run_node
 from motion_agent.nodes.diagnostics import Diagnostics, generation_values, request_label
 from motion_agent.nodes.expert_manager import ExpertManager
-from motion_agent.nodes.messages import skeleton_markers, skeleton_message, string_bytes, trajectory_message
+from motion_agent.nodes.messages import (
+    base_trajectory_message,
+    joint_state_positions,
+    skeleton_markers,
+    skeleton_message,
+    string_bytes,
+    trajectory_message,
+)
+from motion_agent.nodes.motion_player import MotionPlayer
 from motion_agent.nodes.recording import TopicRecorder
 from motion_agent.nodes.worker import LatestWinsWorker, Outcome, on_model_thread
 
@@ -61,6 +79,13 @@ class MotionNode(Node):
         self.trajectory_publisher = self.create_publisher(JointTrajectory, config.trajectory_topic, 10)
         self.marker_publisher = self.create_publisher(MarkerArray, config.markers_topic, 10)
         self.skeleton_publisher = self.create_publisher(MultiDOFJointTrajectory, config.skeleton_topic, 10)
+        self.base_publisher = self.create_publisher(MultiDOFJointTrajectory, config.base_trajectory_topic, 10)
+        retargeter = self.agent.retargeter
+        self.player = MotionPlayer(self, config, getattr(retargeter, "fps", None) or retargeter.config.fps)
+        self._posture: tuple[dict[str, float], float] | None = None  # joint_states, and when it came
+        self.joint_state_subscription = self.create_subscription(
+            JointState, config.joint_states_topic, guarded(self, self._on_joint_state), 10
+        )
         self._ids = itertools.count(1)
         self.worker: LatestWinsWorker[Request] = LatestWinsWorker(self._generate, self._report, "generate")
         self.captioner = PoseCaptioner(self, self.agent, config, self.diagnostics) if config.caption else None
@@ -99,6 +124,25 @@ class MotionNode(Node):
             return
         self.worker.submit(Request(request_id, text, topic))
 
+    def _on_joint_state(self, message: JointState) -> None:
+        positions = joint_state_positions(message)
+        if positions:
+            known = dict(self._posture[0]) if self._posture else {}
+            known.update(positions)  # several publishers may each cover some joints
+            self._posture = (known, time.monotonic())
+
+    def _robot_trajectory(self, result: MotionResult):
+        """A real robot's trajectory blended in from its posture on joint_states when that is fresh; other
+        robots' as generated."""
+        trajectory = result.trajectory
+        start_from = getattr(self.agent.retargeter, "start_from", None)
+        posture = self._posture
+        if start_from is None or posture is None:
+            return trajectory
+        if time.monotonic() - posture[1] > self.settings.node.joint_states_max_age_s:
+            return trajectory
+        return start_from(trajectory, posture[0])
+
     def _generate(self, request: Request) -> MotionResult:
         return on_model_thread(self.agent.generate, request.text)
 
@@ -120,9 +164,25 @@ class MotionNode(Node):
             self.diagnostics.publish(name, "ERROR", reason, {**values, "reason": reason})
             return
         result: MotionResult = outcome.result
-        stamp = self.get_clock().now().to_msg()
+        now = self.get_clock().now()
+        start = now + Duration(seconds=self.settings.node.start_delay_s)
+        stamp = start.to_msg()
         frame_id = self.settings.node.frame_id
-        self.trajectory_publisher.publish(trajectory_message(result.trajectory, stamp, frame_id))
+        try:
+            trajectory = self._robot_trajectory(result)
+        except ValueError as error:  # the robot's posture is too far from the motion to blend in
+            self.diagnostics.publish(name, "ERROR", f"not sent: {error}", {**values, "reason": str(error)})
+            return
+        check = getattr(self.agent.retargeter, "controller_problems", None)
+        problems = check(trajectory, start.nanoseconds * 1e-9, now.nanoseconds * 1e-9) if check else []
+        if problems:
+            reason = f"trajectory refused, a controller would not take it: {'; '.join(problems)}"
+            self.diagnostics.publish(name, "ERROR", reason, {**values, "reason": reason})
+            return
+        self.trajectory_publisher.publish(trajectory_message(trajectory, stamp, frame_id))
+        if trajectory.root_position is not None and trajectory.root_orientation is not None:
+            self.base_publisher.publish(base_trajectory_message(trajectory, stamp, frame_id))
+        self.player.play(trajectory, start)
         self.skeleton_publisher.publish(
             skeleton_message(
                 result.joints, self.agent.config.features.fps, stamp, frame_id, self.settings.node.pose_axes
@@ -131,11 +191,13 @@ class MotionNode(Node):
         self.marker_publisher.publish(
             skeleton_markers(result.joints, stamp, frame_id, self.settings.node.marker_frames, request.text[:60])
         )
+        feasibility = trajectory.feasibility
+        verdict = "" if feasibility is None else "; feasible" if feasibility["feasible"] else "; NOT feasible"
         self.diagnostics.publish(
             name,
             "OK",
-            f"{result.seconds:.1f} s motion by expert {result.expert} for {request_label(request.text)!r}",
-            {**values, **generation_values(result, outcome.wait_ms)},
+            f"{result.seconds:.1f} s motion by expert {result.expert} for {request_label(request.text)!r}{verdict}",
+            {**values, **generation_values(result, outcome.wait_ms, trajectory)},
             stamp=stamp,
         )
 

@@ -59,8 +59,17 @@ def request_motion(
     return reply.trajectory, reply.skeleton, reply.values
 
 
-def say(text: str, out: str | Path, timeout: float, config: NodeConfig, mcap: str | Path | None = None) -> Path:
-    """Request a motion and write its files (module docstring) into OUT; returns the trajectory JSON path."""
+def say(
+    text: str,
+    out: str | Path,
+    timeout: float,
+    config: NodeConfig,
+    mcap: str | Path | None = None,
+    robot: str | None = None,
+) -> Path:
+    """Request a motion and write its files (module docstring) into OUT; returns the trajectory JSON path.
+    With `robot` (a real robot: g1, unitree_g1, t1, ...) also OUT/robot.png, the robot performing the
+    motion, with its trajectory and feasibility report (robot_trajectory.json, feasibility.json)."""
     recorder = McapRecorder(mcap) if mcap else None
     try:
         trajectory, skeleton, values = request_motion(text, config, timeout, recorder)
@@ -87,4 +96,21 @@ def say(text: str, out: str | Path, timeout: float, config: NodeConfig, mcap: st
         f"{values.get('latency_ms.total', '?')} ms in the agent, stamp {seconds_of(trajectory.header.stamp):.3f})"
     )
     print(f"trajectory: {path}\nplot: {png}\nskeleton: {bvh}\npreview: {gif}\nkey frames: {strip}")
+    if robot:
+        _robot_files(robot, joints, fps, out, text, values)
     return path
+
+
+def _robot_files(robot: str, joints, fps: float, out: Path, text: str, values: dict[str, str]) -> None:
+    """The motion's skeleton retargeted here onto `robot` (whole body), drawn, and its feasibility; the
+    agent's own report too when it served a real robot."""
+    from motion_agent.motion.robots.export import summary, write_robot_files
+    from motion_agent.motion.robots.loader import load_retargeter
+
+    retargeter = load_retargeter(robot, "whole_body")
+    trajectory = retargeter.retarget(joints, fps)
+    files = write_robot_files(retargeter, trajectory, out, text)
+    if "feasibility.feasible" in values:
+        print(f"the agent's robot: {'feasible' if values['feasibility.feasible'] == 'true' else 'NOT feasible'}")
+    print(f"{retargeter.config.name}: {summary(trajectory.feasibility)}")
+    print(f"robot: {files['picture']}\nrobot trajectory: {files['trajectory']}\nfeasibility: {files['feasibility']}")

@@ -40,6 +40,13 @@ class NodeConfig:
     keyring: str = ""  # folder of trusted *.pub signing keys; empty: no installs from the node
     store_poll_s: float = 2.0  # how often the inbox and the expert store are checked
     torch_threads: int = 0  # threads of torch's CPU kernels; 0: torch's default (one per core)
+    # Real robots (agent.robot: unitree_g1, booster_t1; motion_agent.motion.robots)
+    base_trajectory_topic: str = "motion/base_trajectory"  # MultiDOFJointTrajectory: the floating base (whole body)
+    cmd_vel_topic: str = "cmd_vel"  # geometry_msgs/Twist while an upper-body motion plays
+    joint_states_topic: str = "joint_states"  # in, sensor_msgs/JointState: the robot's posture to blend in from
+    motion_joint_states_topic: str = "motion/joint_states"  # sensor_msgs/JointState of the motion as it plays
+    joint_states_max_age_s: float = 1.0  # an older posture is not blended in from
+    start_delay_s: float = 0.1  # trajectories are stamped this far ahead: a controller starts them then, not late
     record_mcap: str = ""  # MCAP file the agent node records its topics to ({time}: start time); empty: off
 
     def __post_init__(self) -> None:
@@ -59,6 +66,11 @@ class NodeConfig:
             raise ValueError("max_pose_rate_hz and max_pose_coordinate_m must be positive")
         if self.marker_frames < 1 or self.queue_depth < 1:
             raise ValueError("marker_frames and queue_depth must be at least 1")
+        if self.start_delay_s <= 0 or self.joint_states_max_age_s <= 0:
+            raise ValueError(
+                f"start_delay_s ({self.start_delay_s}) and joint_states_max_age_s ({self.joint_states_max_age_s}) "
+                "must be positive"
+            )
         if self.record_mcap:
             try:
                 name = self.record_mcap.format(time="TIME")
