@@ -206,7 +206,7 @@ def _euler(matrices: np.ndarray, sequence: str) -> np.ndarray:
     return np.unwrap(angles.reshape(matrices.shape[:2] + (3,)), axis=0)
 
 
-def _limit_velocity(positions: np.ndarray, max_step: np.ndarray) -> tuple[np.ndarray, int]:
+def limit_velocity(positions: np.ndarray, max_step: np.ndarray) -> tuple[np.ndarray, int]:
     """Follow the positions no faster than `max_step` per sample; stays within position limits
     because every step moves towards a target that is itself within them."""
     out = positions.copy()
@@ -255,7 +255,7 @@ class Retargeter:
 
         outside = (positions < self._lower) | (positions > self._upper)
         positions = np.clip(positions, self._lower, self._upper)
-        positions, limited = _limit_velocity(positions, self._max_velocity / rate)
+        positions, limited = limit_velocity(positions, self._max_velocity / rate)
         velocities = np.gradient(positions, times, axis=0)
         trajectory = Trajectory(
             joint_names=list(self.joint_names),

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from motion_agent.motion.retarget import Trajectory
+from motion_agent.motion.retarget import Trajectory, limit_velocity
 from motion_agent.motion.robots.config import ControllerConfig
 from motion_agent.motion.robots.description import JointLimits
 
@@ -81,18 +81,6 @@ def blend_duration(offset: np.ndarray, limits: JointLimits, config: ControllerCo
     return float(np.ceil(needed * rate - 1e-9) / rate)
 
 
-def _cap_steps(positions: np.ndarray, max_step: np.ndarray) -> tuple[np.ndarray, int]:
-    """Follow the positions no faster than `max_step` per point (stays within the limits, because every
-    step moves towards a point that is within them)."""
-    out = positions.copy()
-    limited = 0
-    for i in range(1, len(out)):
-        step = out[i] - out[i - 1]
-        limited += int((np.abs(step) > max_step).sum())
-        out[i] = out[i - 1] + np.clip(step, -max_step, max_step)
-    return out, limited
-
-
 @dataclass
 class ControllerMotion:
     """Joint positions made controller-ready, their velocities, and what had to be changed for that."""
@@ -112,7 +100,7 @@ def within_limits(
         raise ValueError(f"a trajectory needs at least 2 points, got {len(positions)}")
     inside = np.clip(positions, limits.lower, limits.upper)
     clipped = int((inside != positions).sum())
-    capped, limited = _cap_steps(inside, config.velocity_fraction * limits.velocity / rate)
+    capped, limited = limit_velocity(inside, config.velocity_fraction * limits.velocity / rate)
     velocities = np.gradient(capped, 1.0 / rate, axis=0)
     velocities[0] = velocities[-1] = 0.0
     return ControllerMotion(capped, velocities, clipped, limited)
