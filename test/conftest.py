@@ -6,6 +6,8 @@ import os
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -75,6 +77,22 @@ def expert_bundles(tiny_base_model, tmp_path_factory):
 
 
 stop_process = partial(stop_node, grace_s=30.0)  # a node or launcher child, stopped as a user would
+REPO = Path(__file__).resolve().parent.parent
+
+
+def start_launch(log: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`motion-agent launch ARGS` in a child process, as a user starts it; its output goes to `log`,
+    which the process carries as `.log` for failure messages."""
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "motion_agent.cli", "launch", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env or os.environ.copy(),
+        )
+    process.log = log
+    return process
 
 
 @pytest.fixture(scope="module")

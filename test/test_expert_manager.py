@@ -3,7 +3,6 @@ installs made beside the node by `motion-agent-bundle install`, over real ROS 2 
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 
@@ -11,7 +10,7 @@ import pytest
 
 from motion_agent.bundles.inbox import BundleInbox
 
-from conftest import family_requests, stop_process
+from conftest import family_requests, start_launch, stop_process
 
 TIMEOUT = 60.0
 
@@ -171,9 +170,6 @@ def test_a_bundle_dropped_while_requests_stream_is_used_by_later_requests_and_no
     ros, tiny_base_model, expert_bundles, tmp_path
 ):
     """`motion-agent launch` in a child process; this process streams requests and drops a bundle."""
-    import subprocess
-    import sys
-    from pathlib import Path
 
     from diagnostic_msgs.msg import DiagnosticArray
     from std_msgs.msg import String
@@ -189,23 +185,7 @@ def test_a_bundle_dropped_while_requests_stream_is_used_by_later_requests_and_no
         f"node: {{text_topics: [stream_text], diagnostics_topic: stream_diagnostics, caption: false, "
         f"keyring: {keyring}, bundle_inbox: {inbox}, store_poll_s: 0.2}}\n"
     )
-    log = (tmp_path / "launch.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "motion_agent.cli",
-            "launch",
-            "--config",
-            str(config),
-            "--base-model",
-            str(tiny_base_model),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=Path(__file__).resolve().parent.parent,
-        env=os.environ.copy(),
-    )
+    process = start_launch(tmp_path / "launch.log", "--config", str(config), "--base-model", str(tiny_base_model))
     client = ros.create_node("stream_test_client")
     statuses = []
     client.create_subscription(DiagnosticArray, "stream_diagnostics", lambda m: statuses.extend(m.status), 100)
@@ -245,4 +225,3 @@ def test_a_bundle_dropped_while_requests_stream_is_used_by_later_requests_and_no
     finally:
         client.destroy_node()
         stop_process(process)
-        log.close()

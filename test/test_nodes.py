@@ -29,7 +29,7 @@ from motion_agent.nodes.pose_window import PoseWindow, pose_frame
 from motion_agent.nodes.settings import load_node_config, resolve_settings
 from motion_agent.nodes.worker import LatestWinsWorker, on_model_thread
 
-from conftest import stop_process
+from conftest import start_launch, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 90.0  # python + torch + model load in a child process, on a busy 2-core machine
@@ -188,24 +188,7 @@ def test_launch_refuses_a_missing_base_model_in_one_line(tmp_path, capsys):
 def agent_process(tiny_base_model, tmp_path_factory):
     """`motion-agent launch --base-model DIR` in a child process (which starts the node set)."""
     log = tmp_path_factory.mktemp("launch") / "launch.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "motion_agent.cli",
-                "launch",
-                "--base-model",
-                str(tiny_base_model),
-                "--frame-id",
-                "test_frame",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=os.environ.copy(),
-        )
-    process.log = log
+    process = start_launch(log, "--base-model", str(tiny_base_model), "--frame-id", "test_frame")
     yield process
     stop_process(process)
 
@@ -466,14 +449,7 @@ def test_launch_without_a_model_serves_the_embedded_default_model_and_its_expert
 
     env = {**os.environ, "ROS_DOMAIN_ID": str(101 + os.getpid() % 100)}  # apart from the module's agent
     log = tmp_path / "launch.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "motion_agent.cli", "launch"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=env,
-        )
+    process = start_launch(log, env=env)
     try:
         result = subprocess.run(
             [

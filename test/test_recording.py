@@ -9,7 +9,6 @@ and type by type, what was sent and what came back."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -29,7 +28,7 @@ from motion_agent.config import ConfigError  # noqa: E402
 from motion_agent.motion.demo import demo_motion  # noqa: E402
 from motion_agent.nodes.settings import NodeConfig, load_node_config  # noqa: E402
 
-from conftest import stop_process  # noqa: E402
+from conftest import start_launch, stop_process  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 90.0
@@ -142,17 +141,7 @@ def recording_agent(tiny_base_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("recording_agent")
     config = root / "agent.yaml"
     config.write_text(f"agent: {{}}\nnode:\n  record_mcap: {root / 'recordings' / 'agent-{time}.mcap'}\n")
-    log = root / "launch.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "motion_agent.cli", "launch", "--config", str(config)]
-            + ["--base-model", str(tiny_base_model)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=os.environ.copy(),
-        )
-    process.log = log
+    process = start_launch(root / "launch.log", "--config", str(config), "--base-model", str(tiny_base_model))
     yield process, root / "recordings"
     stop_process(process)
 

@@ -22,7 +22,7 @@ pytest.importorskip("websockets", reason="the browser is driven over the DevTool
 
 from browser import Browser, chromium_or_skip  # noqa: E402
 
-from conftest import stop_process  # noqa: E402
+from conftest import start_launch, stop_process  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 90.0
@@ -71,16 +71,7 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def agent(tiny_base_model, tmp_path_factory, chromium):
-    log = tmp_path_factory.mktemp("viewer_agent") / "launch.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "motion_agent.cli", "launch", "--base-model", str(tiny_base_model)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=os.environ.copy(),
-        )
-    process.log = log
+    process = start_launch(tmp_path_factory.mktemp("viewer_agent") / "launch.log", "--base-model", str(tiny_base_model))
     yield process
     stop_process(process)
 
