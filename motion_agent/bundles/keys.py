@@ -117,15 +117,22 @@ def load_public_key(path: str | Path) -> Ed25519PublicKey:
 Keyring = Mapping[str, Ed25519PublicKey]
 
 
-def load_keyring(folder: str | Path) -> dict[str, Ed25519PublicKey]:
-    """All `*.pub` keys of a keyring folder, by key id. A file that is not a key is an error."""
+def load_named_keys(folder: str | Path) -> dict[str, tuple[Ed25519PublicKey, str]]:
+    """Every `*.pub` key of a keyring folder by key id, with its file name without `.pub` (possibly none:
+    an emptied keyring trusts nothing). A file that is not a key is an error."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BundleError(f"The keyring folder {folder} does not exist.", "key")
-    keys = {}
+    named = {}
     for path in sorted(folder.glob("*" + PUBLIC_KEY_SUFFIX)):
         key = load_public_key(path)
-        keys[key_id(key)] = key
+        named[key_id(key)] = (key, path.stem)
+    return named
+
+
+def load_keyring(folder: str | Path) -> dict[str, Ed25519PublicKey]:
+    """All `*.pub` keys of a keyring folder, by key id; a keyring without keys is refused."""
+    keys = {kid: key for kid, (key, _) in load_named_keys(folder).items()}
     if not keys:
         raise BundleError(f"The keyring folder {folder} holds no *{PUBLIC_KEY_SUFFIX} public keys.", "key")
     return keys

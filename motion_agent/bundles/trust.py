@@ -23,14 +23,7 @@ from pathlib import Path
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from motion_agent.bundles.keys import (
-    PUBLIC_KEY_SUFFIX,
-    Keyring,
-    check_signature,
-    key_id,
-    load_keyring,
-    load_public_key,
-)
+from motion_agent.bundles.keys import Keyring, check_signature, load_named_keys
 from motion_agent.bundles.manifest import MANIFEST_NAME, SIGNATURE_NAME, BundleError, clause
 
 SCOPES_FILE = "scopes.yaml"
@@ -58,11 +51,11 @@ class TrustPolicy:
     @classmethod
     def load(cls, folder: str | Path) -> TrustPolicy:
         folder = Path(folder)
-        if folder.is_dir() and not any(folder.glob("*" + PUBLIC_KEY_SUFFIX)):
-            return cls({}, None, folder)  # every key revoked: nothing is trusted, nothing served
-        keys = load_keyring(folder)  # refuses a missing or unreadable keyring
-        names = {key_id(load_public_key(path)): path.stem for path in sorted(folder.glob("*" + PUBLIC_KEY_SUFFIX))}
-        return cls(keys, _read_scopes(folder, keys, names), folder, names)
+        named = load_named_keys(folder)  # refuses a missing or unreadable keyring; empty: every key revoked
+        keys = {kid: key for kid, (key, _) in named.items()}
+        names = {kid: name for kid, (_, name) in named.items()}
+        scopes = _read_scopes(folder, keys, names) if keys else None
+        return cls(keys, scopes, folder, names)
 
     def allows(self, kid: str, expert: str) -> bool:
         if self.scopes is None:
