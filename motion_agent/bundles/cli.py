@@ -154,15 +154,17 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     backbone, tokenizer = _fingerprints(args, required=False)
+    trust = TrustPolicy.load(args.keyring)
     with tempfile.TemporaryDirectory(prefix="bundle-verify-") as work:
         bundle = extract_verified(
             args.bundle,
             Path(work) / "expert",
-            load_keyring(args.keyring),
+            trust.keys,
             backbone_fingerprint=backbone,
             tokenizer_fingerprint=tokenizer,
             limits=_limits(args),
         )
+    trust.check_scope(bundle.key_id, bundle.manifest.name)
     checked = " and fingerprints" if backbone or tokenizer else ""
     print(
         f"ok: {bundle.manifest.name} {bundle.manifest.version} is intact, signed by trusted key "
@@ -184,7 +186,7 @@ def _install(args: argparse.Namespace) -> int:
     assert backbone is not None and tokenizer is not None
     result = _store(args).install(
         args.bundle,
-        load_keyring(args.keyring),
+        TrustPolicy.load(args.keyring),  # its keys and scopes.yaml
         backbone_fingerprint=backbone,
         tokenizer_fingerprint=tokenizer,
         force=args.force,
@@ -230,6 +232,31 @@ def _rollback(args: argparse.Namespace) -> int:
     record = _store(args).rollback(args.name, to=args.to)
     print(f"{record.name} is back at {record.active}")
     return 0
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    from motion_agent.bundles.conformance import CASES, run_suite
+
+    if args.list:
+        for case in CASES.values():
+            print(f"{case.name:30} {case.attack:20} {case.doc}")
+        return 0
+    print(f"running {len(args.case or CASES)} attacks, each against a fresh store ...", flush=True)
+    outcomes = run_suite(names=args.case)
+    for outcome in outcomes:
+        mark = "ok  " if outcome.passed else "FAIL"
+        said = outcome.reason or outcome.outcome
+        print(f"{mark} {outcome.name:30} {outcome.attack:20} {said:18} {outcome.seconds:7.3f} s")
+        for problem in outcome.problems:
+            print(f"       {problem}")
+    failed = [o.name for o in outcomes if not o.passed]
+    print(
+        f"{len(outcomes) - len(failed)} of {len(outcomes)} attacks refused for the expected reason, "
+        "the store and the served experts unchanged" + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps([o.to_json() for o in outcomes], indent=2) + "\n")
+    return 1 if failed else 0
 
 
 def _remove(args: argparse.Namespace) -> int:
@@ -382,6 +409,19 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("--store", required=True, metavar="DIR", help="the robot's expert store folder")
     remove.add_argument("--version", metavar="VERSION", help="remove only this previous version")
     remove.set_defaults(run=_remove, max_bytes=None)
+
+    conformance = command(
+        "conformance",
+        "Attack this installation's verifier and store with every known bundle attack",
+        "Each case (a tampered, replayed, expired, out-of-scope, malformed or parser-exhausting bundle, in the "
+        "spirit of TUF's conformance suite) runs against a fresh store in a temporary folder, with a throwaway "
+        "key and expert; it passes when the bundle is refused for the expected reason and the store and the "
+        "experts a node would serve are unchanged. Run it on the robot: some attacks depend on its Python.",
+    )
+    conformance.add_argument("--case", action="append", metavar="NAME", help="run only this case (repeatable)")
+    conformance.add_argument("--list", action="store_true", help="list the cases and exit")
+    conformance.add_argument("--json", metavar="FILE", help="also write every outcome as JSON")
+    conformance.set_defaults(run=_conformance, max_bytes=None)
     return parser
 
 

@@ -31,6 +31,24 @@ HISTORY_FORMAT = 1
 LOG = logging.getLogger(__name__)
 
 
+def write_json_durably(path: Path, data: dict) -> Path:
+    """Write `data` as JSON to `path`.tmp and fsync it, for the caller to os.replace over `path`.
+
+    On a failed write (a full disk) the half-written file is removed and the error names it: the file
+    it was to replace is untouched, so the store is as it was."""
+    temp = path.with_name(path.name + ".tmp")
+    try:
+        with open(temp, "w") as handle:
+            json.dump(data, handle, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        temp.unlink(missing_ok=True)
+        raise BundleError(f"Cannot write {temp}: {clause(error)}; {path.name} is unchanged.", "io") from None
+    return temp
+
+
 def manifest_digest(manifest_bytes: bytes) -> str:
     return hashlib.sha256(manifest_bytes).hexdigest()
 
@@ -115,10 +133,4 @@ class AcceptedVersions:
             },
             "downgrades": self.downgrades,
         }
-        temp = path.with_name(path.name + ".tmp")
-        with open(temp, "w") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
+        os.replace(write_json_durably(path, data), path)

@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -54,7 +55,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from motion_agent.bundles.archive import sha256_file
-from motion_agent.bundles.history import HISTORY_NAME, AcceptedVersions, manifest_digest
+from motion_agent.bundles.history import HISTORY_NAME, AcceptedVersions, manifest_digest, write_json_durably
 from motion_agent.bundles.keys import Keyring
 from motion_agent.bundles.manifest import (
     DEFAULT_LIMITS,
@@ -73,6 +74,7 @@ INDEX_FORMAT = 1
 VERSIONS_DIR = "versions"
 STAGING_DIR = "staging"
 LOCK_NAME = ".lock"
+LOG = logging.getLogger(__name__)
 
 # Test hook: a process whose environment names one of the steps below stops there and waits, so a
 # crash test can SIGKILL it at exactly that point of the install protocol.
@@ -245,7 +247,14 @@ class ExpertStore:
                     )
                 self._write_index({}, generation=0, announce=False)
             index = self.read_index()
-            self._collect_garbage(index)
+            try:
+                self._collect_garbage(index)
+            except OSError as error:  # leftovers of a crash stay unreferenced; the index is untouched
+                where = f" ({error.filename})" if error.filename else ""
+                raise BundleError(
+                    f"Cannot clean up the store {self.root}{where}: {clause(error)}; it still serves what it served.",
+                    "io",
+                ) from None
             yield index
         finally:
             os.close(lock)  # closing releases the lock; so does the death of the process
@@ -269,18 +278,16 @@ class ExpertStore:
                 for name, record in sorted(experts.items())
             },
         }
-        temp = self.root / (INDEX_NAME + ".tmp")
-        with open(temp, "w") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        temp = write_json_durably(self.index_path, data)
         if announce:
             _checkpoint("index-written")
         os.replace(temp, self.index_path)
         if announce:
             _checkpoint("index-replaced")
-        _fsync_dir(self.root)
+        try:
+            _fsync_dir(self.root)
+        except OSError as error:  # committed and visible; a power cut now may bring back the old index
+            LOG.warning("the new index of %s is in place but not yet on disk: %s", self.root, error)
         if announce:
             _checkpoint("committed")
 
@@ -385,13 +392,23 @@ class ExpertStore:
                 experts = dict(experts)
                 experts[manifest.name] = ExpertRecord(manifest.name, manifest.version, previous)
                 self._write_index(experts)
-                self._collect_garbage(experts)
-                return InstallResult(
-                    manifest.name, manifest.version, current.active if current else None, target, changed=True
-                )
+            except OSError as error:  # a full disk, say: before the commit point, so nothing changed
+                where = f" ({error.filename})" if error.filename else ""
+                raise BundleError(
+                    f"Installing {Path(bundle_path).name} into the store {self.root} failed{where}: {clause(error)}; "
+                    "the experts it served before are still active.",
+                    "io",
+                ) from None
             finally:
                 if work.exists():
                     self._delete(work)
+            try:
+                self._collect_garbage(experts)
+            except OSError as error:  # committed already; the next write collects what is left
+                LOG.warning("pruning the store %s after installing %s failed: %s", self.root, manifest.name, error)
+            return InstallResult(
+                manifest.name, manifest.version, current.active if current else None, target, changed=True
+            )
 
     @property
     def history_path(self) -> Path:
