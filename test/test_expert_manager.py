@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from motion_agent.bundles.conformance.cases import HOSTILE_PAX_BYTES
+from motion_agent.bundles.conformance.rig import digits_pax
 from motion_agent.bundles.inbox import BundleInbox
 
 from conftest import family_requests, start_launch, stop_process
@@ -133,6 +135,17 @@ def test_bundles_from_inbox_topic_and_cli_are_served_without_restart(ros, tiny_b
         refusal = harness.spin_until(lambda: harness.status("expert install", "ERROR", bundle="/" + "x" * 119))
         assert refusal and all(
             len(s.message) < 300 and all(len(kv.value) < 300 for kv in s.values) for s in harness.statuses
+        )
+
+        hostile = digits_pax(tmp_path / "redos.tar", HOSTILE_PAX_BYTES)  # 61 s in tarfile on CPython 3.11.7
+        harness.deploy.publish(String(data=str(hostile)))
+        harness.text.publish(String(data="a person waves while a hostile bundle is examined"))
+        harness.spin_until(lambda: harness.status("expert install", "ERROR", bundle=str(hostile)))
+        values = harness.spin_until(
+            lambda: harness.status("request", "OK", request="a person waves while a hostile bundle is examined")
+        )
+        assert (
+            values and "extended tar header" in harness.status("expert install", "ERROR", bundle=str(hostile))["reason"]
         )
 
         harness.deploy.publish(String(data=str(bundles["piano"])))
