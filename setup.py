@@ -68,6 +68,7 @@ setup(
         "tqdm>=4.66",
         "matplotlib>=3.7",
         "gguf>=0.10",  # reads the SmolLM2 backbone file (see motion_agent/model/backbone.py)
+        "bvh>=0.3",  # parses BVH motion files (motion_agent/motion/readers/bvh.py)
     ],
     extras_require={
         "ros": ROS_WHEELS,
@@ -87,7 +88,6 @@ setup(
         "dev": [
             "pytest>=8",
             "hypothesis>=6",
-            "bvh>=0.3",
             "colcon-core",
             "colcon-ros",
             "ros-ament-package",

@@ -9,6 +9,7 @@
           (--robot g1: also a picture of a real robot performing it, and its feasibility report)
   view    a live viewer of a running agent in the web browser (motion_agent.nodes.viewer)
   retarget  a built-in or saved motion onto a real robot (G1, T1): trajectory, feasibility report, picture
+  caption   motion files (BVH, AMASS-style SMPL .npz, HumanML3D .npy) captioned by the agent's model
 
 rclpy is imported inside `say` and `view` only (through motion_agent.nodes), so the package imports without ROS 2.
 """
@@ -143,6 +144,35 @@ def _view(args: argparse.Namespace) -> int:
     return view(node_config, args.host, args.port)
 
 
+def _caption(args: argparse.Namespace) -> int:
+    from motion_agent.agent import MotionAgent
+    from motion_agent.motion.readers import read_motion
+    from motion_agent.nodes.settings import resolve_settings
+
+    config = args.config or str(config_dir() / "agent.yaml")
+    agent_config, _ = resolve_settings(config, args.base_model or "")
+    if not agent_config.base_model:
+        raise ConfigError(f"no base model: pass --base-model DIR or set agent.base_model in {config}")
+    agent = MotionAgent.from_config(agent_config)
+    window, shortest = agent_config.max_caption_frames, agent_config.min_caption_frames
+    results = []
+    for path in args.files:
+        joints, info = read_motion(path)
+        if len(joints) < shortest:
+            raise ValueError(f"{path}: {len(joints)} frames at 20 fps; captioning needs at least {shortest}")
+        starts = list(range(0, max(len(joints) - shortest, 0) + 1, window)) if args.windows else [0]
+        for start in starts:
+            clip = joints[start : start + window] if args.windows else joints
+            result = agent.caption(clip)
+            seconds = (start / 20.0, (start + len(clip)) / 20.0)
+            results.append({"file": str(path), "seconds": seconds, "caption": result.caption, "expert": result.expert,
+                            "read": info})  # fmt: skip
+            print(f"{path} [{seconds[0]:.1f}-{seconds[1]:.1f} s, {result.expert}]: {result.caption}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="motion-agent", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,6 +240,21 @@ def build_parser() -> argparse.ArgumentParser:
     retarget.add_argument("--seconds", type=float, default=4.0, help="length of a built-in (default: %(default)s)")
     retarget.add_argument("--out", default="out/retarget", help="output folder (default: %(default)s)")
     retarget.set_defaults(func=_retarget)
+
+    caption = sub.add_parser(
+        "caption",
+        help="caption motion files (BVH, AMASS-style SMPL .npz, HumanML3D .npy) with the agent's model",
+        description="Read each FILE into the 22 SMPL joints (metres, +Y up, 20 fps, on the floor: "
+        "motion_agent.motion.readers) and caption it as the agent captions observed poses, routed to an "
+        "expert or 'base'. A clip longer than agent.max_caption_frames is captioned by its last frames, or "
+        "window by window with --windows.",
+    )
+    caption.add_argument("files", nargs="+", metavar="FILE", help=".bvh, .npz (poses, trans, frame rate) or .npy")
+    caption.add_argument("--base-model", help="base-model folder (default: agent.base_model, else the embedded one)")
+    caption.add_argument("--config", help="agent YAML (default: the package's config/agent.yaml)")
+    caption.add_argument("--windows", action="store_true", help="caption a long clip window by window")
+    caption.add_argument("--json", metavar="FILE", help="also write every caption as JSON")
+    caption.set_defaults(func=_caption)
 
     view = sub.add_parser(
         "view",
