@@ -238,3 +238,41 @@ def test_a_bundle_dropped_while_requests_stream_is_used_by_later_requests_and_no
     finally:
         client.destroy_node()
         stop_process(process)
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_a_robot_that_installs_bundles_serves_the_shipped_experts_from_its_first_start(ros, expert_bundles, tmp_path):
+    """node.keyring set on the embedded tiny model: the new store is seeded with the shipped experts once
+    (their key is in no keyring: they are trusted by their exact manifests), and bundles install beside them."""
+    from std_msgs.msg import String
+
+    from motion_agent.bundles.store import ExpertStore
+    from motion_agent.model.base_model import default_base_model, default_experts
+
+    base = default_base_model("tiny")
+    if base is None:
+        pytest.skip("this checkout has no embedded tiny model")
+    shipped = sorted(ExpertStore(default_experts("tiny")).read_index())
+    keyring, bundles = expert_bundles  # a fleet keyring that knows nothing of the shipped experts' key
+    store = tmp_path / "store"
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        f"agent: {{base_model: {base}, routing: {{experts: {store}}}}}\n"
+        f"node: {{text_topics: [test_text], diagnostics_topic: test_diagnostics, caption: false, "
+        f"keyring: {keyring}, deploy_topic: test_deploy, store_poll_s: 0.2}}\n"
+    )
+    harness = Harness(ros, config)
+    try:
+        assert harness.node.agent.experts.names == tuple(shipped)
+        harness.text.publish(String(data="a person dances a waltz happily"))
+        values = harness.spin_until(lambda: harness.status("request", "OK", request="a person dances a waltz happily"))
+        assert {f"router_loss.{name}" for name in shipped} <= set(values)
+    finally:
+        harness.close()
+    ExpertStore(store).remove(shipped[0])  # the operator's choice outlives restarts: no second seeding
+    harness = Harness(ros, config)
+    try:
+        assert harness.node.agent.experts.names == tuple(shipped[1:])
+    finally:
+        harness.close()

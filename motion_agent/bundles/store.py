@@ -46,6 +46,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -409,6 +410,28 @@ class ExpertStore:
             return InstallResult(
                 manifest.name, manifest.version, current.active if current else None, target, changed=True
             )
+
+    def adopt(self, versions: dict[str, tuple[str, Path]]) -> list[str]:
+        """Make installed version folders of another store (expert -> (version, folder), each with its
+        signed manifest) the first experts of this store; only a store never written, else []. The
+        folders are copied through staging and committed by one index write, as installs are."""
+        with self._writing() as experts:
+            if experts or self.history_path.exists():
+                return []
+            history = AcceptedVersions()
+            for name, (version, folder) in sorted(versions.items()):
+                work = Path(tempfile.mkdtemp(prefix="adopt-", dir=self.root / STAGING_DIR))
+                shutil.copytree(folder, work / "expert")
+                _fsync_tree(work / "expert")
+                target = self.version_path(name, version)
+                target.parent.mkdir(exist_ok=True)
+                os.rename(work / "expert", target)
+                os.rmdir(work)
+                history.remember(name, version, manifest_digest((target / MANIFEST_NAME).read_bytes()))
+            _fsync_dir(self.root / VERSIONS_DIR)
+            history.write(self.history_path)
+            self._write_index({name: ExpertRecord(name, version, ()) for name, (version, _) in versions.items()})
+            return sorted(versions)
 
     @property
     def history_path(self) -> Path:

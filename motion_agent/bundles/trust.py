@@ -1,6 +1,9 @@
 """What a robot trusts: the keys of its keyring, which experts each key may sign, and whether an installed
 expert is still signed by a key the robot trusts.
 
+Experts that ship inside the package (its embedded models' stores, seeded into a robot's own store by
+seed.py) are trusted by their exact manifest bytes, without a key (`shipped_manifests`).
+
 A keyring folder holds `*.pub` keys (see keys.py) and, optionally, `scopes.yaml`, which limits what each
 key may sign (TUF's delegations in their simplest form): a key trusted for "dance" cannot replace
 "sports". Without the file every key may sign every expert, as before scopes existed::
@@ -16,6 +19,7 @@ experts it signed stop being served (`ExpertStore.active_experts(trust)`) and `l
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +32,17 @@ from motion_agent.bundles.manifest import MANIFEST_NAME, SIGNATURE_NAME, BundleE
 
 SCOPES_FILE = "scopes.yaml"
 MAX_SCOPES_BYTES = 64 * 1024
+EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "embedded"  # motion_agent/embedded/<profile>/experts
+SHIPPED_SIGNER = "shipped"  # signer() of an expert that ships inside the package
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_manifests() -> frozenset[str]:
+    """sha256 of every expert manifest inside the package's embedded models."""
+    return frozenset(
+        hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in EMBEDDED_DIR.glob(f"*/experts/versions/*/*/{MANIFEST_NAME}")
+    )
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,7 @@ class TrustPolicy:
     scopes: dict[str, tuple[str, ...]] | None = None
     folder: Path | None = None
     names: dict[str, str] = field(default_factory=dict)  # key id -> key file name, for messages
+    pinned: frozenset[str] = field(default_factory=shipped_manifests)  # manifest sha256s trusted without a key
 
     @classmethod
     def of(cls, keyring: TrustPolicy | Keyring | str | Path) -> TrustPolicy:
@@ -75,7 +91,8 @@ class TrustPolicy:
             )
 
     def signer(self, version_folder: Path, expert: str) -> str:
-        """The trusted key that signed an installed version, checked again now; BundleError("revoked")
+        """The trusted key that signed an installed version, checked again now (SHIPPED_SIGNER for an
+        expert shipped inside the package); BundleError("revoked")
         when no key of this keyring verifies its signature any more, or its key may not sign it."""
         try:
             manifest = (version_folder / MANIFEST_NAME).read_bytes()
@@ -84,6 +101,8 @@ class TrustPolicy:
             raise BundleError(
                 f"Cannot read the signed manifest of {version_folder}: {clause(error)}.", "store"
             ) from None
+        if hashlib.sha256(manifest).hexdigest() in self.pinned:
+            return SHIPPED_SIGNER
         try:
             kid = check_signature(manifest, signature, self.keys)
         except BundleError as error:

@@ -6,6 +6,7 @@ keyring and this robot's fingerprints, commit to the expert store, swap the serv
   - the `experts/deploy` topic (std_msgs/String holding a bundle path on this machine);
   - `motion-agent-bundle install` run beside the node: the node notices that the store's index
     generation moved and reloads (also after `rollback` and `remove`).
+On its first start on a store, the store is seeded with the embedded model's shipped experts (seed.py).
 Installs run on their own thread, so requests keep being served; a request runs wholly on the old
 expert set or wholly on the new one. Every outcome is one diagnostic (`expert install`).
 """
@@ -21,7 +22,9 @@ from std_msgs.msg import String
 
 from motion_agent.agent import MotionAgent
 from motion_agent.bundles.inbox import BundleInbox
+from motion_agent.bundles.seed import seed_store
 from motion_agent.bundles.trust import TrustPolicy, keyring_fingerprint
+from motion_agent.model.base_model import embedded_experts
 from motion_agent.nodes.common import guarded
 from motion_agent.nodes.diagnostics import Diagnostics, request_label
 from motion_agent.nodes.settings import NodeConfig
@@ -37,6 +40,7 @@ class ExpertManager:
             raise ValueError("node.keyring must name a folder of trusted *.pub keys to install bundles")
         self.node, self.agent, self.config, self.diagnostics = node, agent, config, diagnostics
         self.inbox = BundleInbox(config.bundle_inbox) if config.bundle_inbox else None
+        self._seed()
         self.generation = agent.store.generation()
         self.keyring = keyring_fingerprint(config.keyring)
         agent.trust = TrustPolicy.load(config.keyring)  # serve only experts its keys still sign
@@ -46,6 +50,17 @@ class ExpertManager:
         self.thread.start()
         self.subscription = node.create_subscription(String, config.deploy_topic, guarded(node, self._on_deploy), 10)
         self.timer = node.create_timer(config.store_poll_s, guarded(node, self._poll))
+
+    def _seed(self) -> None:
+        """On the first start of a store, serve the embedded model's shipped experts from it too."""
+        shipped = embedded_experts(self.agent.config.base_model) if self.agent.config.base_model else None
+        if shipped is None:
+            return
+        seeded = seed_store(self.agent.store, shipped)
+        if seeded:
+            message = f"seeded the expert store {self.agent.store.root} with the shipped experts: {', '.join(seeded)}"
+            self.node.get_logger().info(message)
+            self.diagnostics.publish("expert install", "OK", message, {"seeded": ",".join(seeded)})
 
     def _on_deploy(self, message: String) -> None:
         path = message.data.strip()
