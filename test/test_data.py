@@ -233,3 +233,41 @@ def test_synth_cli_writes_a_corpus_and_the_emotion_preview(tmp_path, capsys):
     small = tmp_path / "small"  # no action performed with every emotion: the preview still shows each emotion
     assert data_main(["synth", "--out", str(small), "--motions", "24"]) == 0
     assert (small / "emotions.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_your_own_clips_become_a_corpus_of_one_scenario(tmp_path, capsys):
+    """BVH and HumanML3D files with a captions file: long clips cut into parts, short and unreadable clips
+    skipped and named, splits by clip, and the corpus reads back with HumanML3D's rules."""
+    from motion_agent.motion.demo import demo_motion
+    from motion_agent.motion.export import write_bvh
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for number in range(8):
+        write_bvh(clips / f"greet_{number}.bvh", demo_motion(("walk", "turn", "jump")[number % 3], seconds=3.0))
+    write_bvh(clips / "long_walk.bvh", demo_motion("walk", seconds=12.0))  # 240 frames: 196 + 44
+    np.save(clips / "twitch.npy", demo_motion("jump", seconds=1.0).astype(np.float32))  # 20 frames
+    (clips / "broken.bvh").write_text("HIERARCHY\n")
+    lines = [f"greet_{n}.bvh\ta person greets you warmly." for n in range(8)]
+    lines += ["greet_0.bvh\tsomeone says hello.", "long_walk\ta person walks up to you.", "twitch\ta twitch."]
+    (tmp_path / "captions.tsv").write_text("# clip<TAB>caption\n" + "\n".join(lines + ["broken\tnothing."]) + "\n")
+    out = tmp_path / "corpus"
+    argv = ["import", "--clips", str(clips), "--scenario", "greeting", "--captions", str(tmp_path / "captions.tsv")]
+    assert data_main([*argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote 10 motions of 9 clips (greeting)" in printed and "skipped    twitch.npy: 20 frames" in printed
+    assert "skipped    broken.bvh:" in printed
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert {m["scenario"] for m in metadata.values()} == {"greeting"}
+    long_parts = sorted(i for i, m in metadata.items() if m["source"] == "long_walk.bvh")
+    assert [metadata[i]["frames"] for i in long_parts] == [[0, 196], [196, 240]]
+    split_of = {i: s for s in ("train", "val", "test") for i in (out / f"{s}.txt").read_text().split()}
+    assert len({split_of[i] for i in long_parts}) == 1  # both parts of a clip in one split
+    data = HumanML3D(out)
+    every = [clip for split in ("train", "val", "test") for clip in data.clips(split)]
+    assert len(every) == 10 and all(c.features.shape[1] == FEATURE_DIM for c in every)
+    first = next(c for c in every if metadata[c.motion_id]["source"] == "greet_0.bvh")
+    assert [c.text for c in first.captions] == ["a person greets you warmly.", "someone says hello."]
+    (tmp_path / "captions.tsv").write_text("greet_0.bvh\tonly one clip has a caption.\n")
+    assert data_main([*argv, "--out", str(tmp_path / "again")]) == 1
+    assert "10 of 11 clips have no caption: broken.bvh, greet_1.bvh, greet_2.bvh" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""`motion-agent-data`: make the procedural corpus and the continual task streams."""
+"""`motion-agent-data`: make the procedural corpus, import your own clips, and cut continual task streams."""
 
 from __future__ import annotations
 
@@ -77,6 +77,17 @@ def _streams(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace) -> int:
+    from training.data.clips import ImportConfig, import_clips
+
+    summary = import_clips(args.clips, args.out, ImportConfig(args.scenario, seed=args.seed), args.captions)
+    print(f"\nwrote {summary['motions']} motions of {summary['clips']} clips ({args.scenario}) to {args.out}")
+    print("  splits     " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()))
+    for name, reason in summary["skipped"].items():
+        print(f"  skipped    {name}: {reason}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="motion-agent-data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +126,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     streams.add_argument("--seed", type=int, default=0)
     streams.set_defaults(func=_streams)
+    clips = sub.add_parser(
+        "import",
+        help="turn a folder of your own motion clips and their captions into a corpus of one scenario",
+        description="Read every .bvh, .npz (AMASS-style SMPL parameters) and .npy (HumanML3D) file of CLIPS into "
+        "the 22 SMPL joints (metres, +Y up, 20 fps), and write a HumanML3D-layout corpus with their captions "
+        "(from --captions, lines 'clip<TAB>caption', or a CLIP.txt beside each file) and metadata scenario "
+        "SCENARIO, split train/val/test by clip. Clips over 196 frames are cut into parts; unreadable or "
+        "shorter clips are skipped and named.",
+    )
+    clips.add_argument("--clips", required=True, help="folder of motion files")
+    clips.add_argument("--scenario", required=True, help="the scenario name these clips teach, e.g. greeting")
+    clips.add_argument("--captions", help="captions file: 'clip<TAB>caption' per line (default: CLIP.txt files)")
+    clips.add_argument("--out", required=True, help="output folder")
+    clips.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split (default: %(default)s)")
+    clips.set_defaults(func=_import)
     return parser
 
 

@@ -41,8 +41,9 @@ def _parse(path: Path):
         names = mocap.get_joints_names()
         frames = np.asarray(mocap.frames, dtype=np.float64)
         frame_time = float(mocap.frame_time)
-    except (ValueError, LookupError, IndexError, AttributeError) as error:
-        raise MotionFileError(f"{path}: not a readable BVH file ({error}).") from None
+    except (ValueError, LookupError, IndexError, AttributeError, StopIteration, TypeError) as error:
+        reason = str(error) or "no ROOT joint" if isinstance(error, StopIteration) else str(error)
+        raise MotionFileError(f"{path}: not a readable BVH file ({reason}).") from None
     if not names or frames.ndim != 2 or len(frames) == 0 or frame_time <= 0:
         raise MotionFileError(f"{path}: a BVH file needs a hierarchy, a positive frame time and at least one frame.")
     return mocap, names, frames, frame_time

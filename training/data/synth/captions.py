@@ -148,9 +148,3 @@ def captions(action: str, emotion: str, rng: np.random.Generator, count: int, em
         if text not in result or len(result) >= len(phrases) * len(WHO):
             result.append(text)
     return [text + "." for text in result]
-
-
-def tokens(caption: str) -> str:
-    """HumanML3D's `word/TAG` token field; the tag is not used by this project's models."""
-    words = caption.lower().replace(",", " ").replace(".", " ").split()
-    return " ".join(f"{word}/X" for word in words)

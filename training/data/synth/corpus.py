@@ -15,7 +15,6 @@ seed whatever order or machine it is generated on.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,12 +24,13 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
-from motion_agent.motion.features import FeatureConfig, joints_to_features, mean_std
+from motion_agent.motion.features import FeatureConfig
 from motion_agent.motion.skeleton import forward_kinematics
 from training.data.humanml3d import split_ids
+from training.data.layout_writer import write_index, write_motion
 from training.data.synth import take as A
 from training.data.synth.actions import ACTIONS
-from training.data.synth.captions import captions, tokens
+from training.data.synth.captions import captions
 from training.data.synth.emotions import EMOTIONS, Style
 from training.data.synth.take import Take
 
@@ -152,8 +152,6 @@ def write_corpus(
 ) -> Path:
     """Generate and write the whole corpus; returns the folder."""
     out = Path(out)
-    for sub in ("new_joints", "new_joint_vecs", "texts"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
     metadata: dict[str, dict[str, str]] = {}
     vectors: dict[str, np.ndarray] = {}
     plan = motion_plan(config)
@@ -162,24 +160,12 @@ def write_corpus(
         motion_id = f"{index:06d}"
         seconds = rng.uniform(config.min_seconds, config.max_seconds)
         joints = perform(action, emotion, seconds, rng, config)
-        vectors[motion_id] = joints_to_features(joints, features)
-        np.save(out / "new_joints" / f"{motion_id}.npy", joints.astype(np.float32))
-        np.save(out / "new_joint_vecs" / f"{motion_id}.npy", vectors[motion_id])
-        lines = [
-            f"{c}#{tokens(c)}#0.0#0.0"
-            for c in captions(action, emotion, rng, config.captions_per_motion, config.emotion_caption_rate)
-        ]
-        (out / "texts" / f"{motion_id}.txt").write_text("\n".join(lines) + "\n")
+        texts = captions(action, emotion, rng, config.captions_per_motion, config.emotion_caption_rate)
+        vectors[motion_id] = write_motion(out, motion_id, joints, texts, features)
         metadata[motion_id] = {"action": action, "scenario": ACTIONS[action].scenario, "emotion": emotion}
     every = sorted(metadata)
     splits = split_ids(every[: config.motions], config.split, [config.seed, 1])
     splits["test"] = splits["test"] + every[config.motions :]
-    for name, ids in {**splits, "all": every}.items():
-        (out / f"{name}.txt").write_text("".join(f"{i}\n" for i in ids))
-    mean, std = mean_std([vectors[i] for i in splits["train"] or sorted(vectors)], features)
-    np.save(out / "Mean.npy", mean)
-    np.save(out / "Std.npy", std)
-    (out / "metadata.json").write_text(json.dumps(metadata, indent=1, sort_keys=True) + "\n")
     about = {
         "generator": "motion_agent procedural corpus v1",
         "config": asdict(config),
@@ -187,5 +173,5 @@ def write_corpus(
         "emotions": sorted(EMOTIONS),
         "scenarios": sorted({a.scenario for a in ACTIONS.values()}),
     }
-    (out / "corpus.json").write_text(json.dumps(about, indent=1, sort_keys=True) + "\n")
+    write_index(out, vectors, metadata, splits, about, features)
     return out

@@ -1,0 +1,105 @@
+"""A team's own clips as a corpus: motion files (BVH, AMASS-style .npz, HumanML3D .npy, read by
+motion_agent.motion.readers) and their captions, written in the HumanML3D layout the trainers read, as
+one scenario (`motion-agent-data import`).
+
+Captions come from a captions file (`clip name<TAB>caption` per line, a clip on several lines for
+several captions) or, without one, from a `<clip>.txt` beside each file (one caption per line). Clips
+longer than HumanML3D's reader keeps are cut into consecutive parts of at most MAX_FRAMES frames, each
+with the clip's captions; parts and clips shorter than MIN_FRAMES are left out and named in the summary.
+Splits go by clip, not by part, so no part of a test clip is trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from motion_agent.motion.features import FeatureConfig
+from motion_agent.motion.readers import MOTION_SUFFIXES, MotionFileError, SkeletonError, read_motion
+from training.data.humanml3d import DatasetError, split_ids
+from training.data.layout_writer import write_index, write_motion
+
+MIN_FRAMES, MAX_FRAMES = 40, 196  # HumanML3D keeps clips of 40..199 frames and crops training ones to 196
+
+
+@dataclass(frozen=True)
+class ImportConfig:
+    scenario: str
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+
+
+def read_captions(folder: Path, files: list[Path], captions_file: Path | None) -> dict[str, list[str]]:
+    """clip file name (and its stem) -> captions; refuses a clip without one, naming it."""
+    found: dict[str, list[str]] = {}
+    if captions_file is not None:
+        for number, line in enumerate(captions_file.read_text().splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            name, tab, caption = line.partition("\t")
+            if not tab or not caption.strip():
+                raise DatasetError(f"{captions_file}:{number}: expected 'clip<TAB>caption', got {line[:80]!r}")
+            found.setdefault(name.strip(), []).append(caption.strip())
+    else:
+        for path in files:
+            sidecar = path.with_suffix(".txt")
+            if sidecar.is_file():
+                found[path.name] = [c.strip() for c in sidecar.read_text().splitlines() if c.strip()]
+    captions = {path.name: found.get(path.name) or found.get(path.stem) for path in files}
+    missing = [name for name, lines in captions.items() if not lines]
+    if missing:
+        where = captions_file or "CLIP.txt beside each clip"
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise DatasetError(f"{len(missing)} of {len(files)} clips have no caption: {shown} (looked in {where})")
+    return captions
+
+
+def parts(frames: int) -> list[tuple[int, int]]:
+    """Consecutive [start, end) parts of at most MAX_FRAMES; a short tail joins no part."""
+    return [
+        (s, min(s + MAX_FRAMES, frames))
+        for s in range(0, frames, MAX_FRAMES)
+        if min(s + MAX_FRAMES, frames) - s >= MIN_FRAMES
+    ]
+
+
+def import_clips(
+    folder: str | Path,
+    out: str | Path,
+    config: ImportConfig,
+    captions_file: str | Path | None = None,
+    features: FeatureConfig = FeatureConfig(),
+) -> dict:
+    """Write the corpus; returns a summary (clips, motions, skipped with reasons, splits)."""
+    folder, out = Path(folder), Path(out)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in MOTION_SUFFIXES and p.is_file())
+    if not files:
+        raise DatasetError(f"{folder} holds no motion file ({', '.join(MOTION_SUFFIXES)})")
+    captions = read_captions(folder, files, Path(captions_file) if captions_file else None)
+    vectors, metadata, by_clip, skipped = {}, {}, {}, {}
+    for path in tqdm(files, desc="importing clips", unit="clip"):
+        try:
+            joints, info = read_motion(path)
+        except (MotionFileError, SkeletonError) as error:
+            skipped[path.name] = str(error)
+            continue
+        spans = parts(len(joints))
+        if not spans:
+            skipped[path.name] = f"{len(joints)} frames at 20 fps; at least {MIN_FRAMES} are needed"
+            continue
+        for start, end in spans:
+            motion_id = f"{len(metadata):06d}"
+            vectors[motion_id] = write_motion(out, motion_id, joints[start:end], captions[path.name], features)
+            metadata[motion_id] = {"scenario": config.scenario, "source": path.name, "frames": [start, end],
+                                   "format": info["format"], "emotion": "unlabelled"}  # fmt: skip
+            by_clip.setdefault(path.name, []).append(motion_id)
+    if not metadata:
+        raise DatasetError(f"no clip of {folder} could be imported: {skipped}")
+    clip_splits = split_ids(sorted(by_clip), config.split, [config.seed, 1])
+    splits = {name: sorted(i for clip in clips for i in by_clip[clip]) for name, clips in clip_splits.items()}
+    about = {"generator": "motion-agent-data import", "source": str(folder), "scenario": config.scenario,
+             "clips": len(by_clip), "skipped": skipped}  # fmt: skip
+    write_index(out, vectors, metadata, splits, about, features)
+    return {**about, "motions": len(metadata), "splits": {k: len(v) for k, v in splits.items()}}
