@@ -173,6 +173,17 @@ def test_launch_commands_run_every_node_module_with_string_parameters():
     assert not any(arg.startswith("config:=") for arg in command)
 
 
+@pytest.mark.parametrize("spec", NODE_SET, ids=lambda spec: spec.name)
+def test_every_node_explains_itself_with_help_and_starts_nothing(spec):
+    pytest.importorskip("rclpy")
+    repo = Path(__file__).resolve().parent.parent
+    process = subprocess.run(
+        [sys.executable, "-m", spec.module, "--help"], capture_output=True, text=True, timeout=120, cwd=repo
+    )
+    assert process.returncode == 0, process.stderr
+    assert process.stdout.startswith(f"`{spec.name}`") and f"python -m {spec.module} --ros-args" in process.stdout
+
+
 def test_launch_refuses_a_missing_base_model_in_one_line(tmp_path, capsys):
     from motion_agent.cli import main
 

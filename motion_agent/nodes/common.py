@@ -91,8 +91,30 @@ def load_agent(node: Node, config: AgentConfig, torch_threads: int = 0) -> Motio
     return agent
 
 
+HELP_FLAGS = ("-h", "--help")
+PARAMETERS_HELP = """parameters (ROS 2 style, after --ros-args):
+  -p config:=FILE      agent YAML (default: the package's config/agent.yaml)
+  -p base_model:=DIR   base-model folder (default: agent.base_model, else the embedded default model)
+  -p frame_id:=FRAME   header frame of what it publishes (default: node.frame_id)
+example: python -m {module} --ros-args -p config:=agent.yaml"""
+
+
+def wants_help(args: list[str] | None) -> bool:
+    """-h or --help among the node's own arguments (those before --ros-args)."""
+    argv = sys.argv[1:] if args is None else list(args)
+    own = argv[: argv.index("--ros-args")] if "--ros-args" in argv else argv
+    return any(flag in own for flag in HELP_FLAGS)
+
+
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
-    """rclpy main loop of one node process: exits 1 with one line on a startup error, 0 on SIGINT/SIGTERM."""
+    """rclpy main loop of one node process: exits 1 with one line on a startup error, 0 on SIGINT/SIGTERM;
+    --help prints what the node does and its parameters, and starts nothing."""
+    if wants_help(args):
+        module = sys.modules[factory.__module__]
+        spec = getattr(module, "__spec__", None)  # run as `python -m`, the module is __main__
+        name = spec.name if spec else factory.__module__
+        print(f"{(module.__doc__ or '').strip()}\n\n{PARAMETERS_HELP.format(module=name)}")
+        return 0
     rclpy.init(args=args)
     try:
         node = factory()
