@@ -15,6 +15,7 @@ STAGES = {
     "base": ("training.base.cli", "add motion tokens to a backbone and train the base adapter (T2M and M2T)"),
     "continual": ("training.continual.cli", "train one method on a task stream, scoring every task after each"),
     "benchmark": ("training.continual.benchmark_cli", "every method on a stream, several orders: the forgetting table"),
+    "expert": ("training.expert.cli", "one new scenario's expert for a robot's deployed model and experts"),
 }
 
 

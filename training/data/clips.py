@@ -14,11 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from motion_agent.motion.features import FeatureConfig
 from motion_agent.motion.readers import MOTION_SUFFIXES, MotionFileError, SkeletonError, read_motion
-from training.data.humanml3d import DatasetError, split_ids
+from training.data.humanml3d import DatasetError, HumanML3D, split_ids
 from training.data.layout_writer import write_index, write_motion
 
 MIN_FRAMES, MAX_FRAMES = 40, 196  # HumanML3D keeps clips of 40..199 frames and crops training ones to 196
@@ -103,3 +104,22 @@ def import_clips(
              "clips": len(by_clip), "skipped": skipped}  # fmt: skip
     write_index(out, vectors, metadata, splits, about, features)
     return {**about, "motions": len(metadata), "splits": {k: len(v) for k, v in splits.items()}}
+
+
+def export_scenario_clips(corpus: str | Path, scenario: str, folder: str | Path, count: int | None = None) -> Path:
+    """One scenario's motions of a corpus written out as BVH files with a captions file (captions.tsv):
+    clips as a team would bring them, for the worked example, its test and the new-scenario benchmark."""
+    from motion_agent.motion.export import write_bvh
+
+    corpus, folder = Path(corpus), Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = HumanML3D(corpus)
+    lines = []
+    for clip in [c for c in data.clips("all") if c.scenario == scenario][:count]:
+        joints = np.load(corpus / "new_joints" / f"{clip.motion_id}.npy")
+        write_bvh(folder / f"{scenario}_{clip.motion_id}.bvh", joints)
+        lines += [f"{scenario}_{clip.motion_id}.bvh\t{caption.text}" for caption in clip.captions]
+    if not lines:
+        raise DatasetError(f"{corpus} has no motion of scenario {scenario!r}")
+    (folder / "captions.tsv").write_text("\n".join(lines) + "\n")
+    return folder
