@@ -21,25 +21,39 @@ from training.data.synth.corpus import CorpusConfig, write_corpus
 SCENARIO = "shows"
 
 
-@pytest.fixture(scope="module")
-def fast_config(tmp_path_factory) -> Path:
-    """config/training/continual.yaml with small step counts: the flow, not the quality, is under test."""
+def small_config(folder: Path, router_steps: int) -> Path:
+    """config/training/continual.yaml with a few LoRA steps: the routing, not the motion quality, is under test."""
     from motion_agent.config import config_dir
 
     data = yaml.safe_load((config_dir() / "training" / "continual.yaml").read_text())
     data["training"].update(steps=6, log_every=3, warmup_steps=2)
-    data["router"]["autoencoder"].update(steps=60, folds=2)
-    path = tmp_path_factory.mktemp("config") / "continual.yaml"
+    data["router"]["autoencoder"].update(steps=router_steps)
+    path = folder / f"continual-{router_steps}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
 
-@pytest.mark.slow
-def test_your_clips_become_an_expert_the_robot_serves_beside_its_own(fast_config, tmp_path):
-    base, shipped = default_base_model("tiny"), default_experts("tiny")
-    if base is None or shipped is None:
+@pytest.fixture(scope="module")
+def fast_config(tmp_path_factory) -> Path:
+    return small_config(tmp_path_factory.mktemp("config"), router_steps=600)  # the shipped router settings
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """A small procedural corpus: the new clips come from it, and the deployed scenarios' requests."""
+    if default_base_model("tiny") is None or default_experts("tiny") is None:
         pytest.skip("this checkout has no embedded tiny model")
-    corpus = write_corpus(tmp_path / "synth", CorpusConfig(motions=160, seed=3), progress=False)
+    return write_corpus(tmp_path_factory.mktemp("synth"), CorpusConfig(motions=160, seed=3), progress=False)
+
+
+def expert_argv(corpus: Path, clips_corpus: Path, scenario: str, robot: Path, config: Path, out: Path) -> list[str]:
+    argv = ["expert", "--corpus", str(clips_corpus), "--scenario", scenario, "--base", str(default_base_model("tiny"))]
+    return argv + ["--store", str(robot), "--deployed-corpus", str(corpus), "--config", str(config), "--out", str(out)]
+
+
+@pytest.mark.slow
+def test_your_clips_become_an_expert_the_robot_serves_beside_its_own(corpus, fast_config, tmp_path):
+    base, shipped = default_base_model("tiny"), default_experts("tiny")
     clips = export_scenario_clips(corpus, SCENARIO, tmp_path / "clips")
     argv = ["import", "--clips", str(clips), "--scenario", SCENARIO, "--captions", str(clips / "captions.tsv")]
     assert data_main([*argv, "--out", str(tmp_path / "shows")]) == 0
@@ -49,13 +63,16 @@ def test_your_clips_become_an_expert_the_robot_serves_beside_its_own(fast_config
     (tmp_path / "keys").mkdir()
     generate_keypair(tmp_path / "keys" / "team.key")
     out = tmp_path / "run"
-    argv = ["expert", "--corpus", str(tmp_path / "shows"), "--scenario", SCENARIO, "--base", str(base)]
-    argv += ["--store", str(robot), "--deployed-corpus", str(corpus), "--config", str(fast_config)]
-    argv += ["--out", str(out), "--key", str(tmp_path / "keys" / "team.key"), "--max-share", "0.5"]
+    argv = expert_argv(corpus, tmp_path / "shows", SCENARIO, robot, fast_config, out)
+    argv += ["--key", str(tmp_path / "keys" / "team.key"), "--max-share", "0.5"]
     assert train_main(argv) == 0
     result = json.loads((out / "expert.json").read_text())
     assert result["deployed"] == sorted(json.loads((shipped / "index.json").read_text())["experts"])
     assert set(result["routing"]["before"]) == {SCENARIO, *result["deployed"]}
+    assert result["routing"]["before"][SCENARIO] == {"unknown": result["test_requests"]}  # no expert knew shows
+    assert result["new"]["routed_to_new"] >= 0.5 and max(result["taken_from_deployed"].values()) <= 0.2
+    accuracy = result["deployed_routing_accuracy"]
+    assert accuracy["after"] >= accuracy["before"] - 0.02
     assert (out / "report.md").read_text().startswith(f"# New expert: {SCENARIO}") and (out / "routing.png").is_file()
     assert (out / "expert" / "adapter" / "adapter_model.safetensors").is_file()
 
@@ -76,3 +93,21 @@ def test_your_clips_become_an_expert_the_robot_serves_beside_its_own(fast_config
     assert installed.name == SCENARIO
     agent = MotionAgent.from_config(AgentConfig(base_model=str(base), routing=RoutingConfig(experts=str(robot))))
     assert SCENARIO in agent.experts.names and set(result["deployed"]) <= set(agent.experts.names)
+
+
+@pytest.mark.slow
+def test_an_expert_that_would_take_a_deployed_scenarios_requests_is_refused(corpus, fast_config, tmp_path, capsys):
+    """Dance clips under a new name: the new expert (its router fully trained) would take dance's requests,
+    so no bundle is written."""
+    clips = export_scenario_clips(corpus, "dance", tmp_path / "clips")
+    argv = ["import", "--clips", str(clips), "--scenario", "party", "--captions", str(clips / "captions.tsv")]
+    assert data_main([*argv, "--out", str(tmp_path / "party")]) == 0
+    (tmp_path / "keys").mkdir()
+    generate_keypair(tmp_path / "keys" / "team.key")
+    out = tmp_path / "run"
+    argv = expert_argv(corpus, tmp_path / "party", "party", default_experts("tiny"), fast_config, out)
+    assert train_main([*argv, "--key", str(tmp_path / "keys" / "team.key")]) == 1
+    result = json.loads((out / "expert.json").read_text())
+    assert result["refused"] and result["taken_from_deployed"]["dance"] > 0.10
+    assert "takes" in capsys.readouterr().err and "dance's requests" in result["refusal"]
+    assert not (out / "party.tar").exists() and "**Refused:**" in (out / "report.md").read_text()

@@ -57,10 +57,11 @@ def _requests(clips: list[MotionClip], count: int = REQUESTS_PER_SCENARIO) -> li
 
 
 def deployed_requests(corpus: Path | None, names: list[str]) -> dict[str, list[str]]:
-    """Held-out requests of each deployed scenario, from a corpus whose metadata names those scenarios."""
+    """Requests of each deployed scenario, from a corpus whose metadata names those scenarios (all of its
+    clips: the deployed experts were trained elsewhere, and the new one never reads this corpus)."""
     if corpus is None:
         return {}
-    clips = HumanML3D(corpus).clips("test")
+    clips = HumanML3D(corpus).clips("all")
     return {
         name: _requests([c for c in clips if c.scenario == name])
         for name in names
