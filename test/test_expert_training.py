@@ -46,6 +46,21 @@ def corpus(tmp_path_factory) -> Path:
     return write_corpus(tmp_path_factory.mktemp("synth"), CorpusConfig(motions=160, seed=3), progress=False)
 
 
+def untrained_evaluator(corpus: Path, folder: Path) -> Path:
+    """A small evaluator with random weights: exercises the scoring path in seconds."""
+    import torch
+
+    from training.data.humanml3d import HumanML3D
+    from training.data.synth.emotions import EMOTIONS
+    from training.evaluation.evaluator import Evaluator, EvaluatorConfig, EvaluatorModelConfig
+
+    data = HumanML3D(corpus)
+    torch.manual_seed(0)
+    small = EvaluatorModelConfig(latent_dim=32, motion_hidden=32, text_hidden=32, emotions=tuple(EMOTIONS))
+    Evaluator(EvaluatorConfig(model=small), data.mean, data.std).eval().save(folder)
+    return folder
+
+
 def expert_argv(corpus: Path, clips_corpus: Path, scenario: str, robot: Path, config: Path, out: Path) -> list[str]:
     argv = ["expert", "--corpus", str(clips_corpus), "--scenario", scenario, "--base", str(default_base_model("tiny"))]
     return argv + ["--store", str(robot), "--deployed-corpus", str(corpus), "--config", str(config), "--out", str(out)]
@@ -65,12 +80,16 @@ def test_your_clips_become_an_expert_the_robot_serves_beside_its_own(corpus, fas
     out = tmp_path / "run"
     argv = expert_argv(corpus, tmp_path / "shows", SCENARIO, robot, fast_config, out)
     argv += ["--key", str(tmp_path / "keys" / "team.key"), "--max-share", "0.5"]
+    argv += ["--evaluator", str(untrained_evaluator(tmp_path / "shows", tmp_path / "evaluator"))]
     assert train_main(argv) == 0
     result = json.loads((out / "expert.json").read_text())
     assert result["deployed"] == sorted(json.loads((shipped / "index.json").read_text())["experts"])
     assert set(result["routing"]["before"]) == {SCENARIO, *result["deployed"]}
     assert result["routing"]["before"][SCENARIO] == {"unknown": result["test_requests"]}  # no expert knew shows
     assert result["new"]["routed_to_new"] >= 0.5 and max(result["taken_from_deployed"].values()) <= 0.2
+    for when in ("before", "after"):  # an untrained evaluator: the figures exist, their values mean nothing
+        assert 0.0 <= result["scores"][when]["t2m_r_precision_top3"] <= 1.0
+    assert "t2m_r_precision_top3, before -> after" in (out / "report.md").read_text()
     accuracy = result["deployed_routing_accuracy"]
     assert accuracy["after"] >= accuracy["before"] - 0.02
     assert (out / "report.md").read_text().startswith(f"# New expert: {SCENARIO}") and (out / "routing.png").is_file()

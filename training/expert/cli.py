@@ -28,6 +28,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--store", required=True, help="the robot's expert store (its deployed experts)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--deployed-corpus", help="a corpus with requests of the deployed scenarios, to measure them")
+    parser.add_argument(
+        "--evaluator", help="an evaluator folder: also score the new scenario's T2M and M2T before/after"
+    )
     parser.add_argument("--config", help="continual training YAML (default: config/training/continual.yaml)")
     parser.add_argument("--steps", type=int, help="training steps (default: the YAML's)")
     parser.add_argument("--max-share", type=float, default=MAX_SHARE, help="default: %(default)s")
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     deployed_corpus = Path(args.deployed_corpus) if args.deployed_corpus else None
     run = ExpertRun(Path(args.corpus), args.scenario, Path(args.base), Path(args.store), out, deployed_corpus,
-                    args.max_share, args.force)  # fmt: skip
+                    args.max_share, args.force, Path(args.evaluator) if args.evaluator else None)  # fmt: skip
     try:
         result = train_expert(run, config)
     except (ValueError, FileNotFoundError) as error:

@@ -61,6 +61,9 @@ def write_report(result: dict, out: Path) -> Path:
         f"| deployed scenarios routed to their own expert, before | {pct(accuracy['before'])} |",
         f"| ... after | {pct(accuracy['after'])} |",
     ]
+    scores = result.get("scores", {})
+    for key, before in scores.get("before", {}).items():
+        lines.append(f"| {result['scenario']}: {key}, before -> after | {before:.3f} -> {scores['after'][key]:.3f} |")
     lines += [
         f"| {d}'s requests now routed to the new expert | {s:.1%} |" for d, s in result["taken_from_deployed"].items()
     ]

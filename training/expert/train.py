@@ -27,13 +27,16 @@ from training.base.train import encode
 from training.continual import adapters
 from training.continual.config import ContinualConfig
 from training.continual.methods import make_method
+from training.continual.scores import score_task
 from training.continual.tasks import TaskData
 from training.continual.trainer import train_task
 from training.data.humanml3d import HumanML3D, MotionClip
+from training.evaluation.evaluator import Evaluator
 
 UNKNOWN = "unknown"  # a request no expert accepts: served by the base model
 REQUESTS_PER_SCENARIO = 40  # held-out requests routed per scenario
 MAX_SHARE = 0.10  # of a deployed expert's requests the new one may take before it is refused
+SCORE_KEYS = ("t2m_r_precision_top3", "t2m_fid", "m2t_r_precision_top3", "m2t_bleu4")
 
 
 class ExpertRefused(RuntimeError):
@@ -50,6 +53,7 @@ class ExpertRun:
     deployed_corpus: Path | None = None
     max_share: float = MAX_SHARE
     force: bool = False
+    evaluator: Path | None = None  # scores the new scenario's T2M and M2T before and after
 
 
 def _requests(clips: list[MotionClip], count: int = REQUESTS_PER_SCENARIO) -> list[str]:
@@ -90,6 +94,12 @@ def accuracy(table: dict[str, dict[str, int]], names: dict[str, str]) -> float |
     return right / total if total else None
 
 
+def _scores(method, tokenizer, scorer, task: TaskData, config: ContinualConfig) -> dict[str, float]:
+    """The new scenario's held-out T2M and M2T figures as the robot would serve them (routed)."""
+    figures = score_task(method.lm, method.route, tokenizer, scorer, task, config.evaluation)
+    return {key: round(float(figures[key]), 4) for key in SCORE_KEYS if key in figures}
+
+
 def train_expert(run: ExpertRun, config: ContinualConfig, progress: bool = True) -> dict:
     """Train, measure, save the expert folder under run.out/expert; ExpertRefused when it would take
     over a deployed expert (the folder and the figures are written first, so the report can show why)."""
@@ -115,6 +125,8 @@ def train_expert(run: ExpertRun, config: ContinualConfig, progress: bool = True)
         before = routing(method, requests) if deployed else {s: {UNKNOWN: len(t)} for s, t in requests.items()}
         torch.manual_seed(config.training.seed)
         task = TaskData(run.scenario, encode(tokenizer, train_clips), test_clips, encode(tokenizer, test_clips))
+        scorer = Evaluator.load(run.evaluator) if run.evaluator else None
+        scores = {"before": _scores(method, tokenizer, scorer, task, config)} if scorer else {}
         index = len(deployed)
         method.begin_task(index, run.scenario)
         figures = train_task(method, task.train, config, index, Accelerator(), f"expert {run.scenario}", progress)
@@ -122,6 +134,8 @@ def train_expert(run: ExpertRun, config: ContinualConfig, progress: bool = True)
         method.save_expert(run.scenario, run.out / "expert")
         method.prepare_inference()
         after = routing(method, requests)
+        if scorer:
+            scores["after"] = _scores(method, tokenizer, scorer, task, config)
     own = {d: adapters.adapter_name(d) for d in deployed}
     taken = {d: round(share(after, d, name), 3) for d in deployed if d in after}
     result = {
@@ -136,6 +150,7 @@ def train_expert(run: ExpertRun, config: ContinualConfig, progress: bool = True)
         "deployed_routing_accuracy": {"before": accuracy(before, own), "after": accuracy(after, own)},
         "taken_from_deployed": taken,
         "max_share": run.max_share,
+        "scores": scores,
     }
     kept = ("train_clips", "new", "deployed_routing_accuracy", "taken_from_deployed")
     figures_file = {"method": "moe-hard", "task": run.scenario, "base_fingerprint": lm.fingerprint}
