@@ -39,10 +39,6 @@ MAX_SHARE = 0.10  # of a deployed expert's requests the new one may take before 
 SCORE_KEYS = ("t2m_r_precision_top3", "t2m_fid", "m2t_r_precision_top3", "m2t_bleu4")
 
 
-class ExpertRefused(RuntimeError):
-    """The new expert takes too many of a deployed expert's requests; the message says whose."""
-
-
 @dataclass(frozen=True)
 class ExpertRun:
     corpus: Path
@@ -101,8 +97,9 @@ def _scores(method, tokenizer, scorer, task: TaskData, config: ContinualConfig) 
 
 
 def train_expert(run: ExpertRun, config: ContinualConfig, progress: bool = True) -> dict:
-    """Train, measure, save the expert folder under run.out/expert; ExpertRefused when it would take
-    over a deployed expert (the folder and the figures are written first, so the report can show why)."""
+    """Train, measure, save the expert folder under run.out/expert, and return the figures; `refused` (and
+    `refusal`, whose requests) when it would take over a deployed expert: the caller then writes no bundle,
+    but the folder and the figures exist, so the report can show why."""
     from accelerate import Accelerator
 
     lm = load_base_model(run.base)
@@ -111,7 +108,7 @@ def train_expert(run: ExpertRun, config: ContinualConfig, progress: bool = True)
     train_clips, test_clips = data.clips("train"), data.clips("test") + data.clips("val")
     if not train_clips or not test_clips:
         raise ValueError(f"{run.corpus} needs clips in its train split and in its test or val split")
-    deployed = {name: path for name, path in ExpertStore(run.store).active_experts().items()}
+    deployed = ExpertStore(run.store).active_experts()
     name = adapters.adapter_name(run.scenario)
     if name in {adapters.adapter_name(d) for d in deployed}:
         raise ValueError(f"the robot already has an expert named {run.scenario!r}: pick another scenario name")
