@@ -52,7 +52,7 @@ def plot(figures: dict, path: Path) -> Path:
         names = sorted(by_class)
         ax.barh(names, [by_class[n] for n in names], color="#ddd", label="cases")
         ax.barh(names, [passed[n] for n in names], color="#2a7", label="refused, nothing changed")
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper right", fontsize=8)
     ax.set_title("conformance: attacks by class")
     ax = axes[0][1]
     if "fuzz" in figures:
@@ -72,6 +72,7 @@ def plot(figures: dict, path: Path) -> Path:
     if soak.get("rss_samples_mb"):
         samples = [[0, soak["rss_start_mb"]], *soak["rss_samples_mb"]]
         ax.plot([s[0] for s in samples], [s[1] for s in samples], marker="o")
+        ax.set_ylim(0, max(s[1] for s in samples) * 1.15)  # from zero: growth is read against the whole size
         ax.set_xlabel("requests")
         ax.set_ylabel("agent node RSS (MB)")
     ax.set_title("soak (smollm2-135m): resident memory")
