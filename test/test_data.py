@@ -271,3 +271,35 @@ def test_your_own_clips_become_a_corpus_of_one_scenario(tmp_path, capsys):
     (tmp_path / "captions.tsv").write_text("greet_0.bvh\tonly one clip has a caption.\n")
     assert data_main([*argv, "--out", str(tmp_path / "again")]) == 1
     assert "10 of 11 clips have no caption: broken.bvh, greet_1.bvh, greet_2.bvh" in capsys.readouterr().err
+
+
+def test_augmented_copies_swap_left_and_right_and_train_only(tmp_path):
+    from motion_agent.motion.demo import demo_motion
+    from motion_agent.motion.export import write_bvh
+    from motion_agent.motion.skeleton import JOINT_NAMES
+    from training.data.augment import mirror_caption, mirror_joints, retime
+
+    walk = demo_motion("walk", seconds=3.0)
+    mirrored = mirror_joints(walk)
+    left, right = JOINT_NAMES.index("left_wrist"), JOINT_NAMES.index("right_wrist")
+    np.testing.assert_allclose(mirrored[:, left, 0], -walk[:, right, 0])
+    np.testing.assert_allclose(mirror_joints(mirrored), walk)
+    assert mirror_caption("Wave with the left hand, then step right.") == "Wave with the right hand, then step left."
+    assert mirror_caption("a bright leftover") == "a bright leftover"
+    assert len(retime(walk, 0.8)) == 74 and len(retime(walk, 1.25)) == 48  # 2.95 s of motion: 3.69 s, 2.36 s
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for number in range(10):
+        write_bvh(clips / f"wave_{number}.bvh", demo_motion("walk", seconds=3.0))
+        (clips / f"wave_{number}.txt").write_text("a person waves with the left hand.\n")
+    out = tmp_path / "corpus"
+    argv = ["import", "--clips", str(clips), "--scenario", "greeting", "--out", str(out), "--mirror", "--speeds", "0.8"]
+    assert data_main(argv) == 0
+    metadata = json.loads((out / "metadata.json").read_text())
+    train = set((out / "train.txt").read_text().split())
+    held_out = set((out / "val.txt").read_text().split()) | set((out / "test.txt").read_text().split())
+    augmented = {i for i, m in metadata.items() if "augmented" in m}
+    assert len(augmented) == 2 * 8 and augmented <= train and not augmented & held_out
+    mirrored_id = next(i for i in augmented if metadata[i]["augmented"] == "mirror")
+    assert (out / "texts" / f"{mirrored_id}.txt").read_text().startswith("a person waves with the right hand.#")

@@ -80,7 +80,9 @@ def _streams(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from training.data.clips import ImportConfig, import_clips
 
-    summary = import_clips(args.clips, args.out, ImportConfig(args.scenario, seed=args.seed), args.captions)
+    speeds = tuple(float(v) for v in args.speeds.split(",")) if args.speeds else ()
+    config = ImportConfig(args.scenario, seed=args.seed, mirror=args.mirror, speeds=speeds)
+    summary = import_clips(args.clips, args.out, config, args.captions)
     print(f"\nwrote {summary['motions']} motions of {summary['clips']} clips ({args.scenario}) to {args.out}")
     print("  splits     " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()))
     for name, reason in summary["skipped"].items():
@@ -140,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     clips.add_argument("--captions", help="captions file: 'clip<TAB>caption' per line (default: CLIP.txt files)")
     clips.add_argument("--out", required=True, help="output folder")
     clips.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split (default: %(default)s)")
+    clips.add_argument("--mirror", action="store_true", help="also train on mirrored copies (left/right words swapped)")
+    clips.add_argument("--speeds", metavar="F,F", help="also train on copies played this much faster, e.g. 0.8,1.25")
     clips.set_defaults(func=_import)
     return parser
 

@@ -6,7 +6,8 @@ Captions come from a captions file (`clip name<TAB>caption` per line, a clip on 
 several captions) or, without one, from a `<clip>.txt` beside each file (one caption per line). Clips
 longer than HumanML3D's reader keeps are cut into consecutive parts of at most MAX_FRAMES frames, each
 with the clip's captions; parts and clips shorter than MIN_FRAMES are left out and named in the summary.
-Splits go by clip, not by part, so no part of a test clip is trained on.
+Splits go by clip, not by part, so no part of a test clip is trained on. Training clips can be
+augmented (augment.py: mirrored, re-timed); held-out ones never are.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tqdm import tqdm
 
 from motion_agent.motion.features import FeatureConfig
 from motion_agent.motion.readers import MOTION_SUFFIXES, MotionFileError, SkeletonError, read_motion
+from training.data.augment import augmentations
 from training.data.humanml3d import DatasetError, HumanML3D, split_ids
 from training.data.layout_writer import write_index, write_motion
 
@@ -30,6 +32,8 @@ class ImportConfig:
     scenario: str
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 0
+    mirror: bool = False  # add a mirrored copy of every training clip (left/right words swapped)
+    speeds: tuple[float, ...] = ()  # add re-timed copies of every training clip at these speeds
 
 
 def read_captions(folder: Path, files: list[Path], captions_file: Path | None) -> dict[str, list[str]]:
@@ -100,8 +104,21 @@ def import_clips(
         raise DatasetError(f"no clip of {folder} could be imported: {skipped}")
     clip_splits = split_ids(sorted(by_clip), config.split, [config.seed, 1])
     splits = {name: sorted(i for clip in clips for i in by_clip[clip]) for name, clips in clip_splits.items()}
+    for motion_id in list(splits["train"]):  # augmented copies train only: held-out clips stay as recorded
+        joints = np.load(out / "new_joints" / f"{motion_id}.npy")
+        source = metadata[motion_id]
+        for kind, copy, lines in augmentations(joints, captions[source["source"]], config.mirror, config.speeds):
+            copy = copy[:MAX_FRAMES]  # a slowed copy may outgrow a part
+            if len(copy) < MIN_FRAMES:
+                continue
+            new_id = f"{len(metadata):06d}"
+            vectors[new_id] = write_motion(out, new_id, copy, lines, features)
+            metadata[new_id] = {**source, "augmented": kind}
+            splits["train"].append(new_id)
+    splits["train"].sort()
     about = {"generator": "motion-agent-data import", "source": str(folder), "scenario": config.scenario,
              "clips": len(by_clip), "skipped": skipped}  # fmt: skip
+    about["augmented"] = {"mirror": config.mirror, "speeds": list(config.speeds)}
     write_index(out, vectors, metadata, splits, about, features)
     return {**about, "motions": len(metadata), "splits": {k: len(v) for k, v in splits.items()}}
 
