@@ -33,9 +33,9 @@ def test_a_bvh_the_project_wrote_reads_back_to_the_same_joints(jump, tmp_path: P
     assert np.abs(joints - to_project_frame(jump, 20.0)).max() < 1 * MM
 
 
-def _as_other_tool(text: str, tmp_path: Path) -> Path:
-    """The project's BVH as a mocap tool writes it: Mixamo joint names with a namespace, centimetres, 60 fps,
-    and an extra finger joint under each hand."""
+def _as_other_tool(text: str, tmp_path: Path) -> tuple[Path, str, list[str]]:
+    """The project's BVH as a Mixamo export writes it: joint names with the mixamorig: namespace, in
+    centimetres; returns the path to write, the hierarchy and the frame lines."""
     for ours, theirs in zip(JOINT_NAMES, CONVENTIONS["mixamo"]):
         text = re.sub(rf"\b(ROOT|JOINT) {ours}\b", rf"\1 mixamorig:{theirs}", text)
     text = re.sub(
