@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from motion_agent.bundles.cli import main
 from motion_agent.bundles.conformance.rig import BACKBONE, NAME, TOKENIZER, Rig, resign
+from motion_agent.bundles.durable import PAUSE_ENV, STEPS
 from motion_agent.bundles.keys import load_keyring
 from motion_agent.bundles.manifest import (
     ADAPTER_WEIGHTS,
@@ -38,7 +39,7 @@ from motion_agent.bundles.manifest import (
     BundleLimits,
     SemVer,
 )
-from motion_agent.bundles.store import PAUSE_ENV, STEPS, ExpertStore, StoreConfig
+from motion_agent.bundles.store import ExpertStore, StoreConfig
 from motion_agent.bundles.verify import verify_bundle
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from motion_agent.bundles.store import PAUSE_ENV, STEPS, ExpertStore, StoreConfig
+from motion_agent.bundles.durable import PAUSE_ENV, STEPS
+from motion_agent.bundles.store import ExpertStore, StoreConfig
 
 from runtime.processes import REPO, NodeProcess, open_client, write_agent_yaml
 

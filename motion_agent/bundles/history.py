@@ -24,29 +24,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from motion_agent.bundles.durable import write_json_durably
 from motion_agent.bundles.manifest import BundleError, Manifest, SemVer, clause, utc_now_iso
 
 HISTORY_NAME = "accepted.json"
 HISTORY_FORMAT = 1
 LOG = logging.getLogger(__name__)
-
-
-def write_json_durably(path: Path, data: dict) -> Path:
-    """Write `data` as JSON to `path`.tmp and fsync it, for the caller to os.replace over `path`.
-
-    On a failed write (a full disk) the half-written file is removed and the error names it: the file
-    it was to replace is untouched, so the store is as it was."""
-    temp = path.with_name(path.name + ".tmp")
-    try:
-        with open(temp, "w") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as error:
-        temp.unlink(missing_ok=True)
-        raise BundleError(f"Cannot write {temp}: {clause(error)}; {path.name} is unchanged.", "io") from None
-    return temp
 
 
 def manifest_digest(manifest_bytes: bytes) -> str:

@@ -47,16 +47,21 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from motion_agent.bundles.archive import sha256_file
-from motion_agent.bundles.history import HISTORY_NAME, AcceptedVersions, manifest_digest, write_json_durably
+from motion_agent.bundles.durable import (
+    checkpoint,
+    delete,
+    fsync_dir,
+    fsync_tree,
+    write_json_durably,
+)
+from motion_agent.bundles.history import HISTORY_NAME, AcceptedVersions, manifest_digest
 from motion_agent.bundles.keys import Keyring
 from motion_agent.bundles.manifest import (
     DEFAULT_LIMITS,
@@ -76,19 +81,6 @@ VERSIONS_DIR = "versions"
 STAGING_DIR = "staging"
 LOCK_NAME = ".lock"
 LOG = logging.getLogger(__name__)
-
-# Test hook: a process whose environment names one of the steps below stops there and waits, so a
-# crash test can SIGKILL it at exactly that point of the install protocol.
-PAUSE_ENV = "MOTION_AGENT_STORE_PAUSE_AT"
-STEPS = ("verified", "staged", "renamed", "index-written", "index-replaced", "committed", "pruning", "deleting")
-
-
-def _checkpoint(step: str) -> None:
-    if os.environ.get(PAUSE_ENV) == step:
-        sys.stderr.write(f"paused at {step}\n")
-        sys.stderr.flush()
-        while True:
-            time.sleep(60)
 
 
 @dataclass(frozen=True)
@@ -127,26 +119,6 @@ class InstallResult:
     replaced: str | None  # the version that was active before, if any
     path: Path
     changed: bool  # False when this exact version was already active
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(root: Path) -> None:
-    """fsync every file and folder under root, children before their folder."""
-    for folder, _, files in os.walk(root, topdown=False):
-        for name in files:
-            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(folder))
 
 
 class ExpertStore:
@@ -281,16 +253,16 @@ class ExpertStore:
         }
         temp = write_json_durably(self.index_path, data)
         if announce:
-            _checkpoint("index-written")
+            checkpoint("index-written")
         os.replace(temp, self.index_path)
         if announce:
-            _checkpoint("index-replaced")
+            checkpoint("index-replaced")
         try:
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except OSError as error:  # committed and visible; a power cut now may bring back the old index
             LOG.warning("the new index of %s is in place but not yet on disk: %s", self.root, error)
         if announce:
-            _checkpoint("committed")
+            checkpoint("committed")
 
     def _collect_garbage(self, experts: dict[str, ExpertRecord]) -> None:
         """Delete staging leftovers and every version folder the index does not name.
@@ -300,31 +272,18 @@ class ExpertStore:
         """
         staging = self.root / STAGING_DIR
         for leftover in list(staging.iterdir()):
-            self._delete(leftover)
+            delete(leftover)
         keep = {(name, version) for name, record in experts.items() for version in record.versions}
         for expert_dir in sorted((self.root / VERSIONS_DIR).iterdir()):
             for version_dir in sorted(expert_dir.iterdir()):
                 if (expert_dir.name, version_dir.name) not in keep:
                     trash = Path(tempfile.mkdtemp(prefix="trash-", dir=staging))
                     os.rename(version_dir, trash / "version")
-                    _checkpoint("pruning")
-                    self._delete(trash)
+                    checkpoint("pruning")
+                    delete(trash)
             if not any(expert_dir.iterdir()):
                 expert_dir.rmdir()
-        _fsync_dir(self.root / VERSIONS_DIR)
-
-    @staticmethod
-    def _delete(path: Path) -> None:
-        if path.is_dir() and not path.is_symlink():
-            for folder, dirs, files in os.walk(path, topdown=False):
-                for name in files:
-                    os.unlink(os.path.join(folder, name))
-                    _checkpoint("deleting")
-                for name in dirs:
-                    os.rmdir(os.path.join(folder, name))
-            os.rmdir(path)
-        else:
-            path.unlink(missing_ok=True)
+        fsync_dir(self.root / VERSIONS_DIR)
 
     def install(
         self,
@@ -358,7 +317,7 @@ class ExpertStore:
                     tokenizer_fingerprint=tokenizer_fingerprint,
                     limits=self.config.limits,
                 )
-                _checkpoint("verified")
+                checkpoint("verified")
                 manifest = verified.manifest
                 current = experts.get(manifest.name)
                 trust.check_scope(verified.key_id, manifest.name)
@@ -375,13 +334,13 @@ class ExpertStore:
                             "version-conflict",
                         )
                 else:
-                    _fsync_tree(verified.root)
-                    _checkpoint("staged")
+                    fsync_tree(verified.root)
+                    checkpoint("staged")
                     target.parent.mkdir(exist_ok=True)
-                    _fsync_dir(target.parent.parent)
+                    fsync_dir(target.parent.parent)
                     os.rename(verified.root, target)
-                    _fsync_dir(target.parent)
-                    _checkpoint("renamed")
+                    fsync_dir(target.parent)
+                    checkpoint("renamed")
                 history.remember(manifest.name, manifest.version, digest)
                 if downgrade:
                     history.log_downgrade(manifest)
@@ -402,7 +361,7 @@ class ExpertStore:
                 ) from None
             finally:
                 if work.exists():
-                    self._delete(work)
+                    delete(work)
             try:
                 self._collect_garbage(experts)
             except OSError as error:  # committed already; the next write collects what is left
@@ -422,13 +381,13 @@ class ExpertStore:
             for name, (version, folder) in sorted(versions.items()):
                 work = Path(tempfile.mkdtemp(prefix="adopt-", dir=self.root / STAGING_DIR))
                 shutil.copytree(folder, work / "expert")
-                _fsync_tree(work / "expert")
+                fsync_tree(work / "expert")
                 target = self.version_path(name, version)
                 target.parent.mkdir(exist_ok=True)
                 os.rename(work / "expert", target)
                 os.rmdir(work)
                 history.remember(name, version, manifest_digest((target / MANIFEST_NAME).read_bytes()))
-            _fsync_dir(self.root / VERSIONS_DIR)
+            fsync_dir(self.root / VERSIONS_DIR)
             history.write(self.history_path)
             self._write_index({name: ExpertRecord(name, version, ()) for name, (version, _) in versions.items()})
             return sorted(versions)
