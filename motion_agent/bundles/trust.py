@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from motion_agent.bundles.history import manifest_digest
 from motion_agent.bundles.keys import Keyring, check_signature, load_named_keys
 from motion_agent.bundles.manifest import MANIFEST_NAME, SIGNATURE_NAME, BundleError, clause
 
@@ -40,8 +41,7 @@ SHIPPED_SIGNER = "shipped"  # signer() of an expert that ships inside the packag
 def shipped_manifests() -> frozenset[str]:
     """sha256 of every expert manifest inside the package's embedded models."""
     return frozenset(
-        hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in EMBEDDED_DIR.glob(f"*/experts/versions/*/*/{MANIFEST_NAME}")
+        manifest_digest(path.read_bytes()) for path in EMBEDDED_DIR.glob(f"*/experts/versions/*/*/{MANIFEST_NAME}")
     )
 
 
@@ -101,7 +101,7 @@ class TrustPolicy:
             raise BundleError(
                 f"Cannot read the signed manifest of {version_folder}: {clause(error)}.", "store"
             ) from None
-        if hashlib.sha256(manifest).hexdigest() in self.pinned:
+        if manifest_digest(manifest) in self.pinned:
             return SHIPPED_SIGNER
         try:
             kid = check_signature(manifest, signature, self.keys)

@@ -11,10 +11,9 @@ import re
 
 import numpy as np
 
-from motion_agent.motion.readers.conventions import resample
+from motion_agent.motion.readers.conventions import TARGET_FPS, resample
 from motion_agent.motion.skeleton import JOINT_NAMES
 
-TARGET_FPS = 20.0
 MIRRORED_JOINTS = [
     JOINT_NAMES.index(name.replace("left_", "right_") if name.startswith("left_") else name.replace("right_", "left_"))
     for name in JOINT_NAMES

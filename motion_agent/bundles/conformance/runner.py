@@ -8,14 +8,15 @@ of each one's manifest), before and after the attempt.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from motion_agent.bundles.archive import sha256_file
 from motion_agent.bundles.conformance.cases import CASES, Case
 from motion_agent.bundles.conformance.rig import Rig
+from motion_agent.bundles.history import manifest_digest
 from motion_agent.bundles.manifest import MANIFEST_NAME, BundleError
 from motion_agent.bundles.store import LOCK_NAME, ExpertStore
 from motion_agent.bundles.trust import TrustPolicy
@@ -70,7 +71,7 @@ def store_snapshot(store: ExpertStore) -> dict[str, str]:
     files = {}
     for path in sorted(store.root.rglob("*")):
         if path.is_file() and path.name != LOCK_NAME:
-            files[str(path.relative_to(store.root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+            files[str(path.relative_to(store.root))] = sha256_file(path)
         elif path.is_dir() and not any(path.iterdir()):
             files[str(path.relative_to(store.root)) + "/"] = "empty folder"
     return files
@@ -82,7 +83,7 @@ def serving_set(store: ExpertStore, keyring: Path) -> dict[str, str]:
         active = store.active_experts(TrustPolicy.load(keyring))
     except BundleError as error:  # a keyring the node cannot read: it serves nothing, and says why
         return {"(keyring)": str(error)}
-    return {name: hashlib.sha256((path / MANIFEST_NAME).read_bytes()).hexdigest() for name, path in active.items()}
+    return {name: manifest_digest((path / MANIFEST_NAME).read_bytes()) for name, path in active.items()}
 
 
 def run_case(case: Case, rig: Rig, work: Path) -> Outcome:

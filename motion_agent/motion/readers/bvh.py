@@ -9,24 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from motion_agent.motion.readers.conventions import MotionFileError, guess_unit, to_project_frame, up_axis
 from motion_agent.motion.readers.joint_maps import match_skeleton
 
 MAX_BVH_BYTES = 200 * 1024 * 1024
 _AXES = {"X": 0, "Y": 1, "Z": 2}
-
-
-def _axis_rotations(axis: str, degrees: np.ndarray) -> np.ndarray:
-    """(T, 3, 3) rotations by `degrees` about one axis."""
-    angle = np.radians(degrees)
-    c, s = np.cos(angle), np.sin(angle)
-    out = np.zeros((len(angle), 3, 3))
-    i = _AXES[axis]
-    j, k = (i + 1) % 3, (i + 2) % 3
-    out[:, i, i] = 1.0
-    out[:, j, j], out[:, j, k], out[:, k, j], out[:, k, k] = c, -s, s, c
-    return out
 
 
 def _parse(path: Path):
@@ -59,13 +48,14 @@ def world_positions(mocap, names: list[str], frames: np.ndarray) -> np.ndarray:
         channels = mocap.joint_channels(name)
         values = frames[:, column : column + len(channels)]
         column += len(channels)
-        local = np.broadcast_to(np.eye(3), (count, 3, 3)).copy()
         offset = np.broadcast_to(np.asarray(mocap.joint_offset(name), dtype=np.float64), (count, 3)).copy()
         for k, channel in enumerate(channels):
-            if channel.endswith("rotation"):
-                local = local @ _axis_rotations(channel[0].upper(), values[:, k])
-            elif channel.endswith("position"):
+            if channel.endswith("position"):
                 offset[:, _AXES[channel[0].upper()]] += values[:, k]
+        turns = [k for k, channel in enumerate(channels) if channel.endswith("rotation")]
+        order = "".join(channels[k][0].upper() for k in turns)  # intrinsic, in the listed order
+        local = Rotation.from_euler(order, values[:, turns], degrees=True).as_matrix() if turns else np.eye(3)
+        local = np.broadcast_to(local, (count, 3, 3))
         parent = mocap.joint_parent_index(name)
         if parent < 0:
             rotations[joint], positions[joint] = local, offset

@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from motion_agent.motion.readers.conventions import MotionFileError, to_project_frame
+from motion_agent.motion.rotations import rotate_about_y
 from motion_agent.motion.skeleton import NUM_JOINTS
 
 HUMANML3D_FPS = 20.0
@@ -18,10 +20,8 @@ FEATURES = 263  # root (4), root-relative positions (21 x 3), rotations (21 x 6)
 
 
 def _rotate_about_y(angles: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """Rotate (..., 3) vectors by `angles` (radians, broadcast) about +Y, as qrot(qinv(q)) in HumanML3D."""
-    c, s = np.cos(angles), np.sin(angles)
-    x, y, z = vectors[..., 0], vectors[..., 1], vectors[..., 2]
-    return np.stack([c * x - s * z, y, s * x + c * z], axis=-1)
+    """Rotate (..., 3) vectors by -`angles` about +Y: HumanML3D's qrot(qinv(q), v)."""
+    return rotate_about_y(torch.as_tensor(vectors), -torch.as_tensor(angles)).numpy()
 
 
 def recover_from_ric(features: np.ndarray) -> np.ndarray:

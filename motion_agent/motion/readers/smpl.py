@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from motion_agent.motion.readers.conventions import MotionFileError, to_project_frame
-from motion_agent.motion.skeleton import DEFAULT_BONE_LENGTHS, NUM_JOINTS, PARENTS, RAW_OFFSETS
+from motion_agent.motion.skeleton import DEFAULT_BONE_LENGTHS, NUM_JOINTS, PARENTS, RAW_OFFSETS, Skeleton
 
 BODY_POSE_VALUES = NUM_JOINTS * 3  # axis-angle of the root and the 21 body joints
 FPS_KEYS = ("mocap_framerate", "mocap_frame_rate", "fps", "frame_rate")
@@ -25,10 +25,7 @@ def smpl_rest_joints(bone_lengths: np.ndarray = DEFAULT_BONE_LENGTHS) -> np.ndar
     directions = RAW_OFFSETS.copy()
     for joint, side in ARMS.items():
         directions[joint] = (side, 0.0, 0.0)
-    joints = np.zeros((NUM_JOINTS, 3))
-    for joint in range(1, NUM_JOINTS):
-        joints[joint] = joints[PARENTS[joint]] + directions[joint] * bone_lengths[joint]
-    return joints
+    return Skeleton(offsets=directions * np.asarray(bone_lengths, dtype=np.float64)[:, None]).rest_joints()
 
 
 def forward_kinematics(poses: np.ndarray, trans: np.ndarray, rest: np.ndarray) -> np.ndarray:
