@@ -295,11 +295,41 @@ def test_augmented_copies_swap_left_and_right_and_train_only(tmp_path):
         (clips / f"wave_{number}.txt").write_text("a person waves with the left hand.\n")
     out = tmp_path / "corpus"
     argv = ["import", "--clips", str(clips), "--scenario", "greeting", "--out", str(out), "--mirror", "--speeds", "0.8"]
-    assert data_main(argv) == 0
+    assert data_main([*argv, "--bodies", "1.1"]) == 0
     metadata = json.loads((out / "metadata.json").read_text())
     train = set((out / "train.txt").read_text().split())
     held_out = set((out / "val.txt").read_text().split()) | set((out / "test.txt").read_text().split())
     augmented = {i for i, m in metadata.items() if "augmented" in m}
-    assert len(augmented) == 2 * 8 and augmented <= train and not augmented & held_out
+    assert len(augmented) == 3 * 8 and augmented <= train and not augmented & held_out
     mirrored_id = next(i for i in augmented if metadata[i]["augmented"] == "mirror")
     assert (out / "texts" / f"{mirrored_id}.txt").read_text().startswith("a person waves with the right hand.#")
+
+
+def test_a_reproportioned_copy_has_longer_limbs_the_same_bone_directions_and_its_feet_on_the_floor():
+    from motion_agent.motion.demo import demo_motion
+    from motion_agent.motion.skeleton import JOINT_NAMES, PARENTS, bone_lengths
+    from training.data.augment import LIMB_JOINTS, reproportion
+
+    walk = demo_motion("walk", seconds=3.0)
+    tall = reproportion(walk, 1.2)
+    ratio = bone_lengths(tall)[:, 1:] / bone_lengths(walk)[:, 1:]  # per frame, per bone (the pelvis has none)
+    limbs = sorted(LIMB_JOINTS)
+    assert {JOINT_NAMES[j] for j in limbs} >= {"left_knee", "right_ankle", "left_elbow", "right_wrist"}
+    np.testing.assert_allclose(ratio[:, [j - 1 for j in limbs]], 1.2, rtol=1e-6)
+    others = [j for j in range(1, len(PARENTS)) if j not in LIMB_JOINTS]
+    np.testing.assert_allclose(ratio[:, [j - 1 for j in others]], 1.0, rtol=1e-6)  # hips, spine, collars, head as they were
+    elbow, shoulder = JOINT_NAMES.index("left_elbow"), JOINT_NAMES.index("left_shoulder")
+    before, after = walk[:, elbow] - walk[:, shoulder], tall[:, elbow] - tall[:, shoulder]
+    np.testing.assert_allclose(after, 1.2 * before, atol=1e-9)  # the upper arm points where it pointed
+    assert tall[..., 1].min() == pytest.approx(walk[..., 1].min())  # on the floor
+    assert tall[:, 0, 1].mean() > walk[:, 0, 1].mean()  # longer legs carry the pelvis higher
+    travel = np.linalg.norm(walk[-1, 0, [0, 2]] - walk[0, 0, [0, 2]])
+    assert np.linalg.norm(tall[-1, 0, [0, 2]] - tall[0, 0, [0, 2]]) == pytest.approx(1.2 * travel)
+
+
+def test_import_refuses_augmentation_factors_that_are_not_positive_numbers(tmp_path):
+    argv = ["import", "--clips", str(tmp_path), "--scenario", "greeting", "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit, match="--bodies factors must be positive"):
+        data_main([*argv, "--bodies", "1.1,-1"])
+    with pytest.raises(SystemExit, match="--speeds takes numbers separated by commas"):
+        data_main([*argv, "--speeds", "fast"])

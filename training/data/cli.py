@@ -77,11 +77,22 @@ def _streams(args: argparse.Namespace) -> int:
     return 0
 
 
+def _factors(text: str | None, flag: str) -> tuple[float, ...]:
+    """'0.8,1.25' -> (0.8, 1.25); refuses what is not a list of positive numbers, naming the flag."""
+    try:
+        factors = tuple(float(v) for v in text.split(",")) if text else ()
+    except ValueError:
+        raise SystemExit(f"error: {flag} takes numbers separated by commas, e.g. 0.9,1.1 (got {text!r})") from None
+    if any(f <= 0 for f in factors):
+        raise SystemExit(f"error: {flag} factors must be positive (got {text!r})")
+    return factors
+
+
 def _import(args: argparse.Namespace) -> int:
     from training.data.clips import ImportConfig, import_clips
 
-    speeds = tuple(float(v) for v in args.speeds.split(",")) if args.speeds else ()
-    config = ImportConfig(args.scenario, seed=args.seed, mirror=args.mirror, speeds=speeds)
+    speeds, bodies = _factors(args.speeds, "--speeds"), _factors(args.bodies, "--bodies")
+    config = ImportConfig(args.scenario, seed=args.seed, mirror=args.mirror, speeds=speeds, bodies=bodies)
     summary = import_clips(args.clips, args.out, config, args.captions)
     print(f"\nwrote {summary['motions']} motions of {summary['clips']} clips ({args.scenario}) to {args.out}")
     print("  splits     " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()))
@@ -144,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     clips.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split (default: %(default)s)")
     clips.add_argument("--mirror", action="store_true", help="also train on mirrored copies (left/right words swapped)")
     clips.add_argument("--speeds", metavar="F,F", help="also train on copies played this much faster, e.g. 0.8,1.25")
+    clips.add_argument(
+        "--bodies", metavar="F,F", help="also train on copies with arms and legs this many times as long, e.g. 0.9,1.1"
+    )
     clips.set_defaults(func=_import)
     return parser
 

@@ -34,6 +34,7 @@ class ImportConfig:
     seed: int = 0
     mirror: bool = False  # add a mirrored copy of every training clip (left/right words swapped)
     speeds: tuple[float, ...] = ()  # add re-timed copies of every training clip at these speeds
+    bodies: tuple[float, ...] = ()  # add copies on bodies with arms and legs this many times as long
 
 
 def read_captions(folder: Path, files: list[Path], captions_file: Path | None) -> dict[str, list[str]]:
@@ -107,7 +108,8 @@ def import_clips(
     for motion_id in list(splits["train"]):  # augmented copies train only: held-out clips stay as recorded
         joints = np.load(out / "new_joints" / f"{motion_id}.npy")
         source = metadata[motion_id]
-        for kind, copy, lines in augmentations(joints, captions[source["source"]], config.mirror, config.speeds):
+        copies = augmentations(joints, captions[source["source"]], config.mirror, config.speeds, config.bodies)
+        for kind, copy, lines in copies:
             copy = copy[:MAX_FRAMES]  # a slowed copy may outgrow a part
             if len(copy) < MIN_FRAMES:
                 continue
@@ -118,7 +120,7 @@ def import_clips(
     splits["train"].sort()
     about = {"generator": "motion-agent-data import", "source": str(folder), "scenario": config.scenario,
              "clips": len(by_clip), "skipped": skipped}  # fmt: skip
-    about["augmented"] = {"mirror": config.mirror, "speeds": list(config.speeds)}
+    about["augmented"] = {"mirror": config.mirror, "speeds": list(config.speeds), "bodies": list(config.bodies)}
     write_index(out, vectors, metadata, splits, about, features)
     return {**about, "motions": len(metadata), "splits": {k: len(v) for k, v in splits.items()}}
 
