@@ -317,7 +317,7 @@ def test_a_reproportioned_copy_has_longer_limbs_the_same_bone_directions_and_its
     assert {JOINT_NAMES[j] for j in limbs} >= {"left_knee", "right_ankle", "left_elbow", "right_wrist"}
     np.testing.assert_allclose(ratio[:, [j - 1 for j in limbs]], 1.2, rtol=1e-6)
     others = [j for j in range(1, len(PARENTS)) if j not in LIMB_JOINTS]
-    np.testing.assert_allclose(ratio[:, [j - 1 for j in others]], 1.0, rtol=1e-6)  # hips, spine, collars, head as they were
+    np.testing.assert_allclose(ratio[:, [j - 1 for j in others]], 1.0, rtol=1e-6)  # hips, spine, collars, head
     elbow, shoulder = JOINT_NAMES.index("left_elbow"), JOINT_NAMES.index("left_shoulder")
     before, after = walk[:, elbow] - walk[:, shoulder], tall[:, elbow] - tall[:, shoulder]
     np.testing.assert_allclose(after, 1.2 * before, atol=1e-9)  # the upper arm points where it pointed
