@@ -32,6 +32,30 @@ def test_generator_covers_scenarios_actions_and_emotions(corpus):
     assert {m["emotion"] for m in meta.values()} == set(EMOTIONS)
 
 
+def test_an_unseen_scenario_is_performed_only_when_named_and_never_enters_the_v1_corpus(corpus, tmp_path):
+    """The new-scenario benchmark's clips: motions and words no embedded model was trained on."""
+    from training.data.synth.corpus import perform
+    from training.data.synth.unseen import UNSEEN_ACTIONS, UNSEEN_SCENARIOS
+
+    assert not set(UNSEEN_SCENARIOS) & set(SCENARIOS) and not set(UNSEEN_ACTIONS) & set(ACTIONS)
+    about = json.loads((corpus / "corpus.json").read_text())
+    assert "scenarios" not in about["config"] and about["scenarios"] == sorted(SCENARIOS)  # v1 as it was
+    fitness = write_corpus(
+        tmp_path / "fitness", CorpusConfig(motions=30, seed=1, scenarios=("fitness",)), progress=False
+    )
+    meta = json.loads((fitness / "metadata.json").read_text())
+    assert {m["action"] for m in meta.values()} == set(UNSEEN_ACTIONS) and len(meta) == 30
+    texts = " ".join((fitness / "texts" / f"{i}.txt").read_text() for i in meta)
+    assert "jumping jacks" in texts and "squats" in texts and "lunges" in texts
+    config = CorpusConfig(scenarios=("fitness",))
+    rng = np.random.default_rng(0)
+    jacks, squats = perform("jumping_jacks", "neutral", 4.0, rng, config), perform("squat", "neutral", 4.0, rng, config)
+    assert jacks[..., 1].min(axis=1).max() > 0.05  # both feet leave the floor
+    assert np.ptp(squats[:, 0, 1]) > 0.25  # the pelvis goes down and comes back up
+    with pytest.raises(ValueError, match="unknown scenario.*yoga.*known: daily_life"):
+        CorpusConfig(scenarios=("fitness", "yoga"))
+
+
 def test_reader_loads_the_generated_corpus(corpus):
     data = HumanML3D(corpus)
     clips = data.clips("train")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from training.data.synth.unseen import UNSEEN_VERB_PHRASES
+
 VERB_PHRASES: dict[str, tuple[str, ...]] = {
     "walk": ("walks forward", "is walking ahead", "takes a few steps forward", "strolls straight ahead"),
     "turn": ("turns around", "walks in a half circle", "turns on the spot", "steps around to face the other way"),
@@ -138,7 +140,7 @@ WITHOUT_EMOTION = ("a {who} {vp}", "someone {vp}", "the {who} {vp}")
 def captions(action: str, emotion: str, rng: np.random.Generator, count: int, emotion_rate: float) -> list[str]:
     """`count` different captions; each names the emotion with probability `emotion_rate`."""
     adverbs, adjectives = EMOTION_WORDS[emotion]
-    phrases = VERB_PHRASES[action]
+    phrases = VERB_PHRASES[action] if action in VERB_PHRASES else UNSEEN_VERB_PHRASES[action]
     result: list[str] = []
     while len(result) < count:
         templates = WITH_EMOTION if rng.random() < emotion_rate else WITHOUT_EMOTION

@@ -29,10 +29,11 @@ from motion_agent.motion.skeleton import forward_kinematics
 from training.data.humanml3d import split_ids
 from training.data.layout_writer import write_index, write_motion
 from training.data.synth import take as A
-from training.data.synth.actions import ACTIONS
+from training.data.synth.actions import ACTIONS, SCENARIOS, Action
 from training.data.synth.captions import captions
 from training.data.synth.emotions import EMOTIONS, Style
 from training.data.synth.take import Take
+from training.data.synth.unseen import UNSEEN_ACTIONS, UNSEEN_SCENARIOS
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,15 @@ class CorpusConfig:
     # Motions made after the first `motions` that go to the test split only: more clips to score, while
     # the first `motions` (byte for byte), their split and every model trained on it stay the same.
     extra_test_motions: int = 0
+    # Which scenarios to perform; empty: corpus v1's (actions.SCENARIOS). Names may also come from
+    # unseen.UNSEEN_SCENARIOS, motions no embedded model has seen (a new scenario's clips, its evaluator).
+    scenarios: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        unknown = [s for s in self.scenarios if s not in SCENARIOS and s not in UNSEEN_SCENARIOS]
+        if unknown:
+            known = ", ".join([*SCENARIOS, *UNSEEN_SCENARIOS])
+            raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; known: {known}")
         if self.motions < 1:
             raise ValueError(f"motions must be at least 1, got {self.motions}")
         if self.extra_test_motions < 0:
@@ -104,12 +112,20 @@ def _root(k: Take, heading0: float, fps: float, max_speed: float) -> tuple[np.nd
     return orientation.as_rotvec(), path
 
 
+def corpus_actions(config: CorpusConfig) -> dict[str, Action]:
+    """The actions the corpus performs, in registry order (corpus v1's when no scenario is named)."""
+    if not config.scenarios:
+        return ACTIONS
+    every = {**ACTIONS, **UNSEEN_ACTIONS}
+    return {name: action for name, action in every.items() if action.scenario in config.scenarios}
+
+
 def perform(action: str, emotion: str, seconds: float, rng: np.random.Generator, config: CorpusConfig) -> np.ndarray:
     """(T, 22, 3) joint positions of one performance, lowest joint on the floor unless airborne."""
     style: Style = EMOTIONS[emotion].jittered(rng, config.style_jitter)
     frames = int(round(seconds * config.fps)) + 1
     take = Take(t=np.arange(frames) / config.fps, style=style, rng=rng)
-    ACTIONS[action].program(take)
+    {**ACTIONS, **UNSEEN_ACTIONS}[action].program(take)
     _posture(take)
     take.aa[:, 0], path = _root(take, rng.uniform(-np.pi, np.pi), config.fps, config.max_speed)
     aa = torch.as_tensor(take.aa, dtype=torch.float64)
@@ -138,7 +154,7 @@ def _height(ground: np.ndarray, air: np.ndarray) -> np.ndarray:
 
 def motion_plan(config: CorpusConfig) -> list[tuple[str, str]]:
     """Balanced (action, emotion) pairs: every pair appears before any appears twice."""
-    pairs = [(a, e) for a in ACTIONS for e in EMOTIONS]
+    pairs = [(a, e) for a in corpus_actions(config) for e in EMOTIONS]
     rng = np.random.default_rng(config.seed)
     plan: list[tuple[str, str]] = []
     total = config.motions + config.extra_test_motions
@@ -154,7 +170,7 @@ def write_corpus(
     out = Path(out)
     metadata: dict[str, dict[str, str]] = {}
     vectors: dict[str, np.ndarray] = {}
-    plan = motion_plan(config)
+    plan, actions = motion_plan(config), corpus_actions(config)
     for index, (action, emotion) in enumerate(tqdm(plan, desc="synthesising motions", disable=not progress)):
         rng = np.random.default_rng([config.seed, 0, index])
         motion_id = f"{index:06d}"
@@ -162,16 +178,16 @@ def write_corpus(
         joints = perform(action, emotion, seconds, rng, config)
         texts = captions(action, emotion, rng, config.captions_per_motion, config.emotion_caption_rate)
         vectors[motion_id] = write_motion(out, motion_id, joints, texts, features)
-        metadata[motion_id] = {"action": action, "scenario": ACTIONS[action].scenario, "emotion": emotion}
+        metadata[motion_id] = {"action": action, "scenario": actions[action].scenario, "emotion": emotion}
     every = sorted(metadata)
     splits = split_ids(every[: config.motions], config.split, [config.seed, 1])
     splits["test"] = splits["test"] + every[config.motions :]
     about = {
         "generator": "motion_agent procedural corpus v1",
-        "config": asdict(config),
-        "actions": len(ACTIONS),
+        "config": {k: v for k, v in asdict(config).items() if k != "scenarios" or v},  # v1 corpora: as before
+        "actions": len(actions),
         "emotions": sorted(EMOTIONS),
-        "scenarios": sorted({a.scenario for a in ACTIONS.values()}),
+        "scenarios": sorted({a.scenario for a in actions.values()}),
     }
     write_index(out, vectors, metadata, splits, about, features)
     return out
