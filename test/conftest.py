@@ -8,6 +8,7 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -102,3 +103,60 @@ def ros():
     rclpy.init()
     yield rclpy
     rclpy.try_shutdown()
+
+
+TIMEOUT = 60.0  # seconds a node over topics gets to answer
+
+
+class Harness:
+    """The motion node in process (a real MotionAgent on the config's base model) and a client node on
+    its test topics: `test_text` requests, `test_deploy` bundle paths, `test_diagnostics` statuses."""
+
+    def __init__(self, rclpy, config_path):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.parameter import Parameter
+        from std_msgs.msg import String
+
+        from motion_agent.nodes.motion_node import MotionNode
+
+        self.node = MotionNode(parameter_overrides=[Parameter("config", value=str(config_path))])
+        self.client = rclpy.create_node("expert_manager_test_client")
+        self.statuses = []
+        self.client.create_subscription(
+            DiagnosticArray, "test_diagnostics", lambda m: self.statuses.extend(m.status), 100
+        )
+        self.deploy = self.client.create_publisher(String, "test_deploy", 10)
+        self.text = self.client.create_publisher(String, "test_text", 10)
+        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.client)
+        self.spin_until(lambda: self.deploy.get_subscription_count() and self.text.get_subscription_count())
+
+    def spin_until(self, predicate, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = predicate()
+            if found:
+                return found
+            self.executor.spin_once(timeout_sec=0.05)
+        raise AssertionError(f"timed out after {timeout} s")
+
+    def status(self, name_part, level, **expected):
+        from motion_agent.nodes.messages import level_name, status_values
+
+        for status in self.statuses:
+            values = status_values(status)
+            if (
+                name_part in status.name
+                and level_name(status) == level
+                and all(values.get(k) == v for k, v in expected.items())
+            ):
+                return values
+        return None
+
+    def close(self):
+        self.node.close()
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.client.destroy_node()

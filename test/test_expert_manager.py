@@ -12,9 +12,7 @@ from motion_agent.bundles.conformance.cases import HOSTILE_PAX_BYTES
 from motion_agent.bundles.conformance.rig import digits_pax
 from motion_agent.bundles.inbox import BundleInbox
 
-from conftest import family_requests, start_launch, stop_process
-
-TIMEOUT = 60.0
+from conftest import Harness, family_requests, start_launch, stop_process
 
 
 def test_inbox_takes_only_bundles_that_stopped_changing_and_keeps_them_after(tmp_path):
@@ -40,59 +38,6 @@ def test_inbox_takes_only_bundles_that_stopped_changing_and_keeps_them_after(tmp
     taken.unlink()  # removed by hand while its install ran: settling must not fail
     assert inbox.settle(taken, "Not a tar file.") == inbox.folder / "refused" / "c.tar"
     assert (inbox.folder / "refused" / "c.tar.reason.txt").is_file()
-
-
-class Harness:
-    """The motion node in process (real MotionAgent on the tiny base model) and a client node."""
-
-    def __init__(self, rclpy, config_path):
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import MultiThreadedExecutor
-        from rclpy.parameter import Parameter
-        from std_msgs.msg import String
-
-        from motion_agent.nodes.motion_node import MotionNode
-
-        self.node = MotionNode(parameter_overrides=[Parameter("config", value=str(config_path))])
-        self.client = rclpy.create_node("expert_manager_test_client")
-        self.statuses = []
-        self.client.create_subscription(
-            DiagnosticArray, "test_diagnostics", lambda m: self.statuses.extend(m.status), 100
-        )
-        self.deploy = self.client.create_publisher(String, "test_deploy", 10)
-        self.text = self.client.create_publisher(String, "test_text", 10)
-        self.executor = MultiThreadedExecutor(num_threads=2)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.client)
-        self.spin_until(lambda: self.deploy.get_subscription_count() and self.text.get_subscription_count())
-
-    def spin_until(self, predicate, timeout=TIMEOUT):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = predicate()
-            if found:
-                return found
-            self.executor.spin_once(timeout_sec=0.05)
-        raise AssertionError(f"timed out after {timeout} s")
-
-    def status(self, name_part, level, **expected):
-        from motion_agent.nodes.messages import level_name, status_values
-
-        for status in self.statuses:
-            values = status_values(status)
-            if (
-                name_part in status.name
-                and level_name(status) == level
-                and all(values.get(k) == v for k, v in expected.items())
-            ):
-                return values
-        return None
-
-    def close(self):
-        self.node.close()
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.client.destroy_node()
 
 
 @pytest.fixture()

@@ -1,6 +1,7 @@
-"""The worked example: a scenario the embedded tiny default does not know ("shows"), written out as BVH
+"""The worked example: a scenario the embedded tiny default has no expert for ("shows"), written out as BVH
 files with captions, imported, trained as one expert next to the robot's shipped experts, signed, and
-installed into the robot's store, where its requests now reach it and the old scenarios' stay put."""
+dropped into the inbox of the robot's running node, which then serves its requests with it while the old
+scenarios' requests stay where they were."""
 
 from __future__ import annotations
 
@@ -66,8 +67,9 @@ def expert_argv(corpus: Path, clips_corpus: Path, scenario: str, robot: Path, co
     return argv + ["--store", str(robot), "--deployed-corpus", str(corpus), "--config", str(config), "--out", str(out)]
 
 
+@pytest.mark.ros
 @pytest.mark.slow
-def test_your_clips_become_an_expert_the_robot_serves_beside_its_own(corpus, fast_config, tmp_path):
+def test_your_clips_become_an_expert_the_robot_serves_beside_its_own(ros, corpus, fast_config, tmp_path):
     base, shipped = default_base_model("tiny"), default_experts("tiny")
     clips = export_scenario_clips(corpus, SCENARIO, tmp_path / "clips")
     argv = ["import", "--clips", str(clips), "--scenario", SCENARIO, "--captions", str(clips / "captions.tsv")]
@@ -95,23 +97,59 @@ def test_your_clips_become_an_expert_the_robot_serves_beside_its_own(corpus, fas
     assert (out / "report.md").read_text().startswith(f"# New expert: {SCENARIO}") and (out / "routing.png").is_file()
     assert (out / "expert" / "adapter" / "adapter_model.safetensors").is_file()
 
-    from motion_agent.agent import AgentConfig, MotionAgent, RoutingConfig  # the robot, after the install
-    from motion_agent.bundles.store import ExpertStore
-    from motion_agent.model.base_model import BaseModelSpec
+    served = robot_serves_it_from_its_inbox(ros, base, robot, tmp_path, Path(result["bundle"]), corpus)
+    assert served["installed"] == SCENARIO
+    new_before, new_after = served["new"]
+    assert new_before.count(SCENARIO) == 0 and new_after.count(SCENARIO) >= len(new_after) / 2
+    old_before, old_after = served["deployed"]
+    moved = [(b, a) for b, a in zip(old_before, old_after) if b != a]
+    assert all(a == SCENARIO for _, a in moved) and len(moved) <= 0.2 * len(old_before)  # as before, or the new one
 
-    keyring = tmp_path / "keyring"
+
+def robot_serves_it_from_its_inbox(ros, base: Path, store: Path, tmp_path: Path, bundle: Path, corpus: Path) -> dict:
+    """The robot with installs on (node.keyring, node.bundle_inbox), in process over real topics: held-out
+    requests of the new and the deployed scenarios, then the bundle dropped into its inbox while it
+    serves, then the same requests again. Returns who served each, before and after."""
+    from std_msgs.msg import String
+
+    from motion_agent.bundles.store import ExpertStore
+    from training.data.humanml3d import HumanML3D
+
+    from conftest import Harness
+
+    keyring, inbox = tmp_path / "keyring", tmp_path / "inbox"
     keyring.mkdir()
     shutil.copy(tmp_path / "keys" / "team.key.pub", keyring / "team.pub")
-    spec = BaseModelSpec.read(base)
-    installed = ExpertStore(robot).install(
-        result["bundle"],
-        keyring,
-        backbone_fingerprint=spec.fingerprint,
-        tokenizer_fingerprint=spec.tokenizer_fingerprint,
+    config = tmp_path / "robot.yaml"
+    config.write_text(
+        f"agent: {{base_model: {base}, routing: {{experts: {store}}}}}\n"
+        f"node: {{text_topics: [test_text], diagnostics_topic: test_diagnostics, caption: false, "
+        f"keyring: {keyring}, bundle_inbox: {inbox}, deploy_topic: test_deploy, store_poll_s: 0.2}}\n"
     )
-    assert installed.name == SCENARIO
-    agent = MotionAgent.from_config(AgentConfig(base_model=str(base), routing=RoutingConfig(experts=str(robot))))
-    assert SCENARIO in agent.experts.names and set(result["deployed"]) <= set(agent.experts.names)
+    deployed = sorted(ExpertStore(store).active_experts())
+    held_out = HumanML3D(tmp_path / SCENARIO).clips("test") + HumanML3D(tmp_path / SCENARIO).clips("val")
+    new_requests = [clip.captions[0].text for clip in held_out]
+    old_clips = [c for c in HumanML3D(corpus).clips("test") if c.scenario in deployed]
+    old_requests = [c.captions[0].text for name in deployed for c in [o for o in old_clips if o.scenario == name][:2]]
+    harness = Harness(ros, config)
+
+    def serve(texts: list[str]) -> list[str]:
+        experts = []
+        for text in texts:  # one at a time, each answer awaited: the statuses seen are this request's
+            harness.statuses.clear()
+            harness.text.publish(String(data=text))
+            experts.append(harness.spin_until(lambda t=text: harness.status("request", "OK", request=t))["expert"])
+        return experts
+
+    try:
+        before = serve(new_requests), serve(old_requests)
+        shutil.copy(bundle, inbox / ".partial")  # delivered as a file sync would: copied, then renamed
+        (inbox / ".partial").rename(inbox / bundle.name)
+        installed = harness.spin_until(lambda: harness.status("expert install", "OK", expert=SCENARIO))
+        after = serve(new_requests), serve(old_requests)
+    finally:
+        harness.close()
+    return {"installed": installed["expert"], "new": (before[0], after[0]), "deployed": (before[1], after[1])}
 
 
 @pytest.mark.slow

@@ -177,6 +177,29 @@ def test_oracle_router_follows_the_label():
     assert oracle.route_labels(["task_a", "task_z"]) == [Decision("sports", {}), Decision(None, {})]
 
 
+def test_copies_of_one_recording_never_vouch_for_it_when_the_threshold_is_cross_fitted(tiny_base_model):
+    """A small imported set: 20 recordings, each with augmented copies that carry its captions. With the
+    copies in other folds the held-out losses are those of inputs already seen, the threshold collapses
+    and the scenario's own new requests are refused; grouped by recording, they are accepted."""
+    from training.base.train import Example
+    from training.continual.router_training import direction_prompts
+
+    lm = load_base_model(tiny_base_model)
+    texts = family_requests("juggling", 26, 0)
+    copies = [
+        Example(np.zeros(4, np.int64), [t], source=f"clip_{i}.bvh") for i, t in enumerate(texts[:20]) for _ in range(6)
+    ]
+    prompts, groups = direction_prompts(lm, copies, "t2m")
+    assert len(set(groups)) == 20 and all(len(set(groups[i * 6 : i * 6 + 6])) == 1 for i in range(20))
+    features = prompt_features(lm, prompts)
+    settings = AutoencoderSettings(steps=400, folds=5)
+    leaky = fit_autoencoder(features, settings, groups=np.arange(len(prompts)))
+    grouped = fit_autoencoder(features, settings, groups=groups)
+    fresh = prompt_features(lm, [t2m_prompt(text) for text in texts[20:]])
+    assert grouped.threshold > leaky.threshold
+    assert (grouped.loss(fresh) <= grouped.threshold).sum() > (leaky.loss(fresh) <= leaky.threshold).sum()
+
+
 def test_a_router_on_prompt_features_tells_clearly_different_tasks_apart(tiny_base_model):
     """Real features of the frozen base model: two request families route correctly, a third is unknown."""
     lm = load_base_model(tiny_base_model)

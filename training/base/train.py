@@ -117,17 +117,24 @@ def load_base_config(path: str | Path | None = None) -> BaseTrainingConfig:
 @dataclass
 class Example:
     """One clip as the language model sees it: its motion codes, every caption and, in emotional
-    corpora, its emotion label."""
+    corpora, its emotion label; in imported corpora the recording it was cut or augmented from."""
 
     codes: np.ndarray
     captions: list[str]
     emotion: str | None = None
+    source: str | None = None  # clips of one source are one group wherever held-out data is drawn
 
 
 def encode(tokenizer: MotionTokenizer, clips: list[MotionClip]) -> list[Example]:
     """Motion codes (trimmed to whole tokens) and captions of each clip, in order."""
     return [
-        Example(tokenizer.motion_codes(clip.features), [c.text for c in clip.captions], clip.emotion) for clip in clips
+        Example(
+            tokenizer.motion_codes(clip.features),
+            [c.text for c in clip.captions],
+            clip.emotion,
+            clip.metadata.get("source"),
+        )  # fmt: skip
+        for clip in clips
     ]
 
 

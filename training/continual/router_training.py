@@ -46,15 +46,20 @@ class AutoencoderSettings:
 def direction_prompts(
     lm: MotionLanguageModel, examples: list[Example], direction: Direction
 ) -> tuple[list[str], np.ndarray]:
-    """(prompts, the index of each prompt's example) an expert for these examples serves in `direction`:
-    every caption as a T2M prompt, every motion as an M2T prompt."""
+    """(prompts, the group of each prompt) an expert for these examples serves in `direction`: every
+    caption as a T2M prompt, every motion as an M2T prompt. A group is an example, or every example of
+    one source recording: the augmented copies of an imported clip carry its captions and nearly its
+    motion, and must not vouch for it when the threshold is cross-fitted (twenty clips with five copies
+    each otherwise set a threshold so tight that the scenario's own held-out requests are refused)."""
+    group_of: dict[str, int] = {}
+    groups = [group_of.setdefault(e.source, i) if e.source is not None else i for i, e in enumerate(examples)]
     if direction == "t2m":
-        pairs = [(caption, i) for i, example in enumerate(examples) for caption in example.captions]
+        pairs = [(caption, groups[i]) for i, example in enumerate(examples) for caption in example.captions]
     else:
-        pairs = [(example.codes, i) for i, example in enumerate(examples)]
+        pairs = [(example.codes, groups[i]) for i, example in enumerate(examples)]
     return (
         request_prompts(lm.vocabulary, direction, [x for x, _ in pairs]),
-        np.array([i for _, i in pairs], dtype=np.int64),
+        np.array([g for _, g in pairs], dtype=np.int64),
     )
 
 
