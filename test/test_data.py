@@ -319,10 +319,11 @@ def test_augmented_copies_swap_left_and_right_and_train_only(tmp_path):
         (clips / f"wave_{number}.txt").write_text("a person waves with the left hand.\n")
     out = tmp_path / "corpus"
     argv = ["import", "--clips", str(clips), "--scenario", "greeting", "--out", str(out), "--mirror", "--speeds", "0.8"]
-    assert data_main([*argv, "--bodies", "1.1"]) == 0
+    assert data_main([*argv, "--bodies", "1.1", "--split", "0.8,0,0.2"]) == 0
     metadata = json.loads((out / "metadata.json").read_text())
     train = set((out / "train.txt").read_text().split())
     held_out = set((out / "val.txt").read_text().split()) | set((out / "test.txt").read_text().split())
+    assert not (out / "val.txt").read_text().split() and len(held_out) == 2  # --split 0.8,0,0.2 of 10 clips
     augmented = {i for i, m in metadata.items() if "augmented" in m}
     assert len(augmented) == 3 * 8 and augmented <= train and not augmented & held_out
     mirrored_id = next(i for i in augmented if metadata[i]["augmented"] == "mirror")
@@ -351,9 +352,11 @@ def test_a_reproportioned_copy_has_longer_limbs_the_same_bone_directions_and_its
     assert np.linalg.norm(tall[-1, 0, [0, 2]] - tall[0, 0, [0, 2]]) == pytest.approx(1.2 * travel)
 
 
-def test_import_refuses_augmentation_factors_that_are_not_positive_numbers(tmp_path):
+def test_import_refuses_augmentation_factors_and_splits_that_make_no_sense(tmp_path):
     argv = ["import", "--clips", str(tmp_path), "--scenario", "greeting", "--out", str(tmp_path / "out")]
     with pytest.raises(SystemExit, match="--bodies factors must be positive"):
         data_main([*argv, "--bodies", "1.1,-1"])
     with pytest.raises(SystemExit, match="--speeds takes numbers separated by commas"):
         data_main([*argv, "--speeds", "fast"])
+    with pytest.raises(SystemExit, match="--split takes train,val,test fractions adding up to 1"):
+        data_main([*argv, "--split", "0.8,0.3,0.1"])

@@ -92,6 +92,8 @@ def test_your_clips_become_an_expert_the_robot_serves_beside_its_own(ros, corpus
     for when in ("before", "after"):  # an untrained evaluator: the figures exist, their values mean nothing
         assert 0.0 <= result["scores"][when]["t2m_r_precision_top3"] <= 1.0
     assert "t2m_r_precision_top3, before -> after" in (out / "report.md").read_text()
+    assert result["tokenizer_reach"]["warning"] is None  # shows is within the shipped tokenizer's reach
+    assert "motion tokenizer joint error on the held-out clips" in (out / "report.md").read_text()
     accuracy = result["deployed_routing_accuracy"]
     assert accuracy["after"] >= accuracy["before"] - 0.02
     assert (out / "report.md").read_text().startswith(f"# New expert: {SCENARIO}") and (out / "routing.png").is_file()
@@ -168,3 +170,25 @@ def test_an_expert_that_would_take_a_deployed_scenarios_requests_is_refused(corp
     assert result["refused"] and result["taken_from_deployed"]["dance"] > 0.10
     assert "takes" in capsys.readouterr().err and "dance's requests" in result["refusal"]
     assert not (out / "party.tar").exists() and "**Refused:**" in (out / "report.md").read_text()
+
+
+def test_clips_the_motion_tokenizer_cannot_write_are_flagged_before_anyone_waits_for_a_gain(tmp_path):
+    """Fitness (jumping jacks, squats, lunges...) is beyond the shipped tokenizer; the corpus's own
+    scenarios are not: the reach check warns for the first and stays silent for the second."""
+    from motion_agent.model.base_model import tokenizer_folder
+    from motion_agent.model.tokenizer import MotionTokenizer
+    from training.data.humanml3d import HumanML3D
+    from training.expert.reach import REACH_WARNING_RATIO, tokenizer_reach
+
+    if default_base_model("tiny") is None:
+        pytest.skip("this checkout has no embedded tiny model")
+    tokenizer = MotionTokenizer.load(tokenizer_folder(default_base_model("tiny"))).eval()
+    fitness = write_corpus(
+        tmp_path / "fitness", CorpusConfig(motions=20, seed=5, scenarios=("fitness",)), progress=False
+    )
+    known = write_corpus(tmp_path / "known", CorpusConfig(motions=48, seed=5), progress=False)
+    new_clips, known_clips = HumanML3D(fitness).clips("all"), HumanML3D(known).clips("all")
+    beyond = tokenizer_reach(tokenizer, new_clips, known_clips)
+    assert beyond["ratio"] > REACH_WARNING_RATIO and "cannot write" in beyond["warning"]
+    within = tokenizer_reach(tokenizer, known_clips[0::2], known_clips[1::2])  # other motions of the same actions
+    assert within["ratio"] < REACH_WARNING_RATIO and within["warning"] is None

@@ -88,11 +88,25 @@ def _factors(text: str | None, flag: str) -> tuple[float, ...]:
     return factors
 
 
+def _split(text: str) -> tuple[float, float, float]:
+    """'0.8,0.1,0.1' -> train, val, test fractions; refuses a split that is not three fractions adding to 1."""
+    try:
+        split = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        split = ()
+    if len(split) != 3 or min(split) < 0 or split[0] == 0 or abs(sum(split) - 1.0) > 1e-6:
+        raise SystemExit(
+            f"error: --split takes train,val,test fractions adding up to 1, e.g. 0.8,0.1,0.1 (got {text!r})"
+        )
+    return split
+
+
 def _import(args: argparse.Namespace) -> int:
     from training.data.clips import ImportConfig, import_clips
 
     speeds, bodies = _factors(args.speeds, "--speeds"), _factors(args.bodies, "--bodies")
-    config = ImportConfig(args.scenario, seed=args.seed, mirror=args.mirror, speeds=speeds, bodies=bodies)
+    split = _split(args.split)
+    config = ImportConfig(args.scenario, split, args.seed, args.mirror, speeds, bodies)
     summary = import_clips(args.clips, args.out, config, args.captions)
     print(f"\nwrote {summary['motions']} motions of {summary['clips']} clips ({args.scenario}) to {args.out}")
     print("  splits     " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()))
@@ -153,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     clips.add_argument("--captions", help="captions file: 'clip<TAB>caption' per line (default: CLIP.txt files)")
     clips.add_argument("--out", required=True, help="output folder")
     clips.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split (default: %(default)s)")
+    clips.add_argument(
+        "--split",
+        default="0.8,0.1,0.1",
+        metavar="TRAIN,VAL,TEST",
+        help="fractions of the clips for training and held out (val, test: scored, never augmented) "
+        "(default: %(default)s)",
+    )
     clips.add_argument("--mirror", action="store_true", help="also train on mirrored copies (left/right words swapped)")
     clips.add_argument("--speeds", metavar="F,F", help="also train on copies played this much faster, e.g. 0.8,1.25")
     clips.add_argument(

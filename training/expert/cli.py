@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "expert.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{args.scenario}: {result['new']['routed_to_new']:.0%} of its held-out requests routed to it; "
           f"deployed routing {result['deployed_routing_accuracy']}; report {report}")  # fmt: skip
+    if result["tokenizer_reach"]["warning"]:
+        print(f"warning: {result['tokenizer_reach']['warning']}", file=sys.stderr)
     if result["refused"]:
         print(f"error: refused: {result['refusal']}", file=sys.stderr)
         return 1

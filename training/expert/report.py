@@ -67,7 +67,14 @@ def write_report(result: dict, out: Path) -> Path:
     lines += [
         f"| {d}'s requests now routed to the new expert | {s:.1%} |" for d, s in result["taken_from_deployed"].items()
     ]
+    reach = result.get("tokenizer_reach") or {}
+    if reach.get("new_mpjpe_mm") is not None:
+        known = reach.get("deployed_mpjpe_mm")
+        against = f" ({known} mm on the deployed scenarios' motions: {reach['ratio']}x)" if known else ""
+        lines.append(f"| motion tokenizer joint error on the held-out clips | {reach['new_mpjpe_mm']} mm{against} |")
     lines += ["", f"![routing before and after]({png.name})", ""]
+    if reach.get("warning"):
+        lines += [f"**Warning:** {reach['warning']}.", ""]
     if result.get("refused"):
         lines += [f"**Refused:** {result['refusal']}. No bundle was written.", ""]
     path = out / "report.md"

@@ -32,6 +32,7 @@ from training.continual.tasks import TaskData
 from training.continual.trainer import train_task
 from training.data.humanml3d import HumanML3D, MotionClip
 from training.evaluation.evaluator import Evaluator
+from training.expert.reach import tokenizer_reach
 
 UNKNOWN = "unknown"  # a request no expert accepts: served by the base model
 REQUESTS_PER_SCENARIO = 40  # held-out requests routed per scenario
@@ -108,6 +109,8 @@ def train_expert(run: ExpertRun, config: ContinualConfig, progress: bool = True)
     train_clips, test_clips = data.clips("train"), data.clips("test") + data.clips("val")
     if not train_clips or not test_clips:
         raise ValueError(f"{run.corpus} needs clips in its train split and in its test or val split")
+    known = HumanML3D(run.deployed_corpus).clips("test") if run.deployed_corpus else []
+    reach = tokenizer_reach(tokenizer, test_clips, known)
     deployed = ExpertStore(run.store).active_experts()
     name = adapters.adapter_name(run.scenario)
     if name in {adapters.adapter_name(d) for d in deployed}:
@@ -148,6 +151,7 @@ def train_expert(run: ExpertRun, config: ContinualConfig, progress: bool = True)
         "taken_from_deployed": taken,
         "max_share": run.max_share,
         "scores": scores,
+        "tokenizer_reach": reach,
     }
     kept = ("train_clips", "new", "deployed_routing_accuracy", "taken_from_deployed")
     figures_file = {"method": "moe-hard", "task": run.scenario, "base_fingerprint": lm.fingerprint}
