@@ -44,9 +44,13 @@ def test_an_unseen_scenario_is_performed_only_when_named_and_never_enters_the_v1
         tmp_path / "fitness", CorpusConfig(motions=30, seed=1, scenarios=("fitness",)), progress=False
     )
     meta = json.loads((fitness / "metadata.json").read_text())
-    assert {m["action"] for m in meta.values()} == set(UNSEEN_ACTIONS) and len(meta) == 30
+    assert {m["action"] for m in meta.values()} == {p.__name__ for p in UNSEEN_SCENARIOS["fitness"]} and len(meta) == 30
     texts = " ".join((fitness / "texts" / f"{i}.txt").read_text() for i in meta)
     assert "jumping jacks" in texts and "squats" in texts and "lunges" in texts
+    gestures = write_corpus(
+        tmp_path / "gestures", CorpusConfig(motions=10, seed=1, scenarios=("gestures",)), progress=False
+    )
+    assert {m["scenario"] for m in json.loads((gestures / "metadata.json").read_text()).values()} == {"gestures"}
     config = CorpusConfig(scenarios=("fitness",))
     rng = np.random.default_rng(0)
     jacks, squats = perform("jumping_jacks", "neutral", 4.0, rng, config), perform("squat", "neutral", 4.0, rng, config)

@@ -3,9 +3,11 @@
 Corpus v1 (`actions.SCENARIOS`) is what every shipped base model and expert was trained on, so a
 scenario taken from it is not new to a deployed robot: its base model already performs it. The
 scenarios here stand in for a team's own clips of something the robot has never done: the
-new-scenario benchmark and the worked example write them as motion files with captions
-(`corpus.CorpusConfig(scenarios=...)`, then `clips.export_scenario_clips`), and an evaluator that
-scores them is trained on a corpus that holds them beside the v1 scenarios.
+new-scenario benchmark writes them as motion files with captions (`corpus.CorpusConfig(scenarios=...)`,
+then `clips.export_scenario_clips`), and an evaluator that scores them is trained on a corpus that holds
+them beside the v1 scenarios. `gestures` (arm and head gestures) lies within the shipped motion
+tokenizer's reach; `fitness` (jumping jacks, squats, lunges: legs spread and deep knee bends the corpus
+never has) does not, and shows what `training.expert.reach` warns about.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import numpy as np
 
 from training.data.synth.actions import Action
 from training.data.synth.take import (
+    HEAD,
+    L_COLLAR,
     L_ELBOW,
     L_HIP,
     L_KNEE,
     L_SHOULDER,
+    R_COLLAR,
     R_ELBOW,
     R_HIP,
     R_KNEE,
@@ -27,6 +32,7 @@ from training.data.synth.take import (
     SPINE3,
     Take,
     X,
+    Y,
     Z,
     arms_up,
 )
@@ -97,7 +103,64 @@ def toe_touch(k: Take) -> None:
     arms_up(k, 2.8 * up)
 
 
-UNSEEN_SCENARIOS = {"fitness": (jumping_jacks, squat, lunge, arm_circles, toe_touch)}
+# --- gestures: what people do with their arms and head while they talk -----------------------------
+
+
+def beckon(k: Take) -> None:
+    """The right arm held forward, the hand curling in again and again: come here."""
+    up = k.ramp(0.05, 0.2) * (1 - k.ramp(0.85, 1.0))
+    k.angle(R_SHOULDER, X, -1.2 * up)
+    k.angle(R_ELBOW, X, -(0.3 + 0.9 * np.clip(k.cycle(1.2), 0, None)) * up)
+    k.angle(HEAD, X, -0.1 * up)
+
+
+def shrug(k: Take) -> None:
+    """Shoulders up, forearms forward and out, palms up; and down again."""
+    lift = np.clip(k.cycle(0.5), 0, None)
+    k.angle(L_COLLAR, Z, 0.35 * lift)
+    k.angle(R_COLLAR, Z, -0.35 * lift)
+    k.angle(L_SHOULDER, Z, 0.4 * lift)
+    k.angle(R_SHOULDER, Z, -0.4 * lift)
+    k.angle(L_ELBOW, X, -1.3 * lift)
+    k.angle(R_ELBOW, X, -1.3 * lift)
+    k.angle(HEAD, Z, 0.2 * lift)
+
+
+def cross_arms(k: Take) -> None:
+    """Both forearms folded across the chest, held."""
+    hold = k.ramp(0.1, 0.3) * (1 - k.ramp(0.85, 1.0))
+    k.angle(L_SHOULDER, X, -0.4 * hold)
+    k.angle(R_SHOULDER, X, -0.4 * hold)
+    k.angle(L_ELBOW, X, -2.0 * hold)  # forearms up in front ...
+    k.angle(R_ELBOW, X, -2.0 * hold)
+    k.angle(L_SHOULDER, Y, -1.0 * hold)  # ... and swung across the chest
+    k.angle(R_SHOULDER, Y, 1.0 * hold)
+    k.angle(HEAD, X, -0.1 * hold)
+
+
+def facepalm(k: Take) -> None:
+    """The right hand brought up to the face, the head bowed into it, a slow shake."""
+    up = k.ramp(0.1, 0.3) * (1 - k.ramp(0.8, 0.98))
+    k.angle(R_SHOULDER, X, -1.5 * up)
+    k.angle(R_SHOULDER, Z, 0.3 * up)
+    k.angle(R_ELBOW, X, -2.3 * up)
+    k.angle(HEAD, X, 0.35 * up)
+    k.angle(HEAD, Y, 0.2 * k.cycle(0.8) * up)
+
+
+def point_left(k: Take) -> None:
+    """The left arm straight out to the side, the head turned to look where it points."""
+    up = k.pulse(0.1, 0.9)
+    k.angle(L_SHOULDER, Z, 1.5 * up)
+    k.angle(L_SHOULDER, X, -0.3 * up)
+    k.angle(HEAD, Y, 0.6 * up)
+    k.angle(SPINE2, Y, 0.2 * up)
+
+
+UNSEEN_SCENARIOS = {
+    "fitness": (jumping_jacks, squat, lunge, arm_circles, toe_touch),
+    "gestures": (beckon, shrug, cross_arms, facepalm, point_left),
+}
 UNSEEN_ACTIONS: dict[str, Action] = {
     program.__name__: Action(program.__name__, scenario, program)
     for scenario, programs in UNSEEN_SCENARIOS.items()
@@ -128,5 +191,25 @@ UNSEEN_VERB_PHRASES: dict[str, tuple[str, ...]] = {
         "bends down to touch the toes and reaches up",
         "does toe touches",
         "reaches for the toes, then overhead",
+    ),
+    "beckon": (
+        "beckons someone over",
+        "waves someone to come closer",
+        "signals come here with the right hand",
+        "beckons with a curling hand",
+    ),
+    "shrug": ("shrugs", "shrugs the shoulders", "shrugs with the palms up", "lifts the shoulders in a shrug"),
+    "cross_arms": (
+        "crosses the arms",
+        "folds the arms over the chest",
+        "stands with the arms crossed",
+        "crosses both arms in front",
+    ),
+    "facepalm": ("facepalms", "covers the face with a hand", "puts a hand over the face", "does a facepalm"),
+    "point_left": (
+        "points to the left",
+        "points off to the side with the left arm",
+        "shows the way to the left",
+        "points left",
     ),
 }
