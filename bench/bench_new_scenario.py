@@ -23,7 +23,7 @@ shipping, without disturbing what the robot already does, and how long until the
    requests of the new and the deployed scenarios over topics: who served them.
 5. Out of reach: OUT_OF_REACH (fitness: jumping jacks, squats, lunges) clips through each profile's
    motion tokenizer, beside the deployed motions. Its experts were trained too while this benchmark was
-   written: the tokenizer reconstructs them 2.5x worse and no expert beat the base model there, which
+   written: the tokenizer reconstructs them 2.9x worse and no expert beat the base model there, which
    is why `motion-agent-train expert` now reports the tokenizer's reach first.
 
 Run: python bench/bench_new_scenario.py [--profiles tiny smollm2-135m] [--work DIR] [--steps N]

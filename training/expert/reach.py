@@ -3,7 +3,7 @@
 An expert generates motion tokens; the frozen motion tokenizer turns them into motion. Motions the
 tokenizer cannot reconstruct are out of every expert's reach, however long it trains: on the new-scenario
 benchmark's fitness clips (jumping jacks, squats, lunges) the shipped tokenizer's reconstruction error
-was 2.7 times that on the corpus it was trained on, and no expert beat the base model's R-Precision.
+was 2.9 times that on the corpus it was trained on, and no expert beat the base model's R-Precision.
 So the expert command measures it first: the root-aligned joint error (MPJPE) of the new held-out clips
 through encode and decode, beside the same figure on motions of the scenarios the robot already serves.
 """
