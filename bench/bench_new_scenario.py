@@ -169,6 +169,7 @@ def profile_figures(full: dict, small: dict) -> dict:
 def deploy_over_topics(profile: str, store: Path, keyring: Path, bundle: Path, new: Path, deployed: Path,
                        work: Path) -> dict:  # fmt: skip
     """Drop the bundle into a serving node's inbox; time to the new expert serving; who serves what."""
+    from motion_agent.bundles.store import ExpertStore
     from motion_agent.model.base_model import default_base_model
     from training.data.humanml3d import HumanML3D
 
@@ -177,8 +178,8 @@ def deploy_over_topics(profile: str, store: Path, keyring: Path, bundle: Path, n
 
     new_requests = [c.captions[0].text for c in HumanML3D(new).clips("test")][:OVER_TOPICS_REQUESTS]
     old = HumanML3D(deployed)
-    store_names = json.loads((store / "index.json").read_text())["experts"]
-    old_requests = [(c.scenario, c.captions[0].text) for c in old.clips("test") if c.scenario in store_names]
+    served = ExpertStore(store).active_experts()
+    old_requests = [(c.scenario, c.captions[0].text) for c in old.clips("test") if c.scenario in served]
     old_requests = old_requests[:OVER_TOPICS_REQUESTS]
     inbox = work / "inbox"
     config = write_agent_yaml(work / "agent.yaml", store, keyring, inbox, 0.5)

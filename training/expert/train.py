@@ -57,12 +57,18 @@ def _requests(clips: list[MotionClip], count: int = REQUESTS_PER_SCENARIO) -> li
     return [clip.captions[0].text for clip in clips[:count]]
 
 
-def deployed_requests(corpus: Path | None, names: list[str]) -> dict[str, list[str]]:
-    """Requests of each deployed scenario, from a corpus whose metadata names those scenarios (all of its
-    clips: the deployed experts were trained elsewhere, and the new one never reads this corpus)."""
+def deployed_clips(corpus: Path | None) -> tuple[list[MotionClip], list[MotionClip]]:
+    """(every clip, the test clips) of a corpus whose metadata names the deployed scenarios, read once:
+    the deployed experts were trained elsewhere, and the new one never reads this corpus."""
     if corpus is None:
-        return {}
-    clips = HumanML3D(corpus).clips("all")
+        return [], []
+    data = HumanML3D(corpus)
+    clips, test = data.clips("all"), set(data.ids("test"))
+    return clips, [c for c in clips if c.motion_id in test]
+
+
+def deployed_requests(clips: list[MotionClip], names: list[str]) -> dict[str, list[str]]:
+    """Requests of each deployed scenario, from all of its clips."""
     return {
         name: _requests([c for c in clips if c.scenario == name])
         for name in names
@@ -109,8 +115,8 @@ def train_expert(run: ExpertRun, config: ContinualConfig, progress: bool = True)
     train_clips, test_clips = data.clips("train"), data.clips("test") + data.clips("val")
     if not train_clips or not test_clips:
         raise ValueError(f"{run.corpus} needs clips in its train split and in its test or val split")
-    known = HumanML3D(run.deployed_corpus).clips("test") if run.deployed_corpus else []
-    reach = tokenizer_reach(tokenizer, test_clips, known)
+    known, known_test = deployed_clips(run.deployed_corpus)
+    reach = tokenizer_reach(tokenizer, test_clips, known_test)
     deployed = ExpertStore(run.store).active_experts()
     name = adapters.adapter_name(run.scenario)
     if name in {adapters.adapter_name(d) for d in deployed}:
@@ -120,7 +126,7 @@ def train_expert(run: ExpertRun, config: ContinualConfig, progress: bool = True)
         for expert, path in deployed.items():  # the store's version folders, as a run's experts folder
             (Path(folder) / expert).symlink_to(path.resolve())
         method.restore(list(deployed), Path(folder))
-        requests = {run.scenario: _requests(test_clips), **deployed_requests(run.deployed_corpus, list(deployed))}
+        requests = {run.scenario: _requests(test_clips), **deployed_requests(known, list(deployed))}
         method.prepare_inference()
         before = routing(method, requests) if deployed else {s: {UNKNOWN: len(t)} for s, t in requests.items()}
         torch.manual_seed(config.training.seed)

@@ -116,6 +116,8 @@ VERB_PHRASES: dict[str, tuple[str, ...]] = {
     "split_jump": ("does split jumps", "jumps with the legs split", "leaps with the legs apart", "does a split leap"),
 }
 
+EVERY_VERB_PHRASE = {**VERB_PHRASES, **UNSEEN_VERB_PHRASES}  # corpus v1's actions and the unseen scenarios'
+
 EMOTION_WORDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # (adverbs, adjectives)
     "neutral": (("calmly", "normally", "casually"), ("calm", "relaxed", "composed")),
@@ -140,7 +142,7 @@ WITHOUT_EMOTION = ("a {who} {vp}", "someone {vp}", "the {who} {vp}")
 def captions(action: str, emotion: str, rng: np.random.Generator, count: int, emotion_rate: float) -> list[str]:
     """`count` different captions; each names the emotion with probability `emotion_rate`."""
     adverbs, adjectives = EMOTION_WORDS[emotion]
-    phrases = VERB_PHRASES[action] if action in VERB_PHRASES else UNSEEN_VERB_PHRASES[action]
+    phrases = EVERY_VERB_PHRASE[action]
     result: list[str] = []
     while len(result) < count:
         templates = WITH_EMOTION if rng.random() < emotion_rate else WITHOUT_EMOTION

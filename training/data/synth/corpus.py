@@ -35,6 +35,8 @@ from training.data.synth.emotions import EMOTIONS, Style
 from training.data.synth.take import Take
 from training.data.synth.unseen import UNSEEN_ACTIONS, UNSEEN_SCENARIOS
 
+EVERY_ACTION: dict[str, Action] = {**ACTIONS, **UNSEEN_ACTIONS}  # corpus v1's and the unseen scenarios'
+
 
 @dataclass(frozen=True)
 class CorpusConfig:
@@ -116,8 +118,7 @@ def corpus_actions(config: CorpusConfig) -> dict[str, Action]:
     """The actions the corpus performs, in registry order (corpus v1's when no scenario is named)."""
     if not config.scenarios:
         return ACTIONS
-    every = {**ACTIONS, **UNSEEN_ACTIONS}
-    return {name: action for name, action in every.items() if action.scenario in config.scenarios}
+    return {name: action for name, action in EVERY_ACTION.items() if action.scenario in config.scenarios}
 
 
 def perform(action: str, emotion: str, seconds: float, rng: np.random.Generator, config: CorpusConfig) -> np.ndarray:
@@ -125,7 +126,7 @@ def perform(action: str, emotion: str, seconds: float, rng: np.random.Generator,
     style: Style = EMOTIONS[emotion].jittered(rng, config.style_jitter)
     frames = int(round(seconds * config.fps)) + 1
     take = Take(t=np.arange(frames) / config.fps, style=style, rng=rng)
-    {**ACTIONS, **UNSEEN_ACTIONS}[action].program(take)
+    EVERY_ACTION[action].program(take)
     _posture(take)
     take.aa[:, 0], path = _root(take, rng.uniform(-np.pi, np.pi), config.fps, config.max_speed)
     aa = torch.as_tensor(take.aa, dtype=torch.float64)
