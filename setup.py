@@ -62,6 +62,10 @@ setup(
         "scipy>=1.10",
         "smplx>=0.1.28",
         "onnxruntime>=1.18",
+        # the language model's onnx graph is written with onnx and its weights quantized by onnxruntime's
+        # MatMulNBits quantizer, which needs onnx_ir (motion_agent/model/onnx_language_model.py)
+        "onnx>=1.16",
+        "onnx_ir>=0.1",
         "pyyaml>=6",
         "safetensors>=0.4",
         "cryptography>=42",

@@ -14,6 +14,7 @@ read before the expert lock is taken, and a request runs wholly on the old set o
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from motion_agent.bundles.store import ExpertStore, InstallResult
 from motion_agent.bundles.trust import TrustPolicy
 from motion_agent.config import load_yaml
 from motion_agent.experts.expert_set import ExpertError, ExpertSet
+from motion_agent.experts.onnx_expert_set import OnnxExpertSet
 from motion_agent.experts.onnx_trunk import FEATURES_BACKENDS, OnnxPromptFeatures
 from motion_agent.experts.prompt_features import prompt_features
 from motion_agent.experts.routing import (
@@ -43,6 +45,7 @@ from motion_agent.model.language_model import (
     t2m_prompt,
     without_duration,
 )
+from motion_agent.model.onnx_language_model import LanguageModelRuntime, OnnxLanguageModel
 from motion_agent.model.tokenizer import MotionTokenizer
 from motion_agent.model.tokenizer_onnx import load_decoder
 from motion_agent.motion.features import FeatureConfig, joints_to_features, recover_joints
@@ -50,6 +53,7 @@ from motion_agent.motion.retarget import Retargeter, Trajectory
 from motion_agent.motion.robots.config import MODES as ROBOT_MODES
 from motion_agent.motion.robots.loader import load_retargeter
 from motion_agent.motion.skeleton import NUM_JOINTS
+from motion_agent.streaming import StreamConfig, keep_sent, stream_frames
 
 
 class RequestError(ValueError):
@@ -95,6 +99,8 @@ class AgentConfig:
     max_caption_frames: int = 196
     seed: int = 0
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    language_model: LanguageModelRuntime = field(default_factory=LanguageModelRuntime)
+    stream: StreamConfig = field(default_factory=StreamConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
 
@@ -120,10 +126,20 @@ class MotionResult:
     expert: str  # the expert that generated it; "unknown" (served by the base) or "base" (no experts)
     timings_ms: dict[str, float]
     router_scores: dict[str, float] = field(default_factory=dict)  # per expert: reconstruction loss
+    first_chunk_ms: float | None = None  # streamed: from routing's end to the first chunk handed over
 
     @property
     def seconds(self) -> float:
         return len(self.joints) / 20.0
+
+
+@dataclass(frozen=True)
+class MotionChunk:
+    """The motion committed so far while a request streams (each chunk holds every earlier frame)."""
+
+    joints: np.ndarray  # (F, 22, 3) metres, 20 fps
+    trajectory: Trajectory  # the robot's, of those frames
+    final: bool  # the whole motion: no chunk follows
 
 
 @dataclass
@@ -189,7 +205,11 @@ class MotionAgent:
     ) -> None:
         self.lm, self.encoder, self.decoder, self.retargeter, self.config = lm, encoder, decoder, retargeter, config
         self.tokenizer_fingerprint = tokenizer_fingerprint  # bundles must name it (and the base fingerprint)
-        self.experts = ExpertSet(lm, merged=config.routing.merged)
+        self.experts = (
+            OnnxExpertSet(OnnxLanguageModel(lm, config.language_model))
+            if config.language_model.backend == "onnx"
+            else ExpertSet(lm, merged=config.routing.merged)
+        )
         self.router = AutoencoderRouter()
         self._onnx_features: OnnxPromptFeatures | None = None  # made when first routing (routing.features: onnx)
         self.store = ExpertStore(Path(config.routing.experts).expanduser()) if config.routing.experts else None
@@ -290,30 +310,70 @@ class MotionAgent:
         return recover_joints(torch.as_tensor(np.asarray(features), dtype=torch.float64)).numpy()
 
     def generate(
-        self, text: object, emotion: str | None = None, duration: float | None = None, seed: int | None = None
+        self,
+        text: object,
+        emotion: str | None = None,
+        duration: float | None = None,
+        seed: int | None = None,
+        on_chunk: Callable[[MotionChunk], None] | None = None,
     ) -> MotionResult:
         """A motion for a request; `emotion` (a word such as "happy") and `duration` (seconds) are added
-        to what the text itself says."""
+        to what the text itself says. With `on_chunk` (and `stream.enabled`, and a language model that
+        streams: the onnx backend) the motion is committed and retargeted chunk by chunk while its codes
+        are decoded (motion_agent.streaming), each chunk the whole motion so far; the result is the last."""
         clock = _Clock()
         text = check_text(text, self.config.max_text_chars)
         if emotion:
             text = check_text(f"{text.rstrip('.')}, looking {emotion}", self.config.max_text_chars)
+        seed = self.config.seed if seed is None else seed
         with self.experts.lock:
             decision = self.route(t2m_prompt(without_duration(text)), "t2m")
             expert = self._expert_label(decision)
             clock.lap("route")
-            codes = self._run(
-                decision,
-                lambda lm: lm.generate_motion(
-                    [text], seed=self.config.seed if seed is None else seed, seconds=duration
-                ),
-            )[0]
+            with self._served(decision) as lm:
+                if on_chunk is not None and self.config.stream.enabled and hasattr(lm, "stream_motion"):
+                    codes, joints, trajectory, first = self._stream(
+                        lm.stream_motion(text, seed, duration), on_chunk, clock
+                    )
+                    return MotionResult(text, codes, joints, trajectory, expert, clock.marks, decision.scores, first)
+                codes = lm.generate_motion([text], seed=seed, seconds=duration)[0]
         clock.lap("language_model")
         joints = self.decode(codes)
         clock.lap("decode")
         trajectory = self.retargeter.retarget(joints, fps=self.config.features.fps)
         clock.lap("retarget")
-        return MotionResult(text, codes, joints, trajectory, expert, clock.marks, decision.scores)
+        result = MotionResult(text, codes, joints, trajectory, expert, clock.marks, decision.scores)
+        if on_chunk is not None:
+            on_chunk(MotionChunk(joints, trajectory, final=True))
+        return result
+
+    def _stream(self, codes, on_chunk, clock: _Clock) -> tuple[np.ndarray, np.ndarray, Trajectory, float]:
+        """Codes -> committed frames -> the robot's trajectory, one chunk at a time; also the ms from the
+        end of routing to the first chunk handed over. The stages stay those of a whole request: decode
+        and retarget sum their chunks', language_model is the rest."""
+        spent = {"decode": 0.0, "retarget": 0.0}
+        start, first, last = time.perf_counter(), [], []
+
+        def decode(so_far: np.ndarray) -> np.ndarray:
+            begin = time.perf_counter()
+            joints = self.decode(so_far)
+            spent["decode"] += (time.perf_counter() - begin) * 1000.0
+            return joints
+
+        def emit(frames: np.ndarray, final: bool) -> None:
+            begin = time.perf_counter()
+            trajectory = self.retargeter.retarget(frames, fps=self.config.features.fps)
+            last[:] = [keep_sent(last[0] if last else None, trajectory)]
+            spent["retarget"] += (time.perf_counter() - begin) * 1000.0
+            on_chunk(MotionChunk(frames, last[0], final))
+            if not first:
+                first.append((time.perf_counter() - start) * 1000.0)
+
+        all_codes, joints = stream_frames(self.config.stream, codes, decode, emit)
+        clock.lap("language_model")
+        clock.marks["language_model"] -= spent["decode"] + spent["retarget"]
+        clock.marks.update(spent)
+        return all_codes, joints, last[0], first[0]
 
     def caption(self, joints: object) -> CaptionResult:
         clock = _Clock()
@@ -325,14 +385,13 @@ class MotionAgent:
             decision = self.route(m2t_prompt(self.lm.vocabulary, codes), "m2t")
             expert = self._expert_label(decision)
             clock.lap("route")
-            text = self._run(decision, lambda lm: lm.caption([codes]))[0]
+            with self._served(decision) as lm:
+                text = lm.caption([codes])[0]
         clock.lap("language_model")
         return CaptionResult(text, len(window), expert, clock.marks, decision.scores)
 
-    def _run(self, decision: Decision, call):
-        """Run `call(lm)` with the decision's expert alone, or the soft blend of all experts."""
+    def _served(self, decision: Decision):
+        """The model for a decision (a context): its expert alone, or the soft blend of all experts."""
         if self.config.routing.mode == "soft" and decision.expert is not None:
-            with self.experts.blended(softmax_weights(decision.scores, self.config.routing.temperature)):
-                return call(self.lm)
-        with self.experts.serving(decision.expert) as lm:
-            return call(lm)
+            return self.experts.blended(softmax_weights(decision.scores, self.config.routing.temperature))
+        return self.experts.serving(decision.expert)

@@ -288,10 +288,11 @@ def test_text_command_gives_trajectory_markers_and_diagnostics(client):
     from motion_agent.nodes.messages import seconds_of
 
     text = "a person walks forward for 2 seconds"
-    client.send(text)
-    answer = client.spin_until(lambda: client.status_for(text, "OK"), what="the OK diagnostic")
-    trajectory = client.spin_until(lambda: client.trajectories.get(answer.stamp), what="the trajectory")
-    values = answer.values
+    reply = client.ask(text)  # the whole motion, after the chunks streamed while it was decoded
+    trajectory, values = reply.trajectory, reply.values
+    answer = client.status_for(text, "OK")
+    assert reply.ok and answer.stamp == (trajectory.header.stamp.sec, trajectory.header.stamp.nanosec)
+    assert client.chunks_seen(answer.stamp) >= 2 and 0 < reply.first_point_ms < reply.client_ms
     robot = load_robot("smpl_avatar")
     assert list(trajectory.joint_names) == [j.name for j in robot.joints]
     assert trajectory.header.frame_id == "test_frame"

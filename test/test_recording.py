@@ -194,12 +194,13 @@ def test_node_and_say_record_every_message_as_sent(ros, recording_agent, tmp_pat
     said_messages = read_recording(say_mcap)
     counts = by_topic(said_messages)
     assert counts[("/text_command", "std_msgs/msg/String")] == 1
-    assert counts[("/motion/joint_trajectory", "trajectory_msgs/msg/JointTrajectory")] == 1
+    assert counts[("/motion/joint_trajectory", "trajectory_msgs/msg/JointTrajectory")] >= 2  # streamed in chunks
     assert counts[("/motion/skeleton", "trajectory_msgs/msg/MultiDOFJointTrajectory")] == 1
     assert counts[("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray")] >= 1
     assert f"{sum(counts.values())} messages on {len(counts)} topics to {say_mcap}" in said.stdout
     written = json.loads((tmp_path / "say" / "trajectory.json").read_text())
-    trajectory = next(m for _, s, m in said_messages if s.endswith("JointTrajectory"))
+    *chunks, trajectory = [m for _, s, m in said_messages if s.endswith("/JointTrajectory")]  # the whole is last
+    assert all(len(c.points) < len(trajectory.points) for c in chunks)
     np.testing.assert_allclose([p.positions for p in trajectory.points], written["positions"])
     request = next(m for t, _, m in said_messages if t == "/text_command")
     assert request.data == "a person jumps for 2 seconds"

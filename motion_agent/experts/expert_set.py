@@ -184,15 +184,15 @@ class ExpertSet:
         return [BASE if name in (None, "base") else name for name in experts]
 
     @contextmanager
-    def blended(self, weights: Mapping[str, float]) -> Iterator[None]:
-        """Run the weighted sum of several experts' LoRA updates (soft routing)."""
+    def blended(self, weights: Mapping[str, float]) -> Iterator[MotionLanguageModel]:
+        """The model that runs the weighted sum of several experts' LoRA updates (soft routing)."""
         import torch
 
         with self.lock:
             for name in weights:
                 self._require(name)
             with weighted_experts(self.lm.model, list(weights), torch.tensor([list(weights.values())])):
-                yield
+                yield self.lm
 
     @contextmanager
     def serving(self, expert: str | None) -> Iterator[MotionLanguageModel]:

@@ -85,6 +85,7 @@ class Reply:
     message: str = ""
     trajectory: JointTrajectory | None = None
     skeleton: MultiDOFJointTrajectory | None = None
+    first_point_ms: float | None = None  # publishing it to its first trajectory message (a streamed first chunk)
 
     @property
     def ok(self) -> bool:
@@ -94,6 +95,14 @@ class Reply:
     def stage_ms(self, stage: str) -> float:
         """The agent's own time for one stage (queue, route, language_model, decode, retarget, total)."""
         return float(self.values[f"latency_ms.{stage}"])
+
+
+def _whole(trajectory: JointTrajectory | None, values: dict[str, str]) -> bool:
+    """Whether `trajectory` is the whole motion its OK diagnostic describes (not an earlier chunk)."""
+    if trajectory is None:
+        return False
+    points = values.get("trajectory_points")
+    return points is None or len(trajectory.points) == int(points)
 
 
 class AgentClient:
@@ -136,6 +145,8 @@ class AgentClient:
         self._subscriptions: list = []
         self.trajectories: dict[Stamp, JointTrajectory] = {}
         self.arrivals: dict[Stamp, float] = {}  # when each trajectory arrived (time.perf_counter())
+        self.first_arrivals: dict[Stamp, float] = {}  # when its first chunk arrived (streamed motions)
+        self.chunk_counts: dict[Stamp, int] = {}  # trajectory messages per stamp (1 unless streamed)
         self.skeletons: dict[Stamp, MultiDOFJointTrajectory] = {}
         self.markers: dict[Stamp, MarkerArray] = {}
         self.captions: list[str] = []
@@ -197,8 +208,14 @@ class AgentClient:
             store.pop(next(iter(store)))
 
     def _on_trajectory(self, message: JointTrajectory) -> None:
+        """A streamed motion comes as several messages of one stamp, each the whole motion so far: the
+        latest is kept, and when the first came."""
         key = stamp_key(message.header.stamp)
-        self._remember(self.arrivals, key, time.perf_counter())
+        now = time.perf_counter()
+        if key not in self.first_arrivals:
+            self._remember(self.first_arrivals, key, now)
+        self._remember(self.chunk_counts, key, self.chunk_counts.get(key, 0) + 1)
+        self._remember(self.arrivals, key, now)
         self._remember(self.trajectories, key, message)
 
     def _on_markers(self, message: MarkerArray) -> None:
@@ -317,11 +334,12 @@ class AgentClient:
                 return Reply(answer.level, (answer.received - start) * 1000.0, answer.values, answer.message)
             if (
                 answer is not None
-                and answer.stamp in self.trajectories
+                and _whole(self.trajectories.get(answer.stamp), answer.values)
                 and (not skeleton or answer.stamp in self.skeletons)
             ):
                 del self.answers[label]
                 arrived = self.arrivals.pop(answer.stamp)
+                first = self.first_arrivals.pop(answer.stamp, arrived)
                 return Reply(
                     "OK",
                     (arrived - start) * 1000.0,
@@ -329,6 +347,7 @@ class AgentClient:
                     answer.message,
                     self.trajectories.pop(answer.stamp),
                     self.skeletons.pop(answer.stamp, None),
+                    (first - start) * 1000.0,
                 )
             self.spin()
         answer = self.answers.pop(label, None)
@@ -337,6 +356,10 @@ class AgentClient:
         return Reply(LOST, None, {})
 
     # --- what came back ---
+
+    def chunks_seen(self, stamp: Stamp) -> int:
+        """How many trajectory messages of this stamp arrived: a streamed motion's chunks."""
+        return self.chunk_counts.get(stamp, 0)
 
     def find(
         self,

@@ -64,6 +64,7 @@ def generation_values(result: MotionResult, wait_ms: float, trajectory: Trajecto
         "velocity_limited": str(trajectory.velocity_limited),
         "latency_ms.queue": f"{wait_ms:.1f}",
         **_timings(result.timings_ms),
+        **({} if result.first_chunk_ms is None else {"latency_ms.first_chunk": f"{result.first_chunk_ms:.1f}"}),
         **_router_scores(result.router_scores),
         **_robot_values(trajectory),
     }

@@ -17,6 +17,9 @@ Publishes, for every generated motion, with one header stamp (which `motion-agen
   motion/base_trajectory   trajectory_msgs/MultiDOFJointTrajectory (the floating base's pose, when the robot has one)
 and, unless `node.caption` is false, captions observed poses like motion_captioner (caption_node.py).
 The header stamp lies node.start_delay_s ahead, so a JointTrajectoryController starts the motion on time.
+With agent.stream.enabled (and the onnx language model) the trajectory is also published while it is
+decoded: each chunk the whole motion committed so far under the same stamp, the last one the whole motion
+(motion_agent/streaming.py; a controller that replaces its trajectory with each message plays it seamlessly).
 Each motion also plays out over time (motion_player.py): motion/joint_states (sensor_msgs/JointState) and,
 for a real robot in upper_body mode, cmd_vel (geometry_msgs/Twist). A real robot's trajectory (agent.robot:
 unitree_g1, booster_t1) blends in from the posture last heard on joint_states (sensor_msgs/JointState), and
@@ -37,12 +40,13 @@ from dataclasses import dataclass
 
 from rclpy.duration import Duration
 from rclpy.node import Node
+from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 from visualization_msgs.msg import MarkerArray
 
-from motion_agent.agent import MotionAgent, MotionResult, RequestError, check_text
+from motion_agent.agent import MotionAgent, MotionChunk, MotionResult, RequestError, check_text
 from motion_agent.nodes.caption_node import PoseCaptioner
 from motion_agent.nodes.common import guarded, load_agent, read_settings, run_node
 from motion_agent.nodes.diagnostics import Diagnostics, generation_values, request_label
@@ -67,6 +71,7 @@ class Request:
     id: int
     text: str
     topic: str
+    start: Time | None = None  # when its motion starts: set by its first streamed chunk, else when published
 
 
 class MotionNode(Node):
@@ -144,7 +149,27 @@ class MotionNode(Node):
         return start_from(trajectory, posture[0])
 
     def _generate(self, request: Request) -> MotionResult:
-        return on_model_thread(self.agent.generate, request.text)
+        sender = self._chunk_sender(request)
+        if sender is None:
+            return on_model_thread(self.agent.generate, request.text)
+        return on_model_thread(self.agent.generate, request.text, on_chunk=sender)
+
+    def _chunk_sender(self, request: Request):
+        """Publishes each streamed chunk but the last (which `_report` publishes with the rest) on the
+        trajectory topic, all with the stamp of the first; None when this node sends whole trajectories:
+        streaming is off, or the robot blends its trajectory in from its posture (docs/robot.md)."""
+        if not self.agent.config.stream.enabled or getattr(self.agent.retargeter, "start_from", None) is not None:
+            return None
+
+        def send(chunk: MotionChunk) -> None:
+            if chunk.final:
+                return
+            if request.start is None:
+                request.start = self.get_clock().now() + Duration(seconds=self.settings.node.start_delay_s)
+            message = trajectory_message(chunk.trajectory, request.start.to_msg(), self.settings.node.frame_id)
+            self.trajectory_publisher.publish(message)
+
+        return send
 
     def _report(self, outcome: Outcome[Request]) -> None:
         request = outcome.job.item
@@ -165,7 +190,7 @@ class MotionNode(Node):
             return
         result: MotionResult = outcome.result
         now = self.get_clock().now()
-        start = now + Duration(seconds=self.settings.node.start_delay_s)
+        start = request.start or now + Duration(seconds=self.settings.node.start_delay_s)
         stamp = start.to_msg()
         frame_id = self.settings.node.frame_id
         try:
