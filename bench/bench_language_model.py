@@ -59,8 +59,9 @@ def base_model(args: argparse.Namespace, work: Path, corpus: Path, seconds: dict
         return make_base(work, corpus, tokenizer, args.profile, args.base_steps, args.mixed_precision)
 
 
-def score(base: Path, evaluator_dir: Path, corpus: Path, clips: int | None) -> dict:
-    """Model and ground-truth figures on the same held-out clips, by the same evaluator."""
+def score(base: Path, evaluator_dir: Path, corpus: Path, clips: int | None, weights: str | None = None) -> dict:
+    """Model and ground-truth figures on the same held-out clips, by the same evaluator; with `weights`,
+    the model runs through the fast path (agent.language_model.backend onnx) with those weights."""
     from motion_agent.model.base_model import BaseModelSpec, load_base_model, tokenizer_folder
     from motion_agent.model.tokenizer import MotionTokenizer
     from training.data.humanml3d import HumanML3D
@@ -71,6 +72,10 @@ def score(base: Path, evaluator_dir: Path, corpus: Path, clips: int | None) -> d
     evaluator = Evaluator.load(evaluator_dir)
     test = HumanML3D(corpus).clips("test")[:clips]
     lm = load_base_model(base)
+    if weights is not None:
+        from motion_agent.model.onnx_language_model import LanguageModelRuntime, OnnxLanguageModel
+
+        lm = OnnxLanguageModel(lm, LanguageModelRuntime(weights=weights))
     tokenizer = MotionTokenizer.load(tokenizer_folder(base))
     settings = EvalSettings()
     truth = ground_truth(evaluator, test, settings)
@@ -162,7 +167,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the corpus, evaluator and models live; kept (default: %(default)s)",
     )
     parser.add_argument("--no-result", action="store_true", help="do not write bench/results (for quick checks)")
+    parser.add_argument(
+        "--fast",
+        choices=("int4", "int8", "float32"),
+        help="score the fast path (onnx language model) with these weights, beside the reference figures of "
+        "language_model[_<profile>].json: writes language_model_fast[_<profile>].json",
+    )
     return parser
+
+
+FAST_KEYS = (("t2m", "r_precision_top3"), ("t2m", "emotion_f1"), ("m2t", "r_precision_top3"))
+
+
+def beside_reference(figures: dict, name: str) -> dict:
+    """The fast path's figures with the reference's (the result file of the same model), and their
+    differences: the fast path must stay within 0.01 of the reference (FAST_KEYS)."""
+    from common import RESULTS_DIR
+
+    reference = json.loads((RESULTS_DIR / f"{name}.json").read_text())
+    if reference["fingerprint"] != figures["fingerprint"] or reference["clips"] != figures["clips"]:
+        raise SystemExit(f"error: {name}.json scored another model or other clips; score the reference first")
+    differences = {f"{d}.{k}": round(figures[d][k] - reference[d][k], 4) for d, k in FAST_KEYS if k in figures[d]}
+    return figures | {
+        "reference": {
+            d: {k: reference[d][k] for k in ("r_precision_top3", "emotion_f1") if k in reference[d]}
+            for d in ("t2m", "m2t")
+        }
+        | {"commit": reference.get("commit")},
+        "difference_from_reference": differences,
+        "within_0_01": all(abs(v) <= 0.01 for v in differences.values()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluator = make_evaluator(work, corpus, None)
     base = args.base or base_model(args, work, corpus, seconds)
     with timed("scoring", seconds):
-        figures = score(base, evaluator, corpus, args.clips)
+        figures = score(base, evaluator, corpus, args.clips, args.fast)
     figures.update(
         base_model=str(base),
         stage_seconds=seconds,
@@ -189,8 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     (work / "captions.json").write_text(json.dumps(figures["m2t"]["examples"], indent=1) + "\n")
     print("\n".join(summary_lines(figures)))
     print(f"plot: {png}")
+    name = "language_model" if figures["profile"] == SMOLLM2 else f"language_model_{figures['profile']}"
+    if args.fast:
+        figures = beside_reference(figures, name) | {"weights": args.fast}
+        print(f"fast path ({args.fast}) minus reference: {figures['difference_from_reference']}")
+        name = name.replace("language_model", "language_model_fast")
     if not args.no_result:
-        name = "language_model" if figures["profile"] == SMOLLM2 else f"language_model_{figures['profile']}"
         print(f"wrote {write_result(name, figures)}")
     return 0
 

@@ -31,7 +31,7 @@ class StreamConfig:
 
     enabled: bool = True  # the node publishes chunks while decoding; false: one whole trajectory per request
     first_tokens: int = 3  # motion tokens before the first chunk (3 = 12 frames, 0.6 s at 20 fps)
-    every_tokens: int = 5  # new motion tokens per later chunk
+    every_tokens: int = 10  # new motion tokens per later chunk (each costs a decode and a retarget of all so far)
     margin_frames: int = 4  # newest decoded frames held back (they move most when more codes come)
     blend_frames: int = 8  # frames over which a new decode's offset from the committed ones fades out
 

@@ -154,12 +154,24 @@ class Bench:
         return install_into(store, factory.bundles(range(SERVING_EXPERTS)), self.signer.keyring, factory.spec)
 
     def agent(self):
-        """One in-process MotionAgent on the tiny base with the serving experts (caption, ratios)."""
+        """One in-process MotionAgent on the tiny base with the serving experts (caption, ratios), as
+        config/agent.yaml runs it."""
         from motion_agent.agent import MotionAgent
 
         if self._agent is None:
             self._agent = MotionAgent.from_config(agent_config(self.bases["tiny"], self.serving_store("tiny")))
         return self._agent
+
+    def reference_agent(self, profile: str = "tiny", store: Path | None = None):
+        """A MotionAgent on the transformers + peft reference language model (language_model.backend:
+        torch), for the ratios that compare peft's ways of serving experts or the reference with the
+        fast path."""
+        from dataclasses import replace
+
+        from motion_agent.agent import MotionAgent
+
+        config = agent_config(self.bases[profile], store or self.serving_store(profile))
+        return MotionAgent.from_config(replace(config, language_model=replace(config.language_model, backend="torch")))
 
     def log(self, name: str) -> Path:
         (self.work / "logs").mkdir(exist_ok=True)

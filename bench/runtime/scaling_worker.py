@@ -46,16 +46,31 @@ def scaling_worker(job_path: Path, out_path: Path) -> None:
     results: dict[str, dict] = {"0": {"rss_mb": rss_mb()}}
     passes: dict[str, list[float]] = {}
     installed = 0
+
+    def install(bundle: str) -> None:
+        store.install(
+            bundle,
+            job["keyring"],
+            backbone_fingerprint=agent.fingerprint,
+            tokenizer_fingerprint=agent.tokenizer_fingerprint,
+        )
+
     for count in job["counts"]:
-        for bundle in job["bundles"][installed:count]:
-            store.install(
-                bundle,
-                job["keyring"],
-                backbone_fingerprint=agent.fingerprint,
-                tokenizer_fingerprint=agent.tokenizer_fingerprint,
-            )
+        for bundle in tqdm(job["bundles"][installed : count - 1], desc=f"installing up to {count}", unit="expert"):
+            install(bundle)
+        agent.reload_experts()
+        start = time.perf_counter()
+        install(job["bundles"][count - 1])  # the last one alone: its install, then its load into the agent
+        installed_at = time.perf_counter()
+        agent.reload_experts()
+        loaded_at = time.perf_counter()
         installed = count
         results[str(count)], passes[str(count)] = _scaling_pass(agent, texts, f"{count} experts")
+        results[str(count)]["last_install_ms"] = round((installed_at - start) * 1000.0, 2)
+        results[str(count)]["last_load_ms"] = round((loaded_at - installed_at) * 1000.0, 2)
+    results["adapter_bytes"] = sum(
+        f.stat().st_size for f in (Path(store.active_experts()["expert_00"]) / "adapter").glob("*.safetensors")
+    )
     first, last = job["counts"][0], job["counts"][-1]
     if last != first:
         for name in sorted(store.active_experts())[first:]:

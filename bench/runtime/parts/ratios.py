@@ -13,19 +13,23 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from motion_agent.agent import MotionAgent
 from training.synthetic_experts import family_request
 
 from runtime.context import Bench
 from runtime.experts import expert_family, expert_name
 from runtime.processes import agent_config
 from runtime.stats import median, ratio, time_side_by_side
-from runtime.workload import HEADLINE_S, MIXED_BATCH, SEED, SERVING_EXPERTS, serving_request
+from runtime.workload import AGREEMENT_REQUESTS, HEADLINE_S, MIXED_BATCH, SEED, SERVING_EXPERTS, serving_request
 
 
 def part_ratios(bench: Bench) -> dict:
     """Three A/B pairs, each measured side by side in this run."""
     agent = bench.agent()
-    mixed = mixed_batch_vs_switching(agent, bench.counts.batch_repeats)
+    reference = bench.reference_agent()
+    mixed = mixed_batch_vs_switching(reference, bench.counts.batch_repeats)
+    del reference
+    language_model = reference_vs_fast(bench, bench.counts.batch_repeats * 4)
     decoders = torch_vs_onnx_decoder(bench, agent, bench.counts.decode_repeats)
     routers = torch_vs_onnx_router(agent, bench.counts.decode_repeats)
     install = hot_install_vs_restart(bench, bench.counts.install_repeats)
@@ -33,6 +37,7 @@ def part_ratios(bench: Bench) -> dict:
     ratios = {
         "switch_adapter_over_mixed_batch": ratio(mixed["set_adapter_ms"], mixed["mixed_batch_ms"]),
         "peft_layers_over_merged_serving": ratio(mixed["peft_layers_ms"], mixed["merged_ms"]),
+        "lm_reference_over_fast": ratio(language_model["reference_ms"], language_model["fast_ms"]),
         "torch_over_onnx_decoder": ratio(decoders["torch_ms"], decoders["onnx_ms"]),
         "router_torch_over_onnx": ratio(routers["torch_ms"], routers["onnx_ms"]),
         "restart_over_hot_install": ratio(install["restart_ms"], install["hot_install_ms"]),
@@ -51,6 +56,13 @@ def part_ratios(bench: Bench) -> dict:
             "expert the only active adapter of peft's LoRA layers); B: merged (the default: the expert merged into "
             "a private copy of the adapted weights, motion_agent.experts.merged_serving). Medians of whole-batch "
             "times."
+        ),
+        "lm_reference_over_fast": (
+            f"MotionAgent.generate of {HEADLINE_S} s requests routed to an expert, {language_model['profile']} "
+            "base model, A: language_model.backend torch (transformers + peft, the expert merged: the reference); "
+            f"B: onnx ({language_model['weights']} weights, the default: motion_agent/model/onnx_language_model.py). "
+            "Medians of per-request times; ratios_details.language_model has the stage split and how often the "
+            "fast path's greedy codes agree with the reference's."
         ),
         "torch_over_onnx_decoder": (
             f"A: MotionAgent.decode of a {HEADLINE_S} s motion's codes with the torch MotionTokenizer; B: the same "
@@ -73,7 +85,13 @@ def part_ratios(bench: Bench) -> dict:
     return {
         "ratios": ratios,
         "ratios_doc": doc,
-        "ratios_details": {"mixed_batch": mixed, "decoder": decoders, "router": routers, "install": install},
+        "ratios_details": {
+            "mixed_batch": mixed,
+            "language_model": language_model,
+            "decoder": decoders,
+            "router": routers,
+            "install": install,
+        },
     }
 
 
@@ -126,6 +144,44 @@ def mixed_batch_vs_switching(agent, repeats: int) -> dict:
             lm.model.set_adapter(active)
             agent.experts.merged = merged
     return {f"{name}_ms": median(values) for name, values in times.items()} | {"batch": MIXED_BATCH}
+
+
+def reference_vs_fast(bench: Bench, repeats: int) -> dict:
+    """The reference language model against the fast path, each in a MotionAgent on the same base and
+    store (smollm2-135m when the run has it, else tiny): whole requests side by side, then the agreement
+    of their greedy motion codes over AGREEMENT_REQUESTS requests (1.0 at float32; quantized weights
+    round differently, and a different code early changes the rest of a sequence)."""
+    from dataclasses import replace
+
+    profile = "smollm2-135m" if "smollm2-135m" in bench.bases else "tiny"
+    store = bench.serving_store(profile)
+    reference = bench.reference_agent(profile, store)
+    fast = MotionAgent.from_config(agent_config(bench.bases[profile], store))
+    rng = np.random.default_rng(SEED)
+    texts = [serving_request(i % SERVING_EXPERTS, rng, HEADLINE_S) for i in range(AGREEMENT_REQUESTS)]
+    for agent in (reference, fast):
+        agent.generate(texts[0])  # warm
+    times = time_side_by_side(
+        {"reference": lambda: reference.generate(texts[0]), "fast": lambda: fast.generate(texts[0])},
+        repeats,
+        f"reference vs fast language model ({profile})",
+    )
+    agreement = []
+    for agent in (reference, fast):
+        agent.config = replace(agent.config, generation=replace(agent.config.generation, temperature=0.0))
+    for text in tqdm(texts, desc="greedy agreement", unit="request"):
+        a, b = reference.generate(text).codes, fast.generate(text).codes
+        agreement.append(float(np.mean(a[: len(b)] == b[: len(a)])) if len(a) == len(b) else 0.0)
+    served = fast.generate(texts[0])
+    return {
+        "profile": profile,
+        "weights": fast.config.language_model.weights,
+        "reference_ms": median(times["reference"]),
+        "fast_ms": median(times["fast"]),
+        "fast_split_ms": {k: round(v, 2) for k, v in served.timings_ms.items()},
+        "greedy_code_agreement": round(float(np.mean(agreement)), 4),
+        "agreement_requests": len(texts),
+    }
 
 
 def onnx_decoder(bench: Bench, base_dir: Path):
