@@ -22,7 +22,7 @@ import torch
 
 from motion_agent.experts.prompt_features import INSTRUCTION_HEADS, router_trunk, shared_instruction
 from motion_agent.model.language_model import MotionLanguageModel
-from motion_agent.model.onnx_decoder import DecoderShape, build_decoder, cache_names
+from motion_agent.model.onnx_decoder import DecoderRunner, DecoderShape, build_decoder
 
 FEATURES_BACKENDS = ("onnx", "torch")
 
@@ -39,40 +39,26 @@ class OnnxPromptFeatures:
         network = lm.network
         self.tokenizer = lm.tokenizer
         layers = len(router_trunk(lm).layers)
-        self.shape = replace(DecoderShape.of(network.config), layers=layers)
-        with torch.no_grad():
-            self.embeddings = network.get_input_embeddings().weight.detach().float().cpu().numpy()
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # leave the cores to the model
+        with torch.no_grad():
+            embeddings = network.get_input_embeddings().weight.detach().float().cpu().numpy()
         graph = build_decoder(network, lora=False, layers=layers, all_tokens=True)
-        self.session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self.runner = DecoderRunner(graph, replace(DecoderShape.of(network.config), layers=layers), embeddings, options)
         self._heads = {head: self._ids(head) for head in INSTRUCTION_HEADS}
         self._head_caches: dict[str, list[np.ndarray]] = {}
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _run(self, ids: list[int], cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Hidden states (T, H) of `ids` after `cache`, and the longer cache."""
-        total = cache[0].shape[2] + len(ids)
-        feeds = {
-            "embeds": self.embeddings[np.asarray(ids)][None],
-            "seqlens_k": np.array([total - 1], np.int32),
-            "total_sequence_length": np.array(total, np.int32),
-            **dict(zip(cache_names(self.shape, "past_"), cache)),
-        }
-        outputs = self.session.run(None, feeds)
-        return outputs[0][0], outputs[1:]
-
     def _cache(self, head: str | None) -> list[np.ndarray]:
         """The instruction's keys and values (made once per head), or an empty cache."""
         if head is None:
-            empty = np.zeros((1, self.shape.kv_heads, 0, self.shape.head_dim), np.float32)
-            return [empty] * (2 * self.shape.layers)
+            return self.runner.empty_cache()
         if head not in self._head_caches:
-            self._head_caches[head] = self._run(self._heads[head], self._cache(None))[1]
+            self._head_caches[head] = self.runner.run(self._heads[head], self.runner.empty_cache())[1]
         return self._head_caches[head]
 
     def __call__(self, prompts: list[str]) -> np.ndarray:
@@ -81,6 +67,6 @@ class OnnxPromptFeatures:
         for prompt in prompts:
             head = shared_instruction([prompt])
             body = self._ids(prompt if head is None else prompt[len(head) :])
-            hidden, _ = self._run(body, self._cache(head))
+            hidden, _ = self.runner.run(body, self._cache(head))
             rows.append(hidden.mean(0))
-        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, self.shape.hidden), np.float32)
+        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, self.runner.shape.hidden), np.float32)

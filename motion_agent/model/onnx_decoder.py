@@ -225,3 +225,32 @@ def build_decoder(network, lora: bool, layers: int | None = None, all_tokens: bo
         producer_name="motion_agent",
     )
     return model.SerializeToString()
+
+
+class DecoderRunner:
+    """One decoder graph in an onnxruntime session: the embeddings of new tokens in, their hidden state (or
+    states) and the longer KV cache out. The language model's fast path and routing's trunk both run one."""
+
+    def __init__(self, graph: bytes, shape: DecoderShape, embeddings: np.ndarray, options) -> None:
+        import onnxruntime
+
+        self.shape, self.embeddings = shape, embeddings
+        self.session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self._past = cache_names(shape, "past_")
+
+    def empty_cache(self) -> list[np.ndarray]:
+        empty = np.zeros((1, self.shape.kv_heads, 0, self.shape.head_dim), np.float32)
+        return [empty] * (2 * self.shape.layers)
+
+    def run(self, ids: list[int], cache: list[np.ndarray], extra: dict | None = None) -> tuple[np.ndarray, list]:
+        """Hidden state(s) of `ids` after `cache` (the graph's `hidden` without its batch row), and the
+        cache with them; `extra`: more inputs (an expert's LoRA factors)."""
+        total = cache[0].shape[2] + len(ids)
+        feeds = {
+            "embeds": self.embeddings[np.asarray(ids)][None],
+            "seqlens_k": np.array([total - 1], np.int32),
+            "total_sequence_length": np.array(total, np.int32),
+            **dict(zip(self._past, cache)),
+        }
+        outputs = self.session.run(None, feeds | extra if extra else feeds)
+        return outputs[0][0], outputs[1:]

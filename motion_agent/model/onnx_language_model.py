@@ -36,7 +36,7 @@ from motion_agent.model.language_model import (
     requested_seconds,
     t2m_prompt,
 )
-from motion_agent.model.onnx_decoder import DecoderShape, build_decoder, cache_names
+from motion_agent.model.onnx_decoder import DecoderRunner, DecoderShape, build_decoder
 
 WEIGHTS = ("int4", "int8", "float32")
 NOT_BY_NAME = "the onnx language model serves the expert it is bound to (with_factors), not adapter_names"
@@ -123,16 +123,15 @@ class _Sessions:
         import onnxruntime
 
         network = lm.network
-        self.shape = DecoderShape.of(network.config)
+        shape = DecoderShape.of(network.config)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = runtime.threads or (os.cpu_count() or 1)
         options.log_severity_level = 3  # shape-merge notes on the dynamic outputs are not news
-        providers = ["CPUExecutionProvider"]
-        self.plain = onnxruntime.InferenceSession(_graph(lm, runtime, False), options, providers=providers)
-        self.lora = onnxruntime.InferenceSession(_graph(lm, runtime, True), options, providers=providers)
         with torch.no_grad():
-            self.embeddings = network.get_input_embeddings().weight.detach().float().cpu().numpy()
+            embeddings = network.get_input_embeddings().weight.detach().float().cpu().numpy()
             self.head = network.get_output_embeddings().weight.detach().float().cpu().numpy()
+        self.plain = DecoderRunner(_graph(lm, runtime, False), shape, embeddings, options)
+        self.lora = DecoderRunner(_graph(lm, runtime, True), shape, embeddings, options)
         vocabulary = lm.vocabulary
         self.motion_rows = np.ascontiguousarray(self.head[[*vocabulary.code_ids, vocabulary.end_id]])
         self.base_prefixes: dict = {}  # prefix ids -> cached keys and values of the plain graph
@@ -156,7 +155,7 @@ class OnnxLanguageModel:
     fingerprint = property(lambda self: self.reference.fingerprint)
     model = property(lambda self: self.reference.model)
     network = property(lambda self: self.reference.network)
-    shape = property(lambda self: self._sessions.shape)
+    shape = property(lambda self: self._sessions.plain.shape)
 
     def with_factors(self, factors) -> OnnxLanguageModel:
         """A view of this model that serves with `factors` (LoraFactors; None: the base). Sessions are
@@ -171,24 +170,11 @@ class OnnxLanguageModel:
 
     def _run(self, ids: list[int], cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Run new tokens `ids` after `cache`: (last hidden state (H,), the longer cache)."""
-        s = self._sessions
-        total = cache[0].shape[2] + len(ids)
-        feeds = {
-            "embeds": s.embeddings[np.asarray(ids)][None],
-            "seqlens_k": np.array([total - 1], np.int32),
-            "total_sequence_length": np.array(total, np.int32),
-            **dict(zip(cache_names(s.shape, "past_"), cache)),
-        }
-        if self.factors is None:
-            outputs = s.plain.run(None, feeds)
-        else:
-            outputs = s.lora.run(None, feeds | self._lora_feeds)
-        return outputs[0].reshape(-1), outputs[1:]
-
-    def _empty_cache(self) -> list[np.ndarray]:
-        shape = self._sessions.shape
-        empty = np.zeros((1, shape.kv_heads, 0, shape.head_dim), np.float32)
-        return [empty] * (2 * shape.layers)
+        runner, extra = (
+            (self._sessions.plain, None) if self.factors is None else (self._sessions.lora, self._lora_feeds)
+        )
+        hidden, cache = runner.run(ids, cache, extra)
+        return hidden.reshape(-1), cache
 
     def _prefill(self, ids: list[int]) -> tuple[np.ndarray, list[np.ndarray]]:
         """The prompt through the decoder, its shared instruction's cache reused when it has one."""
@@ -198,9 +184,9 @@ class OnnxLanguageModel:
             if n < len(ids) and ids[:n] == head:
                 key = tuple(head)
                 if key not in prefixes:
-                    prefixes[key] = self._run(head, self._empty_cache())[1]
+                    prefixes[key] = self._run(head, self._sessions.plain.empty_cache())[1]
                 return self._run(ids[n:], prefixes[key])
-        return self._run(ids, self._empty_cache())
+        return self._run(ids, self._sessions.plain.empty_cache())
 
     @torch.inference_mode()
     def generate_motion(
