@@ -110,16 +110,12 @@ def weighted_experts(model, names: list[str], weights) -> Iterator[None]:
             layer.scaling.update(scaling)
 
 
-class ExpertSet:
-    """The experts a MotionLanguageModel can run, each selectable per sample."""
+class NamedExperts:
+    """What every expert set shares: experts by name (`folders`), one lock, and bringing the set in line
+    with a store's. Subclasses load and drop an expert (`add`, `remove`) their own way."""
 
-    def __init__(self, lm: MotionLanguageModel, merged: bool = True) -> None:
-        self.lm = lm
-        self.base = lm.model  # the frozen base; kept so a set that empties again runs it directly
-        self.folders: dict[str, Path] = {}
-        self.lock = threading.RLock()
-        self.merged = merged  # serve single experts merged (see `serving`)
-        self._merged: MergedServing | None = None  # made on the first request that uses it
+    folders: dict[str, Path]
+    lock: threading.RLock
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -130,6 +126,42 @@ class ExpertSet:
 
     def __len__(self) -> int:
         return len(self.folders)
+
+    def add(self, name: str, expert_dir: str | Path) -> None:
+        raise NotImplementedError
+
+    def remove(self, name: str) -> None:
+        raise NotImplementedError
+
+    def sync(self, wanted: Mapping[str, Path]) -> dict[str, list[str]]:
+        """Make the set equal to `wanted` ({name: expert folder}); unchanged experts are left alone, so
+        requests routed to them compute exactly what they computed before."""
+        with self.lock:
+            removed = [n for n in self.folders if n not in wanted]
+            changed = [n for n, f in wanted.items() if n in self.folders and Path(f) != self.folders[n]]
+            added = [n for n in wanted if n not in self.folders]
+            for name in removed:
+                self.remove(name)
+            for name in changed + added:
+                self.add(name, wanted[name])
+        return {"added": added, "replaced": changed, "removed": removed}
+
+    def _require(self, name: str) -> None:
+        if name not in self.folders:
+            known = ", ".join(self.folders) or "none"
+            raise ExpertError(f"no expert named {name!r} is loaded (loaded: {known})")
+
+
+class ExpertSet(NamedExperts):
+    """The experts a MotionLanguageModel can run, each selectable per sample."""
+
+    def __init__(self, lm: MotionLanguageModel, merged: bool = True) -> None:
+        self.lm = lm
+        self.base = lm.model  # the frozen base; kept so a set that empties again runs it directly
+        self.folders: dict[str, Path] = {}
+        self.lock = threading.RLock()
+        self.merged = merged  # serve single experts merged (see `serving`)
+        self._merged: MergedServing | None = None  # made on the first request that uses it
 
     def add(self, name: str, expert_dir: str | Path) -> None:
         """Load an expert's adapter under `name`; an existing expert of that name is replaced."""
@@ -160,19 +192,6 @@ class ExpertSet:
                 self.lm.model.delete_adapter(name)
             del self.folders[name]
             self._forget(name)
-
-    def sync(self, wanted: Mapping[str, Path]) -> dict[str, list[str]]:
-        """Make the set equal to `wanted` ({name: expert folder}); unchanged experts are left alone, so
-        requests routed to them compute exactly what they computed before."""
-        with self.lock:
-            removed = [n for n in self.folders if n not in wanted]
-            changed = [n for n, f in wanted.items() if n in self.folders and Path(f) != self.folders[n]]
-            added = [n for n in wanted if n not in self.folders]
-            for name in removed:
-                self.remove(name)
-            for name in changed + added:
-                self.add(name, wanted[name])
-        return {"added": added, "replaced": changed, "removed": removed}
 
     def adapter_names(self, experts: list[str | None]) -> list[str] | None:
         """peft's per-sample adapter names: None (or "base") means no expert for that sample."""
@@ -224,8 +243,3 @@ class ExpertSet:
     def _forget(self, name: str) -> None:
         if self._merged is not None:
             self._merged.forget(name)
-
-    def _require(self, name: str) -> None:
-        if name not in self.folders:
-            known = ", ".join(self.folders) or "none"
-            raise ExpertError(f"no expert named {name!r} is loaded (loaded: {known})")

@@ -14,14 +14,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from motion_agent.experts.expert_set import ExpertError, adapter_folder, check_name
+from motion_agent.experts.expert_set import NamedExperts, adapter_folder, check_name
 from motion_agent.experts.lora_factors import LoraFactors
 from motion_agent.model.onnx_language_model import OnnxLanguageModel
 
 BOUND_VIEWS = 4  # experts whose graph inputs stay laid out (about 15 MB each on SmolLM2-135M)
 
 
-class OnnxExpertSet:
+class OnnxExpertSet(NamedExperts):
     """The experts an OnnxLanguageModel can serve, one (or one blend) per request."""
 
     def __init__(self, lm: OnnxLanguageModel) -> None:
@@ -30,16 +30,6 @@ class OnnxExpertSet:
         self.factors: dict[str, LoraFactors] = {}
         self.lock = threading.RLock()
         self._views: OrderedDict[str, OnnxLanguageModel] = OrderedDict()  # most recently served last
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(self.folders)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.folders
-
-    def __len__(self) -> int:
-        return len(self.folders)
 
     def add(self, name: str, expert_dir: str | Path) -> None:
         """Load an expert's factors under `name`; an existing expert of that name is replaced."""
@@ -56,18 +46,6 @@ class OnnxExpertSet:
             self._require(name)
             del self.folders[name], self.factors[name]
             self._views.pop(name, None)
-
-    def sync(self, wanted: Mapping[str, Path]) -> dict[str, list[str]]:
-        """Make the set equal to `wanted` ({name: expert folder}); unchanged experts are left alone."""
-        with self.lock:
-            removed = [n for n in self.folders if n not in wanted]
-            changed = [n for n, f in wanted.items() if n in self.folders and Path(f) != self.folders[n]]
-            added = [n for n in wanted if n not in self.folders]
-            for name in removed:
-                self.remove(name)
-            for name in changed + added:
-                self.add(name, wanted[name])
-        return {"added": added, "replaced": changed, "removed": removed}
 
     @contextmanager
     def serving(self, expert: str | None) -> Iterator[OnnxLanguageModel]:
@@ -91,8 +69,3 @@ class OnnxExpertSet:
                 self._require(name)
             members = [self.factors[name] for name in weights]
             yield self.lm.with_factors(LoraFactors.blend(members, list(weights.values())))
-
-    def _require(self, name: str) -> None:
-        if name not in self.folders:
-            known = ", ".join(self.folders) or "none"
-            raise ExpertError(f"no expert named {name!r} is loaded (loaded: {known})")
