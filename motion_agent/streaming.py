@@ -119,11 +119,7 @@ def stream_frames(
     """Decode `codes` as they come, calling `on_frames(committed frames so far, final)` whenever more are
     committed; returns (all codes, all committed frames)."""
     committer = FrameCommitter(config)
-    so_far: list[int] = []
     for so_far, final in chunk_points(config, codes):
-        if not so_far:
-            break
         if committer.extend(decode(np.asarray(so_far, dtype=np.int64)), final) or final:
             on_frames(committer.frames, final)
-    frames = committer.frames if committer.frames is not None else decode(np.zeros(0, dtype=np.int64))
-    return np.asarray(so_far, dtype=np.int64), frames
+    return np.asarray(so_far, dtype=np.int64), committer.frames

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from motion_agent.experts.expert_set import NamedExperts, adapter_folder, check_name
+from motion_agent.experts.expert_set import NamedExperts, check_name
 from motion_agent.experts.lora_factors import LoraFactors
 from motion_agent.model.onnx_language_model import OnnxLanguageModel
 
@@ -34,7 +34,6 @@ class OnnxExpertSet(NamedExperts):
     def add(self, name: str, expert_dir: str | Path) -> None:
         """Load an expert's factors under `name`; an existing expert of that name is replaced."""
         check_name(name)
-        adapter_folder(expert_dir)
         factors = LoraFactors.load(expert_dir, self.lm.shape)  # outside the lock: requests keep flowing
         with self.lock:
             self.factors[name] = factors

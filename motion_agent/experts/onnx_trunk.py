@@ -15,14 +15,11 @@ backbone never changes afterwards, so one graph serves the model's lifetime.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
-import torch
 
 from motion_agent.experts.prompt_features import INSTRUCTION_HEADS, router_trunk, shared_instruction
 from motion_agent.model.language_model import MotionLanguageModel
-from motion_agent.model.onnx_decoder import DecoderRunner, DecoderShape, build_decoder
+from motion_agent.model.onnx_decoder import DecoderRunner, build_decoder
 
 FEATURES_BACKENDS = ("onnx", "torch")
 
@@ -43,10 +40,8 @@ class OnnxPromptFeatures:
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # leave the cores to the model
-        with torch.no_grad():
-            embeddings = network.get_input_embeddings().weight.detach().float().cpu().numpy()
         graph = build_decoder(network, lora=False, layers=layers, all_tokens=True)
-        self.runner = DecoderRunner(graph, replace(DecoderShape.of(network.config), layers=layers), embeddings, options)
+        self.runner = DecoderRunner(graph, network, options, layers)
         self._heads = {head: self._ids(head) for head in INSTRUCTION_HEADS}
         self._head_caches: dict[str, list[np.ndarray]] = {}
 

@@ -77,6 +77,13 @@ class GenerationConfig:
         wanted = round(seconds * self.fps / self.downsampling)
         return int(min(max(wanted, self.min_motion_tokens), self.max_motion_tokens))
 
+    def token_bounds(self, seconds: float | None) -> tuple[int, int]:
+        """(fewest, most) motion tokens to decode: a duration fixes the number, else the model decides
+        between the configured bounds."""
+        if seconds is None:
+            return self.min_motion_tokens, self.max_motion_tokens
+        return self.tokens_for(seconds), self.tokens_for(seconds)
+
 
 def requested_seconds(text: str) -> float | None:
     """The duration a request asks for ("... for 3 seconds", "for two secs"), or None."""
@@ -120,6 +127,11 @@ class MotionVocabulary:
     @property
     def code_ids(self) -> range:
         return range(self.first_id, self.first_id + self.codebook_size)
+
+    @property
+    def motion_ids(self) -> list[int]:
+        """Every motion token (codes, start and end of motion): what a caption never contains."""
+        return [*self.code_ids, self.start_id, self.end_id]
 
     def motion_text(self, codes: np.ndarray) -> str:
         return START_OF_MOTION + "".join(MOTION_TOKEN.format(int(c)) for c in codes) + END_OF_MOTION
@@ -229,9 +241,7 @@ class MotionLanguageModel:
         durations = [seconds if seconds is not None else requested_seconds(t) for t in texts]
         if len(set(durations)) > 1:  # one length rule per batch: split by requested duration
             return self._by_duration(texts, durations, seed, adapter_names, config)
-        lo, hi = config.min_motion_tokens, config.max_motion_tokens
-        if durations[0] is not None:
-            lo = hi = config.tokens_for(durations[0])
+        lo, hi = config.token_bounds(durations[0])
         batch = self._encode([t2m_prompt(t) for t in texts])
         prefix = torch.full((len(texts), 1), self.vocabulary.start_id, device=batch["input_ids"].device)
         batch["input_ids"] = torch.cat([batch["input_ids"], prefix], dim=1)
@@ -328,7 +338,7 @@ class MotionLanguageModel:
             max_new_tokens=config.max_caption_tokens,
             eos_token_id=self.tokenizer.eos_token_id,
             pad_token_id=self.tokenizer.pad_token_id,
-            suppress_tokens=list(self.vocabulary.code_ids) + [self.vocabulary.start_id, self.vocabulary.end_id],
+            suppress_tokens=self.vocabulary.motion_ids,
         )
         new = out[:, batch["input_ids"].shape[1] :]
         return [text.strip() for text in self.tokenizer.batch_decode(new, skip_special_tokens=True)]

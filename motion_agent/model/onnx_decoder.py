@@ -25,7 +25,7 @@ weights folded into B: sum_k w_k B_k A_k = [w_1 B_1 | w_2 B_2 | ...] [A_1; A_2; 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -53,10 +53,13 @@ class DecoderShape:
     intermediate: int
 
     @classmethod
-    def of(cls, config) -> DecoderShape:
+    def of(cls, config, layers: int | None = None) -> DecoderShape:
+        """The shape of a config's decoder, or of its first `layers` layers."""
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        if layers is not None and not 1 <= layers <= config.num_hidden_layers:
+            raise ValueError(f"layers must be between 1 and {config.num_hidden_layers}, got {layers}")
         return cls(
-            config.num_hidden_layers,
+            layers or config.num_hidden_layers,
             config.hidden_size,
             config.num_attention_heads,
             config.num_key_value_heads,
@@ -86,10 +89,6 @@ class DecoderShape:
 def cache_names(shape: DecoderShape, prefix: str = "") -> list[str]:
     """Per-layer cache tensors, keys then values: "past_" for inputs, "" for outputs."""
     return [f"{prefix}keys_{i}" for i in range(shape.layers)] + [f"{prefix}values_{i}" for i in range(shape.layers)]
-
-
-def lora_names(shape: DecoderShape) -> list[str]:
-    return [f"lora_{side}_{g}_{layer}" for layer in range(shape.layers) for g in GROUPS for side in ("a", "b")]
 
 
 def _rope_theta(config) -> float:
@@ -144,11 +143,7 @@ def build_decoder(network, lora: bool, layers: int | None = None, all_tokens: bo
 
     _check(network)
     config = network.config
-    s = DecoderShape.of(config)
-    if layers is not None:
-        if not 1 <= layers <= s.layers:
-            raise ValueError(f"layers must be between 1 and {s.layers}, got {layers}")
-        s = replace(s, layers=layers)
+    s = DecoderShape.of(config, layers)
     g = _Graph()
     decoder = network.get_decoder()
     eps = float(config.rms_norm_eps)
@@ -211,12 +206,13 @@ def build_decoder(network, lora: bool, layers: int | None = None, all_tokens: bo
     cache_in = [tensor(n, [1, s.kv_heads, "past", s.head_dim]) for n in cache_names(s, "past_")]
     inputs = [tensor("embeds", [1, "tokens", s.hidden]), *cache_in]
     inputs += [tensor("seqlens_k", [1], TensorProto.INT32), tensor("total_sequence_length", [], TensorProto.INT32)]
-    for name in lora_names(s) if lora else ():
-        _, side, *group, layer = name.split("_")
-        fan_in, fan_out = s.group_sizes("_".join(group))
-        rank = f"rank_{name}"  # each factor pair has its own rank: experts adapt different projections
-        inputs.append(tensor(name, [fan_in, rank] if side == "a" else [rank, fan_out]))
-    outputs = [tensor("hidden", None)]  # (1, H), or (1, T, H) with all_tokens
+    for layer in range(s.layers) if lora else ():
+        for group in GROUPS:
+            fan_in, fan_out = s.group_sizes(group)
+            rank = f"rank_{group}_{layer}"  # each pair has its own rank: experts adapt different projections
+            inputs.append(tensor(f"lora_a_{group}_{layer}", [fan_in, rank]))
+            inputs.append(tensor(f"lora_b_{group}_{layer}", [rank, fan_out]))
+    outputs = [tensor("hidden", None)]  # the last token's (1, 1, H), or every token's (1, T, H)
     outputs += [tensor(n, [1, s.kv_heads, "total", s.head_dim]) for n in cache_names(s)]
     graph = helper.make_graph(g.nodes, "motion_decoder", inputs, outputs, g.initializers)
     model = helper.make_model(
@@ -231,12 +227,17 @@ class DecoderRunner:
     """One decoder graph in an onnxruntime session: the embeddings of new tokens in, their hidden state (or
     states) and the longer KV cache out. The language model's fast path and routing's trunk both run one."""
 
-    def __init__(self, graph: bytes, shape: DecoderShape, embeddings: np.ndarray, options) -> None:
+    def __init__(self, graph: bytes, network, options, layers: int | None = None) -> None:
+        """`graph` built from `network` (with `layers` as given to build_decoder); the token embeddings
+        are the network's own matrix, shared, not copied."""
         import onnxruntime
+        import torch
 
-        self.shape, self.embeddings = shape, embeddings
+        self.shape = DecoderShape.of(network.config, layers)
+        with torch.no_grad():
+            self.embeddings = network.get_input_embeddings().weight.detach().float().cpu().numpy()
         self.session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-        self._past = cache_names(shape, "past_")
+        self._past = cache_names(self.shape, "past_")
 
     def empty_cache(self) -> list[np.ndarray]:
         empty = np.zeros((1, self.shape.kv_heads, 0, self.shape.head_dim), np.float32)

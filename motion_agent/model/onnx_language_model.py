@@ -36,7 +36,7 @@ from motion_agent.model.language_model import (
     requested_seconds,
     t2m_prompt,
 )
-from motion_agent.model.onnx_decoder import DecoderRunner, DecoderShape, build_decoder
+from motion_agent.model.onnx_decoder import DecoderRunner, build_decoder
 
 WEIGHTS = ("int4", "int8", "float32")
 NOT_BY_NAME = "the onnx language model serves the expert it is bound to (with_factors), not adapter_names"
@@ -123,15 +123,13 @@ class _Sessions:
         import onnxruntime
 
         network = lm.network
-        shape = DecoderShape.of(network.config)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = runtime.threads or (os.cpu_count() or 1)
         options.log_severity_level = 3  # shape-merge notes on the dynamic outputs are not news
+        self.plain = DecoderRunner(_graph(lm, runtime, False), network, options)
+        self.lora = DecoderRunner(_graph(lm, runtime, True), network, options)
         with torch.no_grad():
-            embeddings = network.get_input_embeddings().weight.detach().float().cpu().numpy()
             self.head = network.get_output_embeddings().weight.detach().float().cpu().numpy()
-        self.plain = DecoderRunner(_graph(lm, runtime, False), shape, embeddings, options)
-        self.lora = DecoderRunner(_graph(lm, runtime, True), shape, embeddings, options)
         vocabulary = lm.vocabulary
         self.motion_rows = np.ascontiguousarray(self.head[[*vocabulary.code_ids, vocabulary.end_id]])
         self.base_prefixes: dict = {}  # prefix ids -> cached keys and values of the plain graph
@@ -218,7 +216,7 @@ class OnnxLanguageModel:
         config = config or self.config
         vocabulary, s = self.vocabulary, self._sessions
         eos = self.tokenizer.eos_token_id
-        banned = np.array([*vocabulary.code_ids, vocabulary.start_id, vocabulary.end_id])
+        banned = np.array(vocabulary.motion_ids)
         captions = []
         for codes in motions:
             hidden, cache = self._prefill(self._ids(m2t_prompt(vocabulary, codes)))
@@ -241,10 +239,7 @@ class MotionStream:
 
     def __init__(self, lm: OnnxLanguageModel, text: str, seed: int, seconds: float | None, config: GenerationConfig):
         self.lm, self.text, self.seed, self.config = lm, text, seed, config
-        duration = seconds if seconds is not None else requested_seconds(text)
-        self.lo, self.hi = config.min_motion_tokens, config.max_motion_tokens
-        if duration is not None:
-            self.lo = self.hi = config.tokens_for(duration)
+        self.lo, self.hi = config.token_bounds(seconds if seconds is not None else requested_seconds(text))
 
     def __iter__(self):
         lm, config = self.lm, self.config

@@ -86,6 +86,8 @@ class MotionNode(Node):
         self.skeleton_publisher = self.create_publisher(MultiDOFJointTrajectory, config.skeleton_topic, 10)
         self.base_publisher = self.create_publisher(MultiDOFJointTrajectory, config.base_trajectory_topic, 10)
         retargeter = self.agent.retargeter
+        # real robots blend a trajectory in from the posture on joint_states (and so get whole ones, unstreamed)
+        self._start_from = getattr(retargeter, "start_from", None)
         self.player = MotionPlayer(self, config, getattr(retargeter, "fps", None) or retargeter.config.fps)
         self._posture: tuple[dict[str, float], float] | None = None  # joint_states, and when it came
         self.joint_state_subscription = self.create_subscription(
@@ -140,8 +142,7 @@ class MotionNode(Node):
         """A real robot's trajectory blended in from its posture on joint_states when that is fresh; other
         robots' as generated."""
         trajectory = result.trajectory
-        start_from = getattr(self.agent.retargeter, "start_from", None)
-        posture = self._posture
+        start_from, posture = self._start_from, self._posture
         if start_from is None or posture is None:
             return trajectory
         if time.monotonic() - posture[1] > self.settings.node.joint_states_max_age_s:
@@ -158,7 +159,7 @@ class MotionNode(Node):
         """Publishes each streamed chunk but the last (which `_report` publishes with the rest) on the
         trajectory topic, all with the stamp of the first; None when this node sends whole trajectories:
         streaming is off, or the robot blends its trajectory in from its posture (docs/robot.md)."""
-        if not self.agent.config.stream.enabled or getattr(self.agent.retargeter, "start_from", None) is not None:
+        if not self.agent.config.stream.enabled or self._start_from is not None:
             return None
 
         def send(chunk: MotionChunk) -> None:

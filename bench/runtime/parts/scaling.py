@@ -38,10 +38,9 @@ def part_experts(bench: Bench) -> dict:
         "experts beyond the first count removed and the first count timed again (<first>_after_<last> in the "
         "details): its p50/p99 pool both passes, so that drift over the process's life is not booked to the "
         "experts (its first pass alone: first_pass_p50_ms). rss_mb: VmRSS of that process; details under 0 are "
-        "the agent before any expert. expert_install_ms / expert_load_ms: the last expert of each count alone, "
-        "verified and committed into the store, then loaded into the serving agent (reload_experts: its router "
-        "and LoRA factors); expert_load_ms is their sum, install to serving (each alone in the details: "
-        "last_install_ms, last_load_ms). adapter_bytes: one expert's adapter file."
+        "the agent before any expert. expert_load_ms: the last expert of each count alone, install to serving: "
+        "verified and committed into the store (last_install_ms in the details), then loaded into the serving "
+        "agent (reload_experts: its router and LoRA factors; last_load_ms). adapter_bytes: one expert's adapter file."
     )
     return figures
 
