@@ -202,7 +202,7 @@ def _euler(matrices: np.ndarray, sequence: str) -> np.ndarray:
     # the decomposition still reproduces the rotation exactly, so the warning is noise per frame.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        angles = Rotation.from_matrix(matrices.reshape(-1, 3, 3)).as_euler(sequence)
+        angles = Rotation.from_matrix(matrices.reshape(-1, 3, 3), assume_valid=True).as_euler(sequence)
     return np.unwrap(angles.reshape(matrices.shape[:2] + (3,)), axis=0)
 
 
@@ -210,6 +210,8 @@ def limit_velocity(positions: np.ndarray, max_step: np.ndarray) -> tuple[np.ndar
     """Follow the positions no faster than `max_step` per sample; stays within position limits
     because every step moves towards a target that is itself within them."""
     out = positions.copy()
+    if (np.abs(np.diff(out, axis=0)) <= max_step).all():  # the common case: nothing to slow, no per-sample loop
+        return out, 0
     limited = 0
     for i in range(1, len(out)):
         step = out[i] - out[i - 1]
@@ -315,8 +317,8 @@ class Retargeter:
             up = np.array([0.0, 0.0, 1.0]) if root.frame == "ros" else np.array([0.0, 1.0, 0.0])
             rotations = Rotation.from_rotvec(trajectory.root_yaw[:, None] * up)
         else:
-            smpl = Slerp(source_times, Rotation.from_matrix(orientation))(times).as_matrix()
-            rotations = Rotation.from_matrix(to_frame @ smpl @ to_frame.T)
+            smpl = Slerp(source_times, Rotation.from_matrix(orientation, assume_valid=True))(times).as_matrix()
+            rotations = Rotation.from_matrix(to_frame @ smpl @ to_frame.T, assume_valid=True)
         quaternions = rotations.as_quat()
         # q and -q are the same rotation; keep consecutive ones in the same hemisphere so that
         # consumers interpolating between samples never take the long way round.

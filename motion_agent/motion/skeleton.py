@@ -201,6 +201,19 @@ def as_rotation_matrices(rotations: torch.Tensor) -> torch.Tensor:
     )
 
 
+def _depth(joint: int) -> int:
+    return 0 if PARENTS[joint] < 0 else 1 + _depth(PARENTS[joint])
+
+
+# Joints with children, level by level from the root: a level's parents are all solved before it, so its
+# single-child joints are solved in one batched call (a retarget pays per torch call, not per frame).
+_LEVELS: tuple[tuple[int, ...], ...] = tuple(
+    level
+    for depth in range(max(_depth(j) for j in range(NUM_JOINTS)) + 1)
+    if (level := tuple(j for j in range(NUM_JOINTS) if CHILDREN[j] and _depth(j) == depth))
+)
+
+
 def inverse_kinematics(joints: torch.Tensor, skeleton: Skeleton | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Local rotation matrices that reproduce joint positions through `forward_kinematics`.
 
@@ -216,17 +229,22 @@ def inverse_kinematics(joints: torch.Tensor, skeleton: Skeleton | None = None) -
     batch_shape = joints.shape[:-2]
     eye = torch.eye(3, dtype=joints.dtype).expand(*batch_shape, 3, 3)
     local = eye.unsqueeze(-3).repeat_interleave(NUM_JOINTS, dim=-3).clone()
-    world = [eye] * NUM_JOINTS
-    for joint, kids in enumerate(CHILDREN):
-        if not kids:
-            continue
-        parent_world = eye if joint == 0 else world[PARENTS[joint]]
-        bones = joints[..., kids, :] - joints[..., joint : joint + 1, :]
-        bones_in_parent = bones @ parent_world  # row vectors: R^T b for every bone
-        if len(kids) == 1:
-            rot = rotation_between(offsets[kids[0]].expand_as(bones_in_parent[..., 0, :]), bones_in_parent[..., 0, :])
-        else:
-            rot = best_fit_rotation(offsets[list(kids)].expand_as(bones_in_parent), bones_in_parent)
-        local[..., joint, :, :] = rot
-        world[joint] = parent_world @ rot
+    world = local.clone()  # (..., 22, 3, 3); the root's parent frame is the identity
+    for level in _LEVELS:
+        single = [j for j in level if len(CHILDREN[j]) == 1]
+        if single:
+            kids = [CHILDREN[j][0] for j in single]
+            parent_world = world[..., [PARENTS[j] for j in single], :, :]  # the root (pelvis) has three children
+            bones = joints[..., kids, :] - joints[..., single, :]
+            bones_in_parent = (bones.unsqueeze(-2) @ parent_world).squeeze(-2)  # row vectors: R^T b per bone
+            rot = rotation_between(offsets[kids].expand_as(bones_in_parent), bones_in_parent)
+            local[..., single, :, :] = rot
+            world[..., single, :, :] = parent_world @ rot
+        for joint in (j for j in level if len(CHILDREN[j]) > 1):
+            kids = list(CHILDREN[joint])
+            parent_world = eye if joint == 0 else world[..., PARENTS[joint], :, :]
+            bones_in_parent = (joints[..., kids, :] - joints[..., joint : joint + 1, :]) @ parent_world
+            rot = best_fit_rotation(offsets[kids].expand_as(bones_in_parent), bones_in_parent)
+            local[..., joint, :, :] = rot
+            world[..., joint, :, :] = parent_world @ rot
     return joints[..., 0, :], local
