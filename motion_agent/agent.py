@@ -46,6 +46,7 @@ from motion_agent.model.language_model import (
     without_duration,
 )
 from motion_agent.model.onnx_language_model import LanguageModelRuntime, OnnxLanguageModel
+from motion_agent.model.tokenizer import BACKENDS as DECODER_BACKENDS
 from motion_agent.model.tokenizer import MotionTokenizer
 from motion_agent.model.tokenizer_onnx import load_decoder
 from motion_agent.motion.features import FeatureConfig, joints_to_features, recover_joints
@@ -91,7 +92,8 @@ class AgentConfig:
     """The `agent` section of config/agent.yaml."""
 
     base_model: str = ""  # base-model folder (from `motion-agent-train base`)
-    decoder_backend: str = "torch"  # "torch" or "onnx" (onnxruntime, no torch compute)
+    decoder_backend: str = "auto"  # tokenizer.BACKENDS: onnx (onnxruntime) where the base's tokenizer has a current
+    # export, else torch; or either by name
     robot: str = "smpl_avatar"  # a shipped robot (config/robots: a map, or a real one such as unitree_g1) or a path
     robot_mode: str = ""  # real robots: whole_body, or upper_body (arms, waist, head + cmd_vel); empty: the robot's
     max_text_chars: int = 400
@@ -105,8 +107,9 @@ class AgentConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
 
     def __post_init__(self) -> None:
-        if self.decoder_backend not in ("torch", "onnx"):
-            raise ValueError(f"decoder_backend must be 'torch' or 'onnx', got {self.decoder_backend!r}")
+        if self.decoder_backend not in DECODER_BACKENDS:
+            choices = ", ".join(DECODER_BACKENDS)
+            raise ValueError(f"decoder_backend must be one of {choices}, got {self.decoder_backend!r}")
         if self.robot_mode not in ("", *ROBOT_MODES):
             raise ValueError(f"robot_mode must be empty or one of {', '.join(ROBOT_MODES)}, got {self.robot_mode!r}")
         if not 2 <= self.min_caption_frames <= self.max_caption_frames:
@@ -225,7 +228,8 @@ class MotionAgent:
         lm = load_base_model(config.base_model, config.generation)
         folder = tokenizer_folder(config.base_model)
         encoder = MotionTokenizer.load(folder)
-        decoder = encoder if config.decoder_backend == "torch" else load_decoder(folder, "onnx")
+        decoder = encoder if config.decoder_backend == "torch" else load_decoder(folder, config.decoder_backend)
+        decoder = encoder if isinstance(decoder, MotionTokenizer) else decoder  # auto without an export: share it
         spec = BaseModelSpec.read(Path(config.base_model))
         retargeter = load_retargeter(config.robot, config.robot_mode)
         return cls(lm, encoder, decoder, retargeter, config, spec.tokenizer_fingerprint)
@@ -292,7 +296,7 @@ class MotionAgent:
         if self.config.routing.features == "torch":
             return prompt_features(base, [prompt])
         if self._onnx_features is None:
-            self._onnx_features = OnnxPromptFeatures(base)
+            self._onnx_features = OnnxPromptFeatures(base, self.config.language_model.intra_op_threads)
         return self._onnx_features([prompt])
 
     def _expert_label(self, decision: Decision) -> str:

@@ -31,7 +31,10 @@ class StreamConfig:
 
     enabled: bool = True  # the node publishes chunks while decoding; false: one whole trajectory per request
     first_tokens: int = 3  # motion tokens before the first chunk (3 = 12 frames, 0.6 s at 20 fps)
-    every_tokens: int = 10  # new motion tokens per later chunk (each costs a decode and a retarget of all so far)
+    # new motion tokens per later chunk: each re-decodes and retargets every frame so far (~5 ms on 2 cores),
+    # and the next must arrive before the robot plays out what it has (the first chunk's 0.4 s + start delay):
+    # 20 SmolLM2-135M steps take ~150 ms here, so a 4 s motion comes in two chunks, an 8 s one in three
+    every_tokens: int = 20
     margin_frames: int = 4  # newest decoded frames held back (they move most when more codes come)
     blend_frames: int = 8  # frames over which a new decode's offset from the committed ones fades out
 

@@ -32,7 +32,7 @@ def test_shipped_agent_yaml_loads():
     from motion_agent.nodes.settings import load_node_config
 
     config = load_agent_config(config_dir() / "agent.yaml")
-    assert config.robot == "smpl_avatar" and config.decoder_backend == "torch"
+    assert config.robot == "smpl_avatar" and config.decoder_backend == "auto"
     node = load_node_config()
     assert node.trajectory_topic == "motion/joint_trajectory" and "text_command" in node.text_topics
 
@@ -101,7 +101,7 @@ def test_bad_pose_windows_are_refused_naming_the_problem(agent, make, problem):
         agent.caption(make(demo_motion("walk", seconds=3.0)))
 
 
-def test_onnx_decoder_matches_torch(tiny_base_model, tmp_path, walk):
+def test_auto_picks_the_onnx_decoder_where_exported_and_it_matches_torch(agent, tiny_base_model, tmp_path, walk):
     pytest.importorskip("onnx")
     from motion_agent.model.base_model import tokenizer_folder
     from motion_agent.model.tokenizer import MotionTokenizer
@@ -110,8 +110,9 @@ def test_onnx_decoder_matches_torch(tiny_base_model, tmp_path, walk):
     copy = tmp_path / "base"
     shutil.copytree(tiny_base_model, copy)
     export_onnx(MotionTokenizer.load(tokenizer_folder(copy)), tokenizer_folder(copy))
-    onnx_agent = MotionAgent.from_config(AgentConfig(base_model=str(copy), decoder_backend="onnx"))
+    onnx_agent = MotionAgent.from_config(AgentConfig(base_model=str(copy)))  # decoder_backend: auto
     assert type(onnx_agent.decoder).__name__ == "OnnxTokenDecoder"
+    assert agent.decoder is agent.encoder  # auto, never exported: the torch tokenizer does both
     result = onnx_agent.generate(WALK)
     assert np.array_equal(result.codes, walk.codes)
     np.testing.assert_allclose(result.joints, walk.joints, atol=1e-3)

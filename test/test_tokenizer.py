@@ -241,8 +241,21 @@ def test_torch_and_onnxruntime_decoders_agree_on_random_tokens(trained):
 def test_load_decoder_selects_the_backend(trained):
     assert isinstance(load_decoder(trained.folder, "torch"), MotionTokenizer)
     assert isinstance(load_decoder(trained.folder, "onnx"), OnnxTokenDecoder)
-    with pytest.raises(ValueError, match="backend"):
+    assert isinstance(load_decoder(trained.folder, "auto"), OnnxTokenDecoder)  # the folder holds a current export
+    with pytest.raises(ValueError, match="tensorrt"):
         load_decoder(trained.folder, "tensorrt")
+
+
+def test_auto_decodes_with_torch_where_the_export_is_missing_or_stale(trained, tmp_path):
+    trained.tokenizer.save(tmp_path / "plain")
+    assert isinstance(load_decoder(tmp_path / "plain", "auto"), MotionTokenizer)
+    export_onnx(trained.tokenizer, tmp_path / "stale")
+    changed = MotionTokenizer(TINY, trained.tokenizer.mean, trained.tokenizer.std)
+    changed.load_state_dict(trained.tokenizer.state_dict())
+    with torch.no_grad():
+        changed.decoder.net[0].bias.add_(0.1)
+    changed.save(tmp_path / "stale")
+    assert isinstance(load_decoder(tmp_path / "stale", "auto"), MotionTokenizer)
 
 
 def test_a_stale_onnx_export_is_refused(trained, tmp_path):

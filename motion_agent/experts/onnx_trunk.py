@@ -31,6 +31,8 @@ class OnnxPromptFeatures:
     routing does (the shared instruction and the request's own text apart)."""
 
     def __init__(self, lm: MotionLanguageModel, threads: int = 1) -> None:
+        """`threads`: onnxruntime's intra-op threads (the agent gives the language model's: on 2 cores a
+        SmolLM2-135M request routed in 12 ms with 2 against 18 with 1); they do not spin between runs."""
         import onnxruntime
 
         network = lm.network

@@ -64,6 +64,11 @@ class LanguageModelRuntime:
         if self.threads < 0:
             raise ValueError(f"language_model.threads must be >= 0, got {self.threads}")
 
+    @property
+    def intra_op_threads(self) -> int:
+        """onnxruntime's intra-op threads for the language model and routing's trunk."""
+        return self.threads or (os.cpu_count() or 1)
+
 
 def _quantized(graph: bytes, runtime: LanguageModelRuntime) -> bytes:
     """The graph with its constant-weight products in blocks of `bits` (the LoRA products take their
@@ -124,7 +129,7 @@ class _Sessions:
 
         network = lm.network
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = runtime.threads or (os.cpu_count() or 1)
+        options.intra_op_num_threads = runtime.intra_op_threads
         options.log_severity_level = 3  # shape-merge notes on the dynamic outputs are not news
         self.plain = DecoderRunner(_graph(lm, runtime, False), network, options)
         self.lora = DecoderRunner(_graph(lm, runtime, True), network, options)

@@ -51,7 +51,7 @@ DECODER_ONNX = "decoder.onnx"
 ENCODER_ONNX = "encoder.onnx"
 ONNX_STAMP = "onnx.json"
 FINGERPRINT_DOMAIN = b"motion-agent tokenizer v1\0"  # keeps these hashes apart from any other sha256 use
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx")  # auto: onnx where the folder holds a current export, else torch
 TILE_NOISE = 0.01  # relative jitter when too few vectors must be tiled into a codebook, so no two codes coincide
 EPS = 1e-12  # keeps divisions and logarithms of zero counts finite
 

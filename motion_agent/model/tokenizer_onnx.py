@@ -80,10 +80,22 @@ class OnnxTokenDecoder:
         return np.asarray(features, dtype=np.float32) * self.std + self.mean
 
 
-def load_decoder(folder: str | Path, backend: str = "torch") -> MotionTokenizer | OnnxTokenDecoder:
-    """The decoder a runtime config selects: "torch" (MotionTokenizer) or "onnx" (OnnxTokenDecoder)."""
-    if backend == "torch":
-        return MotionTokenizer.load(folder)
-    if backend == "onnx":
-        return OnnxTokenDecoder(folder)
-    raise ValueError(f"unknown tokenizer backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+def has_current_export(folder: str | Path) -> bool:
+    """Whether `folder` holds an exported decoder made from the tokenizer weights it holds now."""
+    folder = Path(folder)
+    stamp = folder / ONNX_STAMP
+    if not stamp.is_file() or not (folder / DECODER_ONNX).is_file():
+        return False
+    return json.loads(stamp.read_text()).get("fingerprint") == folder_fingerprint(folder)
+
+
+def load_decoder(folder: str | Path, backend: str = "auto") -> MotionTokenizer | OnnxTokenDecoder:
+    """The decoder a runtime config selects: "torch" (MotionTokenizer), "onnx" (OnnxTokenDecoder), or "auto":
+    onnx where the folder holds a current export (every tokenizer `motion-agent-train tokenizer` writes),
+    torch otherwise. The onnx decoder runs on one thread: a 4 s motion decodes in about 1 ms on one core as
+    on two, and a second pool of spinning threads would compete with the language model's."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown tokenizer backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "onnx" or (backend == "auto" and has_current_export(folder)):
+        return OnnxTokenDecoder(folder, threads=1)
+    return MotionTokenizer.load(folder)

@@ -81,13 +81,11 @@ def load_agent(node: Node, config: AgentConfig, torch_threads: int = 0) -> Motio
     whole process: on cores busy with other work, torch's OpenMP threads wait on each other)."""
     if torch_threads:
         torch.set_num_threads(torch_threads)
-    node.get_logger().info(
-        f"loading base model {config.base_model} (decoder: {config.decoder_backend}, "
-        f"torch threads: {torch.get_num_threads()})"
-    )
+    node.get_logger().info(f"loading base model {config.base_model} (torch threads: {torch.get_num_threads()})")
     agent = MotionAgent.from_config(config)
     agent.warm_up()
-    node.get_logger().info(f"model ready, fingerprint {agent.fingerprint[:12]}")
+    decoder = "torch" if agent.decoder is agent.encoder else "onnx"
+    node.get_logger().info(f"model ready, fingerprint {agent.fingerprint[:12]}, motion decoder: {decoder}")
     return agent
 
 
