@@ -73,13 +73,23 @@ def from_mapping(cls: type[T], mapping: dict[str, Any], where: str = "config") -
         raise ConfigError(f"{where}: {error}") from error
 
 
+# libyaml's safe loader where PyYAML was built with it (the PyPI wheels are): the same documents, ~10x faster
+# (a bundle manifest parsed in ~1 ms instead of ~10 on the install path)
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def parse_yaml(text: str | bytes) -> Any:
+    """`yaml.safe_load`, with libyaml where present; raises yaml.YAMLError as it does."""
+    return yaml.load(text, Loader=_SAFE_LOADER)
+
+
 def load_yaml(cls: type[T], path: str | Path, section: str | None = None) -> T:
     """Load `cls` from a YAML file, optionally from one top-level section of it."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
     if section is not None:

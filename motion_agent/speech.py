@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import yaml
 
-from motion_agent.config import config_dir, load_yaml
+from motion_agent.config import config_dir, load_yaml, parse_yaml
 
 SAMPLE_RATE = 16000  # Whisper's rate; audio at another rate is refused, not resampled behind the user's back
 SECTION = "speech"  # the agent YAML's section for this module
@@ -90,7 +90,7 @@ def load_speech_config(path: str | Path | None = None) -> SpeechConfig:
     """Section `speech` of the agent YAML; an older YAML without the section means speech is off."""
     path = Path(path) if path else config_dir() / "agent.yaml"
     try:
-        data = yaml.safe_load(path.read_text()) if path.is_file() else None
+        data = parse_yaml(path.read_text()) if path.is_file() else None
     except yaml.YAMLError:
         data = None  # load_yaml reports it, naming the file
     if isinstance(data, dict) and SECTION not in data:

@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from motion_agent.config import ConfigError, from_mapping
+from motion_agent.config import ConfigError, from_mapping, parse_yaml
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.yaml"
@@ -213,7 +213,7 @@ class Manifest:
     @classmethod
     def from_yaml_bytes(cls, data: bytes) -> Manifest:
         try:
-            mapping = yaml.safe_load(data.decode("utf-8"))
+            mapping = parse_yaml(data.decode("utf-8"))
         except (UnicodeDecodeError, yaml.YAMLError) as error:
             raise BundleError(f"The manifest is not valid YAML: {clause(error)}.", "schema") from None
         return cls.from_mapping(mapping)
@@ -248,7 +248,7 @@ def load_model_fingerprints(path: str | Path) -> tuple[str, str]:
     `fingerprint` (backbone + base adapter + tokenizer) is what a bundle must name as its backbone."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise BundleError(f"Cannot read the model manifest {path}: {clause(error)}.", "usage") from None
     if not isinstance(data, dict):

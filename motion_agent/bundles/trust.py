@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from motion_agent.bundles.history import manifest_digest
 from motion_agent.bundles.keys import Keyring, check_signature, load_named_keys
 from motion_agent.bundles.manifest import MANIFEST_NAME, SIGNATURE_NAME, BundleError, clause
+from motion_agent.config import parse_yaml
 
 SCOPES_FILE = "scopes.yaml"
 MAX_SCOPES_BYTES = 64 * 1024
@@ -138,7 +139,7 @@ def _read_scopes(folder: Path, keys: dict[str, Ed25519PublicKey], names: dict[st
     if not path.is_file() or path.stat().st_size > MAX_SCOPES_BYTES:
         raise BundleError(f"The keyring's {path} is not a small regular file.", "key")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(path.read_text()) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise BundleError(f"The keyring's {path} cannot be read: {clause(error)}.", "key") from None
     if not isinstance(data, dict):

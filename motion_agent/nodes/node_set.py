@@ -71,11 +71,11 @@ def enabled_nodes(config: str | Path | None = None, nodes: tuple[NodeSpec, ...] 
     switch, and each optional one whose switch is true."""
     if not any(spec.enabled_by for spec in nodes):
         return nodes
-    from motion_agent.config import ConfigError, config_dir
+    from motion_agent.config import ConfigError, config_dir, parse_yaml
 
     path = Path(config) if config else config_dir() / "agent.yaml"
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise ConfigError(f"cannot read agent config {path}: {error}") from error
     return tuple(spec for spec in nodes if not spec.enabled_by or _switch(data, spec.enabled_by, path.name))

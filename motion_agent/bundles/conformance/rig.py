@@ -21,6 +21,7 @@ from motion_agent.bundles.archive import pack_bundle, write_archive
 from motion_agent.bundles.keys import generate_keypair, load_private_key, sign_manifest
 from motion_agent.bundles.manifest import ARCHIVE_ORDER, EVAL_FIGURES, MANIFEST_NAME, SIGNATURE_NAME
 from motion_agent.bundles.store import ExpertStore, StoreConfig
+from motion_agent.config import parse_yaml
 
 NAME = "lane_merge"
 SCENARIO = "Highway lane merge"
@@ -153,7 +154,7 @@ def rewrite(bundle: Path, out: Path, change) -> Path:
 def resign(rig: Rig, bundle: Path, out: Path, change, key: Path | None = None) -> Path:
     """A bundle whose manifest mapping `change` altered, then properly signed with `key`."""
     parts = dict(members(bundle))
-    mapping = yaml.safe_load(parts[MANIFEST_NAME])
+    mapping = parse_yaml(parts[MANIFEST_NAME])
     change(mapping)
     manifest_bytes = yaml.safe_dump(mapping, sort_keys=False).encode()
     parts[MANIFEST_NAME] = manifest_bytes

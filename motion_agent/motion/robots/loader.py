@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from motion_agent.config import ConfigError, config_dir
+from motion_agent.config import ConfigError, config_dir, parse_yaml
 from motion_agent.motion.retarget import ROBOTS_DIR, Retargeter, available_robots, load_robot, robot_path
 from motion_agent.motion.robots.config import MODES, load_ik_robot
 from motion_agent.motion.robots.description import ROBOTS_EXTRA
@@ -19,7 +19,7 @@ from motion_agent.motion.robots.description import ROBOTS_EXTRA
 
 def _read(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
         raise ConfigError(f"cannot read robot {path}: {error}") from error
     return data if isinstance(data, dict) else {}
