@@ -208,7 +208,7 @@ def torch_vs_onnx_decoder(bench: Bench, agent, repeats: int) -> dict:
     their joints are, so a fast but wrong export would show."""
     codes = agent.generate(serving_request(0, np.random.default_rng(SEED), HEADLINE_S)).codes
     onnx, source = onnx_decoder(bench, bench.bases["tiny"])
-    torch_decoder = agent.decoder
+    serving, torch_decoder = agent.decoder, agent.encoder  # the torch MotionTokenizer, whichever decodes now
 
     def decode_with(decoder) -> Callable[[], np.ndarray]:
         def call() -> np.ndarray:
@@ -223,7 +223,7 @@ def torch_vs_onnx_decoder(bench: Bench, agent, repeats: int) -> dict:
             {"torch": decode_with(torch_decoder), "onnx": decode_with(onnx)}, repeats, "torch vs onnx decoder"
         )
     finally:
-        agent.decoder = torch_decoder
+        agent.decoder = serving
     return {
         "torch_ms": median(times["torch"]),
         "onnx_ms": median(times["onnx"]),
