@@ -145,6 +145,9 @@ def profile_figures(full: dict, small: dict) -> dict:
             "t2m_r_precision_top3": {"before": points(before), "after": points(after)},
             "t2m_r_precision_top3_gain": points(after - before),
             "m2t_r_precision_top3": {w: points(full["scores"][w]["m2t_r_precision_top3"]) for w in ("before", "after")},
+            "heldout_loss": {
+                d: {w: full["scores"][w].get(f"{d}_loss") for w in ("before", "after")} for d in ("t2m", "m2t")
+            },
             "routed_to_new": full["new"]["routed_to_new"],
             "tokenizer_mpjpe_mm": full["tokenizer_reach"]["new_mpjpe_mm"],
         },

@@ -37,7 +37,9 @@ from training.expert.reach import tokenizer_reach
 UNKNOWN = "unknown"  # a request no expert accepts: served by the base model
 REQUESTS_PER_SCENARIO = 40  # held-out requests routed per scenario
 MAX_SHARE = 0.10  # of a deployed expert's requests the new one may take before it is refused
-SCORE_KEYS = ("t2m_r_precision_top3", "t2m_fid", "m2t_r_precision_top3", "m2t_bleu4")
+# the held-out losses beside the evaluator's figures: whether the expert fits the team's clips better, even
+# where an evaluator trained on other performances scores its motions lower
+SCORE_KEYS = ("t2m_r_precision_top3", "t2m_fid", "m2t_r_precision_top3", "m2t_bleu4", "t2m_loss", "m2t_loss")
 
 
 @dataclass(frozen=True)
