@@ -228,8 +228,7 @@ class MotionAgent:
         lm = load_base_model(config.base_model, config.generation)
         folder = tokenizer_folder(config.base_model)
         encoder = MotionTokenizer.load(folder)
-        decoder = encoder if config.decoder_backend == "torch" else load_decoder(folder, config.decoder_backend)
-        decoder = encoder if isinstance(decoder, MotionTokenizer) else decoder  # auto without an export: share it
+        decoder = load_decoder(folder, config.decoder_backend, torch_decoder=encoder)
         spec = BaseModelSpec.read(Path(config.base_model))
         retargeter = load_retargeter(config.robot, config.robot_mode)
         return cls(lm, encoder, decoder, retargeter, config, spec.tokenizer_fingerprint)

@@ -27,6 +27,10 @@ from motion_agent.model.tokenizer import (
 )
 
 
+class StaleExport(ValueError):
+    """The folder's exported decoder was made from other tokenizer weights than it holds now."""
+
+
 class OnnxTokenDecoder:
     """The exported decoder run by onnxruntime: same `decode` as MotionTokenizer, without torch compute.
 
@@ -34,21 +38,23 @@ class OnnxTokenDecoder:
     exported from a different tokenizer than the folder's weights (the stamp in `onnx.json`).
     """
 
-    def __init__(self, folder: str | Path, providers: list[str] | None = None, threads: int = 0) -> None:
+    def __init__(self, folder: str | Path, providers: list[str] | None = None, threads: int = 1) -> None:
+        """`threads`: onnxruntime's intra-op threads. One by default: a 4 s motion decodes in about 1 ms on one
+        core as on two, and a second pool of spinning threads would compete with the language model's."""
         import onnxruntime
 
         self.folder = Path(folder)
-        self.config = load_yaml(TokenizerConfig, self.folder / CONFIG_FILE)
-        self.mean, self.std = load_stats(self.folder, self.config)
-        self._fingerprint = folder_fingerprint(self.folder)
         stamp_path = self.folder / ONNX_STAMP
         if not stamp_path.is_file() or not (self.folder / DECODER_ONNX).is_file():
             raise FileNotFoundError(
                 f"{self.folder} has no exported decoder ({DECODER_ONNX}, {ONNX_STAMP}); export it first"
             )
+        self.config = load_yaml(TokenizerConfig, self.folder / CONFIG_FILE)
+        self.mean, self.std = load_stats(self.folder, self.config)
+        self._fingerprint = folder_fingerprint(self.folder)
         stamp = json.loads(stamp_path.read_text())
         if stamp.get("fingerprint") != self._fingerprint:
-            raise ValueError(
+            raise StaleExport(
                 f"{self.folder / DECODER_ONNX} was exported from tokenizer {stamp.get('fingerprint')}, "
                 f"but the folder holds {self._fingerprint}; export it again"
             )
@@ -80,22 +86,20 @@ class OnnxTokenDecoder:
         return np.asarray(features, dtype=np.float32) * self.std + self.mean
 
 
-def has_current_export(folder: str | Path) -> bool:
-    """Whether `folder` holds an exported decoder made from the tokenizer weights it holds now."""
-    folder = Path(folder)
-    stamp = folder / ONNX_STAMP
-    if not stamp.is_file() or not (folder / DECODER_ONNX).is_file():
-        return False
-    return json.loads(stamp.read_text()).get("fingerprint") == folder_fingerprint(folder)
-
-
-def load_decoder(folder: str | Path, backend: str = "auto") -> MotionTokenizer | OnnxTokenDecoder:
+def load_decoder(
+    folder: str | Path, backend: str = "auto", torch_decoder: MotionTokenizer | None = None
+) -> MotionTokenizer | OnnxTokenDecoder:
     """The decoder a runtime config selects: "torch" (MotionTokenizer), "onnx" (OnnxTokenDecoder), or "auto":
     onnx where the folder holds a current export (every tokenizer `motion-agent-train tokenizer` writes),
-    torch otherwise. The onnx decoder runs on one thread: a 4 s motion decodes in about 1 ms on one core as
-    on two, and a second pool of spinning threads would compete with the language model's."""
+    torch where the export is missing or stale. `torch_decoder`: the folder's MotionTokenizer when the
+    caller has it loaded already (then it is returned rather than loaded again)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown tokenizer backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "onnx" or (backend == "auto" and has_current_export(folder)):
-        return OnnxTokenDecoder(folder, threads=1)
-    return MotionTokenizer.load(folder)
+    if backend == "onnx":
+        return OnnxTokenDecoder(folder)
+    if backend == "auto":
+        try:
+            return OnnxTokenDecoder(folder)
+        except (FileNotFoundError, StaleExport):
+            pass
+    return torch_decoder if torch_decoder is not None else MotionTokenizer.load(folder)

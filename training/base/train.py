@@ -224,7 +224,7 @@ def caption_token_ids(tokenizer, examples: list[Example]) -> list[int]:
 def peft_model(model, vocabulary: MotionVocabulary, lora: LoraSettings, text_ids: list[int] = ()):
     from peft import get_peft_model
 
-    token_ids = list(vocabulary.code_ids) + [vocabulary.start_id, vocabulary.end_id] + list(text_ids)
+    token_ids = vocabulary.motion_ids + list(text_ids)
     return get_peft_model(model, lora.peft_config(trainable_token_indices={"embed_tokens": token_ids}))
 
 
